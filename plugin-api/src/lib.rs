@@ -1,0 +1,379 @@
+//! The stable interface between `auto-client` and its collector plugins.
+//!
+//! This is the only crate a collector author depends on. A collector is a `cdylib` with one function
+//! and one export line:
+//!
+//! ```ignore
+//! use plugin_api::{export_collector, serde_json::{json, Value}, CollectError, Target};
+//!
+//! fn collect(target: &Target<'_>, _options: &Value) -> Result<Value, CollectError> {
+//!     let uptime = target.read_to_string("/proc/uptime")?;
+//!     Ok(json!({ "uptime": uptime.trim() }))
+//! }
+//!
+//! export_collector!(name = "uptime", description = "seconds since boot", collect = collect);
+//! ```
+//!
+//! What crosses the boundary is only the `#[repr(C)]` types of this crate ([`CollectorMod`],
+//! [`Executor_TO`], [`PluginInfo`], [`PluginError`], [`CommandOutput`]) built from abi_stable's `R*`
+//! types; data travels as JSON text. What this crate is not for: loading plugins (that is the host's
+//! `registry` module), or knowing anything about SSH, Salt or HTTP (the executor hides the transport).
+//!
+//! # Versioning: frozen version 1
+//!
+//! [`CollectorMod`] and [`Executor`] are version 1 of the interface and are frozen: no field, method
+//! or type of them will ever change, and no field is appended. abi_stable checks the full type layout
+//! of the root module when the host loads a plugin, so a plugin built against anything else (another
+//! interface major, a changed type) is refused with a one-line error instead of running with a
+//! mismatched layout. A future version 2 is a new module type exported under a new symbol; the host
+//! will look for the version-2 symbol first and keep loading version-1 plugins as they are.
+#![allow(non_camel_case_types, non_local_definitions)]
+
+use std::{panic::AssertUnwindSafe, time::Duration};
+
+use abi_stable::{
+    declare_root_module_statics,
+    library::RootModule,
+    package_version_strings, sabi_trait,
+    sabi_types::{RRef, VersionStrings},
+    std_types::{ROption, RResult, RStr, RString, RVec},
+    StableAbi,
+};
+
+pub use serde_json;
+
+#[doc(hidden)]
+pub mod __private {
+    pub use abi_stable;
+}
+
+pub mod testing;
+
+/// The symbol under which [`export_collector!`] exports the module header when no symbol is given.
+///
+/// It is abi_stable's own default (`abi_stable::library::ROOT_MODULE_LOADER_NAME`), so a plugin made
+/// with `#[export_root_module]` is found without configuration too.
+pub const DEFAULT_SYMBOL: &str = "_1as_0lib_1header_0root_bmodule_bloader";
+
+/// Name, version and one-line description of a collector.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct PluginInfo {
+    pub name: RString,
+    pub version: RString,
+    pub description: RString,
+}
+
+/// An error a collector or an executor reports.
+///
+/// `kind` is one short lower-case word that tools can match on (`timeout`, `command_failed`,
+/// `not_found`, `permission_denied`, `unavailable`, `parse`, `io`, `panic`, `transport`, `bad_options`);
+/// it is a string, not an enum, so that new kinds never change the layout.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct PluginError {
+    pub kind: RString,
+    pub message: RString,
+}
+
+/// What a command run on the target gave back.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct CommandOutput {
+    pub stdout: RVec<u8>,
+    pub stderr: RVec<u8>,
+    /// `None` when the command was ended by a signal.
+    pub exit_code: ROption<i32>,
+}
+
+/// How a collector reaches its target. The host implements it once per mode (local processes, SSH,
+/// Salt); the collector never learns which.
+///
+/// Implementations on the host side must not panic: these methods are called through `extern "C"`
+/// shims, where a panic aborts the process. The host catches its own panics inside each method.
+#[sabi_trait]
+pub trait Executor {
+    /// Runs `command` with `sh -c` semantics on the target; the executor kills it after
+    /// `timeout_ms` and answers with a `timeout` error.
+    fn run(&self, command: RStr<'_>, timeout_ms: u64) -> RResult<CommandOutput, PluginError>;
+
+    /// Reads a whole file of the target.
+    fn read_file(&self, path: RStr<'_>) -> RResult<RVec<u8>, PluginError>;
+
+    /// The name the host knows the target by (the local hostname, the SSH host, the minion id).
+    fn target_name(&self) -> RString;
+}
+
+/// The executor as it crosses the boundary: a borrowed, type-erased trait object.
+pub type ExecutorRef<'a> = Executor_TO<'a, RRef<'a, ()>>;
+
+/// Version 1 of the root module every collector exports. Frozen: see the crate docs.
+#[repr(C)]
+#[derive(StableAbi)]
+#[sabi(kind(Prefix(prefix_ref = CollectorModRef)))]
+#[sabi(missing_field(panic))]
+pub struct CollectorMod {
+    pub info: extern "C" fn() -> PluginInfo,
+    /// Collects from the target; `options_json` is the `options` table of `plugins.toml` as JSON
+    /// (`{}` when absent); the answer is the collector's data as JSON text.
+    #[sabi(last_prefix_field)]
+    pub collect:
+        for<'a> extern "C" fn(ExecutorRef<'a>, RStr<'a>) -> RResult<RString, PluginError>,
+}
+
+impl RootModule for CollectorModRef {
+    declare_root_module_statics! {CollectorModRef}
+    const BASE_NAME: &'static str = "auto_collector";
+    const NAME: &'static str = "auto_collector";
+    const VERSION_STRINGS: VersionStrings = package_version_strings!();
+}
+
+/// A collector's error, in std types. Converted to and from [`PluginError`] at the boundary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectError {
+    pub kind: String,
+    pub message: String,
+}
+
+impl CollectError {
+    pub fn new(kind: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            kind: kind.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Output of a command or file could not be understood.
+    pub fn parse(message: impl Into<String>) -> Self {
+        Self::new("parse", message)
+    }
+}
+
+impl std::fmt::Display for CollectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+impl std::error::Error for CollectError {}
+
+impl From<PluginError> for CollectError {
+    fn from(e: PluginError) -> Self {
+        Self::new(e.kind.into_string(), e.message.into_string())
+    }
+}
+
+impl From<CollectError> for PluginError {
+    fn from(e: CollectError) -> Self {
+        PluginError {
+            kind: e.kind.into(),
+            message: e.message.into(),
+        }
+    }
+}
+
+/// What a command gave back, in std types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub stdout: String,
+    pub stderr: String,
+    pub exit_code: Option<i32>,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.exit_code == Some(0)
+    }
+}
+
+/// The collector's safe view of its target: std types in, std types out.
+pub struct Target<'a> {
+    executor: ExecutorRef<'a>,
+}
+
+impl<'a> Target<'a> {
+    pub fn new(executor: ExecutorRef<'a>) -> Self {
+        Self { executor }
+    }
+
+    /// Runs a command; a non-zero exit is not an error here (see [`Target::run_ok`]).
+    pub fn run(&self, command: &str, timeout: Duration) -> Result<Output, CollectError> {
+        let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        match self.executor.run(command.into(), ms) {
+            RResult::ROk(out) => Ok(Output {
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+                exit_code: out.exit_code.into_option(),
+            }),
+            RResult::RErr(e) => Err(e.into()),
+        }
+    }
+
+    /// Runs a command and returns its stdout; a non-zero exit becomes a `command_failed` error that
+    /// names the command and quotes the first line of its stderr.
+    pub fn run_ok(&self, command: &str, timeout: Duration) -> Result<String, CollectError> {
+        let out = self.run(command, timeout)?;
+        if out.success() {
+            return Ok(out.stdout);
+        }
+        let first = out.stderr.lines().next().unwrap_or("").trim();
+        let status = match out.exit_code {
+            Some(c) => format!("exit code {c}"),
+            None => "killed by a signal".to_string(),
+        };
+        Err(CollectError::new(
+            "command_failed",
+            format!("`{command}` failed with {status}: {first}"),
+        ))
+    }
+
+    pub fn read_file(&self, path: &str) -> Result<Vec<u8>, CollectError> {
+        match self.executor.read_file(path.into()) {
+            RResult::ROk(v) => Ok(v.into_vec()),
+            RResult::RErr(e) => Err(e.into()),
+        }
+    }
+
+    /// Reads a file as text (invalid UTF-8 is replaced, never an error).
+    pub fn read_to_string(&self, path: &str) -> Result<String, CollectError> {
+        self.read_file(path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    }
+
+    pub fn name(&self) -> String {
+        self.executor.target_name().into_string()
+    }
+}
+
+/// The signature of a collector function, as [`export_collector!`] takes it.
+pub type CollectFn =
+    fn(&Target<'_>, &serde_json::Value) -> Result<serde_json::Value, CollectError>;
+
+/// Turns a panic payload into text.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-text payload".to_string()
+    }
+}
+
+/// Runs a collector function behind the boundary: parses the options, catches any panic, and
+/// serialises the answer. Used by [`export_collector!`]; public for it only.
+#[doc(hidden)]
+pub fn __run_collect(
+    collect: CollectFn,
+    executor: ExecutorRef<'_>,
+    options_json: RStr<'_>,
+) -> RResult<RString, PluginError> {
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let text = options_json.as_str();
+        let options: serde_json::Value = if text.trim().is_empty() {
+            serde_json::Value::Object(Default::default())
+        } else {
+            serde_json::from_str(text).map_err(|e| {
+                CollectError::new("bad_options", format!("options are not valid JSON: {e}"))
+            })?
+        };
+        let target = Target::new(executor);
+        let data = collect(&target, &options)?;
+        serde_json::to_string(&data)
+            .map_err(|e| CollectError::new("parse", format!("data is not serialisable: {e}")))
+    }));
+    match result {
+        Ok(Ok(json)) => RResult::ROk(json.into()),
+        Ok(Err(e)) => RResult::RErr(e.into()),
+        Err(payload) => RResult::RErr(PluginError {
+            kind: "panic".into(),
+            message: format!("collector panicked: {}", panic_message(&*payload)).into(),
+        }),
+    }
+}
+
+/// Builds the [`PluginInfo`] of a collector, catching panics (there are none in practice: the
+/// strings are constants). Used by [`export_collector!`].
+#[doc(hidden)]
+pub fn __info(name: &str, version: &str, description: &str) -> PluginInfo {
+    PluginInfo {
+        name: name.into(),
+        version: version.into(),
+        description: description.into(),
+    }
+}
+
+/// Exports a collector function as a plugin.
+///
+/// ```ignore
+/// export_collector!(name = "cpu", description = "processor model and counts", collect = collect);
+/// // or under a symbol of its own (then name it in plugins.toml):
+/// export_collector!(name = "cpu", description = "...", collect = collect, symbol = "my_cpu_v1");
+/// ```
+///
+/// The version is the collector crate's `CARGO_PKG_VERSION`. Every entry point is wrapped in
+/// `catch_unwind`: a panic in the collector becomes an error of kind `panic`.
+#[macro_export]
+macro_rules! export_collector {
+    (name = $name:expr, description = $desc:expr, collect = $collect:path $(,)?) => {
+        $crate::export_collector!(@export $name, $desc, $collect, "_1as_0lib_1header_0root_bmodule_bloader");
+    };
+    (name = $name:expr, description = $desc:expr, collect = $collect:path, symbol = $sym:literal $(,)?) => {
+        $crate::export_collector!(@export $name, $desc, $collect, $sym);
+    };
+    (@export $name:expr, $desc:expr, $collect:path, $sym:literal) => {
+        const _: () = {
+            use $crate::__private::abi_stable::{
+                library::{CheckTypeLayout, LibHeader, RootModuleResult},
+                prefix_type::PrefixTypeTrait,
+                std_types::{RResult, RStr, RString},
+            };
+
+            extern "C" fn __auto_info() -> $crate::PluginInfo {
+                match ::std::panic::catch_unwind(|| {
+                    $crate::__info($name, env!("CARGO_PKG_VERSION"), $desc)
+                }) {
+                    Ok(info) => info,
+                    Err(_) => $crate::__info("invalid", "0.0.0", "info() panicked"),
+                }
+            }
+
+            extern "C" fn __auto_collect<'a>(
+                executor: $crate::ExecutorRef<'a>,
+                options: RStr<'a>,
+            ) -> RResult<RString, $crate::PluginError> {
+                $crate::__run_collect($collect, executor, options)
+            }
+
+            fn __auto_module() -> $crate::CollectorModRef {
+                $crate::CollectorMod {
+                    info: __auto_info,
+                    collect: __auto_collect,
+                }
+                .leak_into_prefix()
+            }
+
+            extern "C" fn __auto_erased_module() -> RootModuleResult {
+                $crate::__private::abi_stable::library::__call_root_module_loader(__auto_module)
+            }
+
+            #[export_name = $sym]
+            pub static __AUTO_COLLECTOR_HEADER: LibHeader = unsafe {
+                LibHeader::from_constructor::<$crate::CollectorModRef>(
+                    __auto_erased_module,
+                    CheckTypeLayout::Yes,
+                )
+            };
+        };
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_symbol_is_abi_stables_own() {
+        assert_eq!(DEFAULT_SYMBOL, abi_stable::library::ROOT_MODULE_LOADER_NAME);
+    }
+}
