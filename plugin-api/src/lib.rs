@@ -117,8 +117,7 @@ pub struct CollectorMod {
     /// Collects from the target; `options_json` is the `options` table of `plugins.toml` as JSON
     /// (`{}` when absent); the answer is the collector's data as JSON text.
     #[sabi(last_prefix_field)]
-    pub collect:
-        for<'a> extern "C" fn(ExecutorRef<'a>, RStr<'a>) -> RResult<RString, PluginError>,
+    pub collect: for<'a> extern "C" fn(ExecutorRef<'a>, RStr<'a>) -> RResult<RString, PluginError>,
 }
 
 impl RootModule for CollectorModRef {
@@ -246,8 +245,7 @@ impl<'a> Target<'a> {
 }
 
 /// The signature of a collector function, as [`export_collector!`] takes it.
-pub type CollectFn =
-    fn(&Target<'_>, &serde_json::Value) -> Result<serde_json::Value, CollectError>;
+pub type CollectFn = fn(&Target<'_>, &serde_json::Value) -> Result<serde_json::Value, CollectError>;
 
 /// Turns a panic payload into text.
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {

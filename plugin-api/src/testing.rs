@@ -60,7 +60,10 @@ impl FixtureExecutor {
 
     /// Hands a [`Target`] over this executor to `f`, as the host would hand it to a collector.
     pub fn with_target<R>(&self, f: impl FnOnce(&Target<'_>) -> R) -> R {
-        f(&Target::new(Executor_TO::from_ptr(RRef::new(self), TD_Opaque)))
+        f(&Target::new(Executor_TO::from_ptr(
+            RRef::new(self),
+            TD_Opaque,
+        )))
     }
 }
 
@@ -70,7 +73,9 @@ impl Executor for FixtureExecutor {
             Some(out) => RResult::ROk(out.clone()),
             None => RResult::ROk(CommandOutput {
                 stdout: RVec::new(),
-                stderr: RVec::from(format!("sh: 1: {}: not found\n", command.as_str()).into_bytes()),
+                stderr: RVec::from(
+                    format!("sh: 1: {}: not found\n", command.as_str()).into_bytes(),
+                ),
                 exit_code: ROption::RSome(127),
             }),
         }
