@@ -117,7 +117,8 @@ pub struct CollectorMod {
     /// Collects from the target; `options_json` is the `options` table of `plugins.toml` as JSON
     /// (`{}` when absent); the answer is the collector's data as JSON text.
     #[sabi(last_prefix_field)]
-    pub collect: for<'a> extern "C" fn(ExecutorRef<'a>, RStr<'a>) -> RResult<RString, PluginError>,
+    pub collect:
+        for<'a, 'b> extern "C" fn(ExecutorRef<'a>, RStr<'b>) -> RResult<RString, PluginError>,
 }
 
 impl RootModule for CollectorModRef {
@@ -258,6 +259,24 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+thread_local! {
+    static PANIC_LOCATION: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The plugin's own std prints a panic to stderr with its default hook; the host reports it instead
+/// (as an error entry and a log line), so the plugin's hook only remembers where it happened.
+fn install_quiet_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let at = info
+                .location()
+                .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+            PANIC_LOCATION.with(|p| *p.borrow_mut() = at);
+        }));
+    });
+}
+
 /// Runs a collector function behind the boundary: parses the options, catches any panic, and
 /// serialises the answer. Used by [`export_collector!`]; public for it only.
 #[doc(hidden)]
@@ -266,6 +285,7 @@ pub fn __run_collect(
     executor: ExecutorRef<'_>,
     options_json: RStr<'_>,
 ) -> RResult<RString, PluginError> {
+    install_quiet_panic_hook();
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
         let text = options_json.as_str();
         let options: serde_json::Value = if text.trim().is_empty() {
@@ -283,10 +303,16 @@ pub fn __run_collect(
     match result {
         Ok(Ok(json)) => RResult::ROk(json.into()),
         Ok(Err(e)) => RResult::RErr(e.into()),
-        Err(payload) => RResult::RErr(PluginError {
-            kind: "panic".into(),
-            message: format!("collector panicked: {}", panic_message(&*payload)).into(),
-        }),
+        Err(payload) => {
+            let at = PANIC_LOCATION
+                .with(|p| p.borrow_mut().take())
+                .map(|l| format!(" at {l}"))
+                .unwrap_or_default();
+            RResult::RErr(PluginError {
+                kind: "panic".into(),
+                message: format!("collector panicked{at}: {}", panic_message(&*payload)).into(),
+            })
+        }
     }
 }
 
@@ -336,9 +362,9 @@ macro_rules! export_collector {
                 }
             }
 
-            extern "C" fn __auto_collect<'a>(
+            extern "C" fn __auto_collect<'a, 'b>(
                 executor: $crate::ExecutorRef<'a>,
-                options: RStr<'a>,
+                options: RStr<'b>,
             ) -> RResult<RString, $crate::PluginError> {
                 $crate::__run_collect($collect, executor, options)
             }

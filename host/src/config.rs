@@ -1,0 +1,195 @@
+//! The command line (raw `Args`, clap derive) and `auto-client.toml`, merged into a checked `Config`.
+//! Precedence: flag, then environment variable, then the config file, then the default.
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+
+use crate::{plugins_file::one_line, Mode};
+
+/// The documented example config, shipped in the repository and printed by `default-config`.
+pub const EXAMPLE_CONFIG: &str = include_str!("../auto-client.example.toml");
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "auto-client",
+    version,
+    about = "Collects server assets for the CMDB through collector plugins"
+)]
+pub struct Args {
+    /// Config file (default: ./auto-client.toml, then /etc/auto-client/auto-client.toml, if present).
+    #[arg(long, global = true, env = "AUTO_CLIENT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// plugins.toml: which collectors to load (default: the config's `plugins`, else ./plugins.toml).
+    #[arg(long, global = true, env = "AUTO_CLIENT_PLUGINS")]
+    pub plugins: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Collect and print the reports; needs no API.
+    Collect(CollectArgs),
+    /// The main job: collect, sign, report to the API (once, or every --interval).
+    Run(RunArgs),
+    /// List every plugin with its path, symbol, version and load status.
+    Plugins {
+        #[arg(long, value_enum, default_value_t = Format::Table, env = "AUTO_CLIENT_FORMAT")]
+        format: Format,
+    },
+    /// Print the documented example config.
+    DefaultConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Json,
+    Table,
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct CollectArgs {
+    #[arg(long, value_enum, env = "AUTO_CLIENT_MODE")]
+    pub mode: Option<Mode>,
+    /// Targets for ssh or salt mode, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        conflicts_with = "hosts_file",
+        env = "AUTO_CLIENT_HOSTS"
+    )]
+    pub hosts: Vec<String>,
+    /// A file of targets, one per line (`name [address[:port]]`; `#` comments).
+    #[arg(long, env = "AUTO_CLIENT_HOSTS_FILE")]
+    pub hosts_file: Option<PathBuf>,
+    /// json: one report per line (JSON Lines); table: readable.
+    #[arg(long, value_enum, default_value_t = Format::Json, env = "AUTO_CLIENT_FORMAT")]
+    pub format: Format,
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct RunArgs {
+    #[arg(long, value_enum, env = "AUTO_CLIENT_MODE")]
+    pub mode: Option<Mode>,
+    /// The auto-server base URL, e.g. http://cmdb.example:8080.
+    #[arg(long, env = "AUTO_CLIENT_API")]
+    pub api: Option<String>,
+    /// Keep running: collect and report every DURATION (e.g. 1h, 15m).
+    #[arg(long, env = "AUTO_CLIENT_INTERVAL")]
+    pub interval: Option<String>,
+    /// Parallel hosts in ssh and salt mode.
+    #[arg(long, env = "AUTO_CLIENT_WORKERS")]
+    pub workers: Option<usize>,
+    #[arg(
+        long,
+        value_delimiter = ',',
+        conflicts_with = "hosts_file",
+        env = "AUTO_CLIENT_HOSTS"
+    )]
+    pub hosts: Vec<String>,
+    #[arg(long, env = "AUTO_CLIENT_HOSTS_FILE")]
+    pub hosts_file: Option<PathBuf>,
+}
+
+/// `auto-client.toml`. Relative paths are relative to the file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub plugins: Option<PathBuf>,
+    pub mode: Option<Mode>,
+    pub api: Option<String>,
+    pub interval: Option<String>,
+    pub workers: Option<usize>,
+    pub key_id: Option<String>,
+    pub key_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub spool_dir: Option<PathBuf>,
+    pub spool_max_reports: Option<usize>,
+    pub spool_max_bytes: Option<u64>,
+    pub log_dir: Option<PathBuf>,
+    pub strict_permissions: Option<bool>,
+    pub isolation: Option<crate::Isolation>,
+}
+
+impl ConfigFile {
+    /// Reads the config named on the command line (it must exist), else the first default found.
+    pub fn discover(explicit: Option<&Path>) -> Result<(Self, Option<PathBuf>)> {
+        let path = match explicit {
+            Some(p) => Some(p.to_path_buf()),
+            None => ["auto-client.toml", "/etc/auto-client/auto-client.toml"]
+                .iter()
+                .map(PathBuf::from)
+                .find(|p| p.is_file()),
+        };
+        let Some(path) = path else {
+            return Ok((Self::default(), None));
+        };
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let mut file = Self::parse(&text, &path)?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        for p in [
+            &mut file.plugins,
+            &mut file.key_file,
+            &mut file.cert_file,
+            &mut file.spool_dir,
+            &mut file.log_dir,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *p = base.join(&*p);
+        }
+        Ok((file, Some(path)))
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        toml::from_str(text).map_err(|e| {
+            anyhow::anyhow!(
+                "config file {}: {}",
+                path.display(),
+                one_line(&e.to_string())
+            )
+        })
+    }
+}
+
+/// Parses a duration flag like `15m`, naming the flag on error.
+pub fn parse_duration(what: &str, text: &str) -> Result<Duration> {
+    let d = humantime::parse_duration(text)
+        .with_context(|| format!("{what} {text:?} is not a duration (try 30s, 15m, 1h)"))?;
+    if d.is_zero() {
+        bail!("{what} must be above zero");
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_example_config_parses() {
+        let file = ConfigFile::parse(EXAMPLE_CONFIG, Path::new("auto-client.example.toml"))
+            .expect("the example config parses");
+        assert_eq!(file.mode, Some(Mode::Agent));
+        assert!(file.api.is_some());
+    }
+
+    #[test]
+    fn an_unknown_key_names_the_file() {
+        let err = ConfigFile::parse("colour = 1\n", Path::new("/etc/a.toml"))
+            .expect_err("unknown key")
+            .to_string();
+        assert!(
+            err.contains("/etc/a.toml") && err.contains("unknown field"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,204 @@
+//! The local executor: the target is this machine; commands are local processes, files are read
+//! from the file system. Used in agent mode and by `collect` without `--mode`.
+
+use std::{
+    io::Read,
+    os::unix::process::CommandExt,
+    panic::AssertUnwindSafe,
+    process::{Command, Stdio},
+    sync::{mpsc, Mutex},
+    time::{Duration, Instant},
+};
+
+use abi_stable::std_types::{ROption, RResult, RStr, RString, RVec};
+use plugin_api::{CommandOutput, Executor, PluginError};
+
+/// Runs commands on this machine, each in its own process group, killed as a group at its timeout.
+/// `deadline` is the collector's own: no command outlives it, whatever timeout it asks for.
+#[derive(Debug, Clone)]
+pub struct LocalExecutor {
+    pub target_name: String,
+    pub deadline: Instant,
+}
+
+pub fn error(kind: &str, message: impl Into<String>) -> PluginError {
+    PluginError {
+        kind: kind.into(),
+        message: message.into().into(),
+    }
+}
+
+/// Runs `f`, turning a panic into an error: these methods are called through `extern "C"` shims,
+/// where an escaping panic would abort the whole process.
+pub fn guarded<T>(
+    what: &str,
+    f: impl FnOnce() -> RResult<T, PluginError>,
+) -> RResult<T, PluginError> {
+    match std::panic::catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(_) => RResult::RErr(error(
+            "panic",
+            format!("the host's executor panicked in {what}"),
+        )),
+    }
+}
+
+impl LocalExecutor {
+    fn budget(&self, timeout_ms: u64) -> Duration {
+        let asked = Duration::from_millis(timeout_ms);
+        asked.min(self.deadline.saturating_duration_since(Instant::now()))
+    }
+}
+
+impl Executor for LocalExecutor {
+    fn run(&self, command: RStr<'_>, timeout_ms: u64) -> RResult<CommandOutput, PluginError> {
+        guarded("run", || {
+            match run_command(command.as_str(), self.budget(timeout_ms)) {
+                Ok(out) => RResult::ROk(out),
+                Err(e) => RResult::RErr(e),
+            }
+        })
+    }
+
+    fn read_file(&self, path: RStr<'_>) -> RResult<RVec<u8>, PluginError> {
+        guarded("read_file", || match std::fs::read(path.as_str()) {
+            Ok(bytes) => RResult::ROk(bytes.into()),
+            Err(e) => RResult::RErr(io_error(path.as_str(), &e)),
+        })
+    }
+
+    fn target_name(&self) -> RString {
+        self.target_name.as_str().into()
+    }
+}
+
+pub fn io_error(path: &str, e: &std::io::Error) -> PluginError {
+    let kind = match e.kind() {
+        std::io::ErrorKind::NotFound => "not_found",
+        std::io::ErrorKind::PermissionDenied => "permission_denied",
+        _ => "io",
+    };
+    error(kind, format!("{path}: {e}"))
+}
+
+/// The process groups of commands still running, so none outlives the host (see [`kill_all`]).
+static RUNNING: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+fn running() -> std::sync::MutexGuard<'static, Vec<i32>> {
+    RUNNING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Kills every command still running: called before the host exits, so a command abandoned with
+/// its collector at the very end of a run is not left behind.
+pub fn kill_all() {
+    for pgid in running().drain(..) {
+        // SAFETY: kill has no memory-safety preconditions; -pgid names a group we created.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Runs `sh -c command` in a new process group; at `timeout` the whole group is killed.
+pub fn run_command(command: &str, timeout: Duration) -> Result<CommandOutput, PluginError> {
+    if timeout.is_zero() {
+        return Err(error("timeout", format!("no time left to run `{command}`")));
+    }
+    let mut child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| error("io", format!("cannot start `{command}`: {e}")))?;
+    let pid = child.id() as i32;
+    running().push(pid);
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let err_reader = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = stderr.read_to_end(&mut buf);
+            buf
+        });
+        let mut out = Vec::new();
+        let _ = stdout.read_to_end(&mut out);
+        let err = err_reader.join().unwrap_or_default();
+        let status = child.wait();
+        let _ = tx.send((out, err, status));
+    });
+    let outcome = rx.recv_timeout(timeout);
+    if outcome.is_ok() {
+        running().retain(|p| *p != pid);
+    }
+    match outcome {
+        Ok((out, err, status)) => {
+            let status =
+                status.map_err(|e| error("io", format!("waiting for `{command}`: {e}")))?;
+            Ok(CommandOutput {
+                stdout: out.into(),
+                stderr: err.into(),
+                exit_code: match status.code() {
+                    Some(c) => ROption::RSome(c),
+                    None => ROption::RNone,
+                },
+            })
+        }
+        Err(_) => {
+            // SAFETY: kill has no memory-safety preconditions; -pid names the group we created.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+            // Reap it; a descendant that left the group may hold the pipes open, so do not wait long.
+            let _ = rx.recv_timeout(Duration::from_secs(1));
+            running().retain(|p| *p != pid);
+            Err(error(
+                "timeout",
+                format!(
+                    "`{command}` did not finish in {}",
+                    humantime::format_duration(round_ms(timeout))
+                ),
+            ))
+        }
+    }
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_gives_its_output_and_exit_code() {
+        let out =
+            run_command("echo out; echo err >&2; exit 3", Duration::from_secs(5)).expect("runs");
+        assert_eq!(out.stdout.as_slice(), b"out\n");
+        assert_eq!(out.stderr.as_slice(), b"err\n");
+        assert_eq!(out.exit_code, ROption::RSome(3));
+    }
+
+    #[test]
+    fn a_hung_command_and_its_children_are_killed_at_the_timeout() {
+        let started = Instant::now();
+        let err = run_command(
+            "sleep 30 & sleep 30; echo never",
+            Duration::from_millis(200),
+        )
+        .expect_err("must time out");
+        assert_eq!(err.kind.as_str(), "timeout");
+        assert!(
+            err.message.contains("did not finish in 200ms"),
+            "{}",
+            err.message
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,70 @@
+//! `auto-client`: loads collector plugins through the stable ABI (`plugin-api`), runs them against
+//! one or many targets, and reports each target's asset facts to `auto-server`.
+//!
+//! The binary (`main.rs`) only parses the command line and maps the outcome to an exit code; the
+//! work is here, one module per concern. Not here: what a collector gathers (`plugins/`), the wire
+//! format (`auto-proto`), the server.
+
+pub mod app;
+pub mod config;
+pub mod executor;
+pub mod output;
+pub mod plugins_file;
+pub mod registry;
+pub mod report;
+pub mod runner;
+pub mod safety;
+
+use clap::ValueEnum;
+use serde::Deserialize;
+
+/// Where the collectors' commands run (fixed: see `shared/design.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// This machine.
+    Agent,
+    /// Remote hosts over SSH.
+    Ssh,
+    /// Minions through a Salt master.
+    Salt,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Agent => "agent",
+            Mode::Ssh => "ssh",
+            Mode::Salt => "salt",
+        }
+    }
+}
+
+/// Where collectors run relative to the host process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// In this process, on the thread pool.
+    #[default]
+    None,
+    /// Each collector call in a child worker process.
+    Process,
+}
+
+/// The exit codes (documented in the README): all well, something failed, nothing could run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    AllWell = 0,
+    PartialFailure = 1,
+    Fatal = 2,
+}
+
+impl Outcome {
+    pub fn worst(self, other: Outcome) -> Outcome {
+        if (other as u8) > (self as u8) {
+            other
+        } else {
+            self
+        }
+    }
+}

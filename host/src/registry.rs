@@ -1,0 +1,262 @@
+//! Loading collector libraries through the stable ABI, and calling them.
+//!
+//! Each library is opened with libloading, the abi_stable header is read under the plugin's symbol,
+//! checked (`upgrade`, then `init_root_module`, which compares the whole type layout) and the library
+//! is never unloaded (`std::mem::forget`): modules hold `'static` pointers into it. We never use
+//! `RootModule::load_from_file`, which keeps one module per type for the whole process.
+
+use std::{
+    ffi::CString,
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+use abi_stable::{
+    library::{AbiHeaderRef, LibraryError},
+    std_types::{RResult, RStr},
+};
+use plugin_api::{CollectorModRef, ExecutorRef, DEFAULT_SYMBOL};
+
+use crate::plugins_file::{Origin, PluginSpec};
+
+/// A collector that loaded and passed the ABI check.
+#[derive(Clone)]
+pub struct LoadedPlugin {
+    /// The name its data is reported under.
+    pub name: String,
+    pub spec: PluginSpec,
+    pub symbol: String,
+    pub version: String,
+    pub description: String,
+    module: CollectorModRef,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("name", &self.name)
+            .field("path", &self.spec.path)
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
+/// A plugin that could not be loaded: `error` is one line naming the cause.
+#[derive(Debug, Clone)]
+pub struct LoadFailure {
+    pub name: String,
+    pub spec: PluginSpec,
+    pub error: String,
+}
+
+impl std::fmt::Display for LoadFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "plugin {} ({}): {}",
+            self.name,
+            self.spec.path.display(),
+            self.error
+        )
+    }
+}
+
+/// How to load.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Load a private copy of each library from this directory instead of the file itself, so a
+    /// library replaced on disk (write-then-rename) is really loaded anew: `dlopen` of a path it has
+    /// seen returns the old, cached code.
+    pub private_copy_dir: Option<PathBuf>,
+    /// Refuse plugin files writable by other users or not owned by root or us (like sshd's
+    /// StrictModes).
+    pub strict_permissions: bool,
+}
+
+/// Everything `plugins.toml` names, loaded or not.
+#[derive(Debug, Default, Clone)]
+pub struct PluginRegistry {
+    pub loaded: Vec<LoadedPlugin>,
+    pub failed: Vec<LoadFailure>,
+    /// Plugins with `enabled = false`: listed, never loaded.
+    pub disabled: Vec<PluginSpec>,
+}
+
+impl PluginRegistry {
+    /// Loads every enabled spec. A failure is logged in one line and recorded; the others load.
+    pub fn load(specs: Vec<PluginSpec>, options: &LoadOptions) -> Self {
+        let mut registry = PluginRegistry::default();
+        for spec in specs {
+            if !spec.enabled {
+                registry.disabled.push(spec);
+                continue;
+            }
+            match load_one(&spec, options) {
+                Ok(mut plugin) => {
+                    if spec.origin == Origin::DropIn && !plugin.name.is_empty() {
+                        // a drop-in is reported under the name it gives itself
+                    } else {
+                        plugin.name = spec.name.clone();
+                    }
+                    if registry.loaded.iter().any(|p| p.name == plugin.name) {
+                        let failure = LoadFailure {
+                            name: plugin.name.clone(),
+                            error: format!(
+                                "another plugin is already loaded under the name {:?}",
+                                plugin.name
+                            ),
+                            spec,
+                        };
+                        tracing::error!("{failure}");
+                        registry.failed.push(failure);
+                        continue;
+                    }
+                    tracing::debug!(plugin = %plugin.name, path = %spec.path.display(), "plugin loaded");
+                    registry.loaded.push(plugin);
+                }
+                Err(error) => {
+                    let failure = LoadFailure {
+                        name: spec.name.clone(),
+                        spec,
+                        error,
+                    };
+                    tracing::error!("{failure}");
+                    registry.failed.push(failure);
+                }
+            }
+        }
+        registry
+    }
+}
+
+static COPY_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Loads one library and checks it. The error is one line, without the plugin's name (the caller
+/// adds it).
+fn load_one(spec: &PluginSpec, options: &LoadOptions) -> Result<LoadedPlugin, String> {
+    let meta = std::fs::metadata(&spec.path).map_err(|e| format!("cannot open: {e}"))?;
+    if !meta.is_file() {
+        return Err("not a regular file".to_string());
+    }
+    if options.strict_permissions {
+        crate::safety::check_plugin_file(&spec.path)?;
+    }
+    let load_path = match &options.private_copy_dir {
+        Some(dir) => private_copy(&spec.path, dir, &spec.name)?,
+        None => spec.path.clone(),
+    };
+    let symbol = spec
+        .symbol
+        .clone()
+        .unwrap_or_else(|| DEFAULT_SYMBOL.to_string());
+    let symbol_c = CString::new(symbol.clone())
+        .map_err(|_| format!("symbol {symbol:?} contains a NUL byte"))?;
+
+    // SAFETY: loading a library runs its initialisers; plugin files are code the operator chose to
+    // run (and, with strict permissions, only root or we can have written them).
+    let library = unsafe { libloading::Library::new(&load_path) }
+        .map_err(|e| format!("cannot load library: {}", libloading_cause(&e)))?;
+    // SAFETY: the symbol is read as an abi_stable header; `upgrade` validates it before any other use.
+    let header: AbiHeaderRef = unsafe {
+        match library.get::<AbiHeaderRef>(symbol_c.as_bytes_with_nul()) {
+            Ok(sym) => *sym,
+            Err(e) => {
+                return Err(format!(
+                    "symbol {symbol} not found: {} (is it an auto-client collector?)",
+                    libloading_cause(&e)
+                ))
+            }
+        }
+    };
+    // Never unload: the module and every string it hands out point into the library.
+    std::mem::forget(library);
+
+    let lib_header = header
+        .upgrade()
+        .map_err(|e| describe_library_error(&e, &symbol))?;
+    let module = lib_header
+        .init_root_module::<CollectorModRef>()
+        .map_err(|e| describe_library_error(&e, &symbol))?;
+    let info = (module.info())();
+    Ok(LoadedPlugin {
+        name: info.name.to_string(),
+        spec: spec.clone(),
+        symbol,
+        version: info.version.into_string(),
+        description: info.description.into_string(),
+        module,
+    })
+}
+
+fn private_copy(path: &Path, dir: &Path, name: &str) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        format!(
+            "cannot create private copy directory {}: {e}",
+            dir.display()
+        )
+    })?;
+    let n = COPY_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let target = dir.join(format!("{name}-{}-{n}.so", std::process::id()));
+    std::fs::copy(path, &target)
+        .map_err(|e| format!("cannot make a private copy in {}: {e}", dir.display()))?;
+    Ok(target)
+}
+
+/// libloading's Display says only `dlopen failed`; the useful text is in `source()`.
+fn libloading_cause(e: &libloading::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text = s.to_string();
+        source = s.source();
+    }
+    text
+}
+
+/// One line for each abi_stable error; the ~900-line layout report is cut to its last `Error:` line.
+fn describe_library_error(e: &LibraryError, symbol: &str) -> String {
+    match e {
+        LibraryError::InvalidAbiHeader(_) => format!(
+            "no valid abi_stable header under symbol {symbol} (not a collector, or built with another abi_stable)"
+        ),
+        LibraryError::AbiInstability(_) => {
+            let text = e.to_string();
+            let last = text
+                .lines()
+                .rev()
+                .find(|l| l.contains("Error:"))
+                .map(|l| l.trim().to_string())
+                .unwrap_or_else(|| text.lines().next().unwrap_or("").trim().to_string());
+            tracing::debug!(report = %text, "full abi_stable layout report");
+            format!("incompatible plugin interface (type layout differs): {last}")
+        }
+        other => {
+            let text = other.to_string();
+            let one: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            format!("incompatible plugin interface: {}", one.join(" "))
+        }
+    }
+}
+
+/// What one call to a collector gave.
+pub type CollectResult = Result<String, plugin_api::CollectError>;
+
+impl LoadedPlugin {
+    /// Calls the collector on this thread. The export macro catches panics inside the plugin.
+    pub fn collect(&self, executor: ExecutorRef<'_>) -> CollectResult {
+        let options = self.spec.options_json.as_str();
+        match (self.module.collect())(executor, RStr::from_str(options)) {
+            RResult::ROk(json) => Ok(json.into_string()),
+            RResult::RErr(e) => Err(e.into()),
+        }
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.spec.timeout
+    }
+}

@@ -1,0 +1,188 @@
+//! Runs every loaded collector against one target on the thread pool, enforcing each collector's
+//! timeout, and turns what they gave into the report's `plugins` map.
+
+use std::{
+    collections::BTreeMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use abi_stable::std_types::RBox;
+use auto_proto::{PluginFailure, PluginReport};
+use crossbeam_channel::RecvTimeoutError;
+use plugin_api::Executor_TO;
+use threadpool::ThreadPool;
+
+use crate::registry::{CollectResult, LoadFailure, LoadedPlugin};
+
+/// An executor owned by one collector call.
+pub type OwnedExecutor = Executor_TO<'static, RBox<()>>;
+
+/// Makes the executor for one collector call, given that call's deadline.
+pub type MakeExecutor = Arc<dyn Fn(Instant) -> OwnedExecutor + Send + Sync>;
+
+/// How long a collector may wait for a free pool thread before it is reported as not run.
+const START_GRACE: Duration = Duration::from_secs(30);
+
+enum Event {
+    Started(Instant),
+    Done(CollectResult, Duration),
+}
+
+enum State {
+    Queued(Instant),
+    Running(Instant),
+    Finished,
+}
+
+/// Runs `plugins` against one target. A collector that does not finish by its timeout is reported
+/// as a `timeout` error and abandoned (its thread cannot be stopped: isolation mode exists for that);
+/// the others are not held up by it.
+pub fn collect_all(
+    plugins: &[LoadedPlugin],
+    make_executor: &MakeExecutor,
+    pool: &ThreadPool,
+) -> BTreeMap<String, PluginReport> {
+    let (tx, rx) = crossbeam_channel::unbounded::<(usize, Event)>();
+    let submitted = Instant::now();
+    for (i, plugin) in plugins.iter().enumerate() {
+        let plugin = plugin.clone();
+        let make = Arc::clone(make_executor);
+        let tx = tx.clone();
+        pool.execute(move || {
+            let started = Instant::now();
+            let _ = tx.send((i, Event::Started(started)));
+            let executor = make(started + plugin.timeout());
+            let result = plugin.collect(executor.sabi_reborrow());
+            let _ = tx.send((i, Event::Done(result, started.elapsed())));
+        });
+    }
+    drop(tx);
+
+    let mut states: Vec<State> = plugins.iter().map(|_| State::Queued(submitted)).collect();
+    let mut reports = BTreeMap::new();
+    let mut open = plugins.len();
+    while open > 0 {
+        let next_deadline = states
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match s {
+                State::Queued(t) => Some(*t + START_GRACE),
+                State::Running(t) => Some(*t + plugins[i].timeout()),
+                State::Finished => None,
+            })
+            .min()
+            .expect("an open collector has a deadline");
+        match rx.recv_deadline(next_deadline) {
+            Ok((i, Event::Started(t))) => states[i] = State::Running(t),
+            Ok((i, Event::Done(result, took))) => {
+                if matches!(states[i], State::Finished) {
+                    continue; // it already timed out
+                }
+                states[i] = State::Finished;
+                open -= 1;
+                reports.insert(plugins[i].name.clone(), finished(&plugins[i], result, took));
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                let now = Instant::now();
+                for (i, state) in states.iter_mut().enumerate() {
+                    let p = &plugins[i];
+                    let report = match state {
+                        State::Running(t) if now >= *t + p.timeout() => failed(
+                            p,
+                            "timeout",
+                            format!(
+                                "collector did not finish in {}",
+                                humantime::format_duration(p.timeout())
+                            ),
+                            p.timeout(),
+                        ),
+                        State::Queued(t) if now >= *t + START_GRACE => failed(
+                            p,
+                            "not_run",
+                            "no free worker thread (another collector is hung)".to_string(),
+                            Duration::ZERO,
+                        ),
+                        _ => continue,
+                    };
+                    tracing::warn!(plugin = %p.name, "collector abandoned");
+                    *state = State::Finished;
+                    open -= 1;
+                    reports.insert(p.name.clone(), report);
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                // Every job dropped its sender without a result: a job thread died.
+                for (i, state) in states.iter_mut().enumerate() {
+                    if !matches!(state, State::Finished) {
+                        let p = &plugins[i];
+                        reports.insert(
+                            p.name.clone(),
+                            failed(
+                                p,
+                                "crashed",
+                                "collector thread ended without a result".into(),
+                                Duration::ZERO,
+                            ),
+                        );
+                        *state = State::Finished;
+                    }
+                }
+                open = 0;
+            }
+        }
+    }
+    reports
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn failed(plugin: &LoadedPlugin, kind: &str, message: String, took: Duration) -> PluginReport {
+    PluginReport::Error {
+        version: Some(plugin.version.clone()),
+        duration_ms: millis(took),
+        error: PluginFailure {
+            kind: kind.to_string(),
+            message,
+        },
+    }
+}
+
+fn finished(plugin: &LoadedPlugin, result: CollectResult, took: Duration) -> PluginReport {
+    match result {
+        Ok(json) => match serde_json::from_str(&json) {
+            Ok(data) => {
+                tracing::debug!(plugin = %plugin.name, duration_ms = millis(took), "collector ok");
+                PluginReport::Ok {
+                    version: plugin.version.clone(),
+                    duration_ms: millis(took),
+                    data,
+                }
+            }
+            Err(e) => failed(
+                plugin,
+                "parse",
+                format!("collector returned invalid JSON: {e}"),
+                took,
+            ),
+        },
+        Err(e) => {
+            tracing::warn!(plugin = %plugin.name, kind = %e.kind, error = %e.message, "collector failed");
+            failed(plugin, &e.kind, e.message, took)
+        }
+    }
+}
+
+/// The report entry of a plugin that did not load.
+pub fn load_failure(failure: &LoadFailure) -> PluginReport {
+    PluginReport::Error {
+        version: None,
+        duration_ms: 0,
+        error: PluginFailure {
+            kind: "load".to_string(),
+            message: failure.to_string(),
+        },
+    }
+}
