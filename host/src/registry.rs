@@ -142,6 +142,7 @@ fn load_one(spec: &PluginSpec, options: &LoadOptions) -> Result<LoadedPlugin, St
     if options.strict_permissions {
         crate::safety::check_plugin_file(&spec.path)?;
     }
+    check_elf(&spec.path, meta.len())?;
     let load_path = match &options.private_copy_dir {
         Some(dir) => private_copy(&spec.path, dir, &spec.name)?,
         None => spec.path.clone(),
@@ -187,6 +188,55 @@ fn load_one(spec: &PluginSpec, options: &LoadOptions) -> Result<LoadedPlugin, St
         description: info.description.into_string(),
         module,
     })
+}
+
+/// A truncated library can pass `dlopen` (its segments are mapped past the end of the file) and
+/// crash with SIGBUS at the first call. Check that the ELF header, program headers, every loadable
+/// segment and the section header table lie inside the file before loading it.
+fn check_elf(path: &Path, len: u64) -> Result<(), String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    let mut h = [0u8; 64];
+    f.read_exact(&mut h).map_err(|_| {
+        format!("not a shared library: only {len} bytes, shorter than an ELF header")
+    })?;
+    if &h[..4] != b"\x7fELF" {
+        return Err("not a shared library: no ELF header".to_string());
+    }
+    if h[4] != 2 || h[5] != 1 {
+        return Err("not a 64-bit little-endian ELF library".to_string());
+    }
+    let u16_at = |o: usize| u64::from(u16::from_le_bytes([h[o], h[o + 1]]));
+    let u64_at = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
+    let (phoff, shoff) = (u64_at(&h, 32), u64_at(&h, 40));
+    let (phentsize, phnum, shentsize, shnum) = (u16_at(54), u16_at(56), u16_at(58), u16_at(60));
+    let truncated = |what: &str, end: u64| {
+        format!(
+            "truncated or damaged library: {what} ends at byte {end} but the file has {len} bytes"
+        )
+    };
+    let ph_end = phoff + phentsize * phnum;
+    if ph_end > len {
+        return Err(truncated("the program header table", ph_end));
+    }
+    let sh_end = shoff + shentsize * shnum;
+    if sh_end > len {
+        return Err(truncated("the section header table", sh_end));
+    }
+    let mut ph = vec![0u8; (phentsize * phnum) as usize];
+    f.seek(SeekFrom::Start(phoff))
+        .and_then(|_| f.read_exact(&mut ph))
+        .map_err(|e| format!("cannot read program headers: {e}"))?;
+    for entry in ph.chunks_exact(phentsize.max(1) as usize) {
+        let p_type = u32::from_le_bytes(entry[0..4].try_into().expect("4 bytes"));
+        if p_type == 1 {
+            let end = u64_at(entry, 8) + u64_at(entry, 32);
+            if end > len {
+                return Err(truncated("a loadable segment", end));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn private_copy(path: &Path, dir: &Path, name: &str) -> Result<PathBuf, String> {

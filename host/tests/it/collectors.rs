@@ -1,0 +1,143 @@
+//! The six shipped collectors, loaded by the real binary, on this machine; their facts checked
+//! against an independent tool (facter) on the same machine.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::support::{self, collect, shipped_entries, SHIPPED};
+
+fn collect_shipped() -> Value {
+    let (run, _dir) = collect(&shipped_entries());
+    assert!(
+        run.code == 0 || run.code == 1,
+        "exit {}: {}",
+        run.code,
+        run.stderr
+    );
+    run.report()
+}
+
+#[test]
+fn all_six_shipped_collectors_load_and_report_on_this_machine() {
+    let report = collect_shipped();
+    assert_eq!(report["schema"], 1);
+    assert_eq!(report["agent"]["mode"], "agent");
+    for name in SHIPPED {
+        let p = &report["plugins"][name];
+        assert_eq!(p["status"], "ok", "{name}: {p}");
+        assert!(p["version"].is_string());
+    }
+    let os = &report["plugins"]["os"]["data"];
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    assert_eq!(os["hostname"], hostname.trim());
+    assert_eq!(report["hostname"], hostname.trim());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
+    assert_eq!(os["kernel"], kernel.trim());
+    assert!(report["plugins"]["cpu"]["data"]["threads"]
+        .as_u64()
+        .is_some_and(|t| t >= 1));
+    assert!(report["plugins"]["disk"]["data"]["disks"].is_array());
+    let nics = report["plugins"]["nic"]["data"]["interfaces"]
+        .as_array()
+        .expect("interfaces");
+    assert!(
+        nics.iter().all(|n| n["name"] != "lo"),
+        "no loopback: {nics:?}"
+    );
+}
+
+fn facter() -> Value {
+    let out = Command::new("facter")
+        .args(["--json", "memory", "processors", "disks", "networking"])
+        .output()
+        .expect("facter is installed by scripts/test.sh (apt-get install facter)");
+    assert!(
+        out.status.success(),
+        "facter failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("facter prints JSON")
+}
+
+#[test]
+fn facts_agree_with_facter() {
+    let ours = collect_shipped();
+    let theirs = facter();
+    let plugin = |n: &str| ours["plugins"][n]["data"].clone();
+
+    // Memory: both read MemTotal; allow 1% for a kernel that moved memory in between.
+    let our_mem = plugin("memory")["total_bytes"]
+        .as_u64()
+        .expect("total_bytes");
+    let their_mem = theirs["memory"]["system"]["total_bytes"]
+        .as_u64()
+        .expect("facter memory");
+    let diff = our_mem.abs_diff(their_mem) as f64 / their_mem as f64;
+    assert!(diff < 0.01, "memory {our_mem} vs facter {their_mem}");
+
+    // CPU threads: exactly.
+    assert_eq!(
+        plugin("cpu")["threads"].as_u64(),
+        theirs["processors"]["count"].as_u64()
+    );
+
+    // Disk sizes: exactly, for every whole disk both list.
+    let disks = plugin("disk")["disks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut compared = 0;
+    for d in &disks {
+        let name = d["name"].as_str().expect("disk name");
+        if let Some(f) = theirs["disks"].get(name) {
+            assert_eq!(
+                d["size_bytes"].as_u64(),
+                f["size_bytes"].as_u64(),
+                "disk {name}"
+            );
+            compared += 1;
+        }
+    }
+    assert_eq!(
+        compared,
+        disks.len(),
+        "facter lists every disk we list: {disks:?} vs {}",
+        theirs["disks"]
+    );
+
+    // NICs: the MAC and every IPv4/IPv6 address facter binds to the interface.
+    let nics = plugin("nic")["interfaces"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(!nics.is_empty(), "this machine has a network interface");
+    for n in &nics {
+        let name = n["name"].as_str().expect("nic name");
+        let f = &theirs["networking"]["interfaces"][name];
+        assert!(!f.is_null(), "facter knows {name}");
+        if let Some(mac) = f["mac"].as_str() {
+            assert_eq!(
+                n["mac"].as_str().map(str::to_lowercase),
+                Some(mac.to_lowercase()),
+                "{name}"
+            );
+        }
+        let ours: Vec<String> = n["addresses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a["address"].as_str().map(String::from))
+            .collect();
+        for key in ["bindings", "bindings6"] {
+            for b in f[key].as_array().into_iter().flatten() {
+                let addr = b["address"].as_str().expect("facter address");
+                assert!(
+                    ours.iter().any(|a| a == addr),
+                    "{name}: facter has {addr}, we have {ours:?}"
+                );
+            }
+        }
+    }
+    let _ = support::workspace_root();
+}

@@ -1,0 +1,5 @@
+//! Integration tests of the `auto-client` binary with real plugin libraries (one test binary).
+
+mod collectors;
+mod loading;
+mod support;
