@@ -7,34 +7,79 @@ use std::{
 };
 
 use abi_stable::sabi_trait::TD_Opaque;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use auto_proto::Report;
 use plugin_api::Executor_TO;
 use threadpool::ThreadPool;
+use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, Layer};
 
 use crate::{
-    config::{Args, CollectArgs, Command, ConfigFile, Format, EXAMPLE_CONFIG},
+    agent::{self, Agent},
+    config::{
+        parse_duration, Args, CollectArgs, Command, ConfigFile, Format, RunArgs, EXAMPLE_CONFIG,
+    },
+    delivery::{AgentKey, ApiClient, Retry},
     executor::LocalExecutor,
+    identity::CertFile,
     output,
     plugins_file::PluginsFile,
-    registry::{LoadOptions, PluginRegistry},
+    registry::{LoadOptions, PluginRegistry, RegistryCache},
     report,
     runner::{self, MakeExecutor},
-    Mode, Outcome,
+    spool::Spool,
+    worker, Isolation, Mode, Outcome,
 };
 
-/// stderr logging with `RUST_LOG`-style filtering (default: warnings and errors).
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+/// Keeps the log file writer alive until the process ends.
+pub struct LogGuard(#[allow(dead_code)] Option<tracing_appender::non_blocking::WorkerGuard>);
+
+/// Logs to stderr with `RUST_LOG`-style filtering (default `default_level`), and, with a log
+/// directory, to a daily-rotated file as well, with the source location of every event.
+pub fn init_logging(default_level: &str, log_dir: Option<&Path>) -> Result<LogGuard> {
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level))
+    };
+    let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_filter(filter());
+    let (file, guard) = match log_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create log directory {}", dir.display()))?;
+            let appender = tracing_appender::rolling::daily(dir, "auto-client.log");
+            let (writer, guard) = tracing_appender::non_blocking(appender);
+            let layer = tracing_subscriber::fmt::layer()
+                .with_writer(writer)
+                .with_ansi(false)
+                .with_file(true)
+                .with_line_number(true)
+                .with_filter(filter());
+            (Some(layer), Some(guard))
+        }
+        None => (None, None),
+    };
+    let _ = tracing_subscriber::registry()
+        .with(stderr)
+        .with(file)
         .try_init();
+    Ok(LogGuard(guard))
 }
 
 pub fn run(args: Args) -> Result<Outcome> {
+    if let Command::Worker {
+        path,
+        symbol,
+        timeout_ms,
+        target,
+    } = args.command
+    {
+        return Ok(match worker::serve(path, symbol, timeout_ms, target) {
+            0 => Outcome::AllWell,
+            _ => Outcome::PartialFailure,
+        });
+    }
     let (file, _config_path) = ConfigFile::discover(args.config.as_deref())?;
     let plugins_path = args
         .plugins
@@ -47,6 +92,7 @@ pub fn run(args: Args) -> Result<Outcome> {
             Ok(Outcome::AllWell)
         }
         Command::Plugins { format } => {
+            let _log = init_logging("warn", None)?;
             let registry = load_registry(&plugins_path, &file)?;
             match format {
                 Format::Json => println!(
@@ -61,19 +107,30 @@ pub fn run(args: Args) -> Result<Outcome> {
                 Outcome::PartialFailure
             })
         }
-        Command::Collect(c) => collect(&c, &plugins_path, &file),
-        Command::Run(_) => bail!("`run` is not built yet: use `collect` (see the README)"),
+        Command::Collect(c) => {
+            let _log = init_logging("warn", None)?;
+            collect(&c, &plugins_path, &file)
+        }
+        Command::Run(r) => {
+            let log_dir = r.log_dir.clone().or_else(|| file.log_dir.clone());
+            let _log = init_logging("info", log_dir.as_deref())?;
+            run_agent(&r, plugins_path, &file)
+        }
+        Command::Worker { .. } => unreachable!("handled above"),
+    }
+}
+
+fn load_options(file: &ConfigFile) -> LoadOptions {
+    LoadOptions {
+        private_copy_dir: None,
+        strict_permissions: file.strict_permissions.unwrap_or(true),
     }
 }
 
 /// Reads `plugins.toml` and loads every plugin it names.
 pub fn load_registry(plugins_path: &Path, file: &ConfigFile) -> Result<PluginRegistry> {
     let plugins = PluginsFile::load(plugins_path)?;
-    let options = LoadOptions {
-        private_copy_dir: None,
-        strict_permissions: file.strict_permissions.unwrap_or(false),
-    };
-    Ok(PluginRegistry::load(plugins.specs(), &options))
+    Ok(PluginRegistry::load(plugins.specs(), &load_options(file)))
 }
 
 fn collect(args: &CollectArgs, plugins_path: &Path, file: &ConfigFile) -> Result<Outcome> {
@@ -93,7 +150,7 @@ fn collect(args: &CollectArgs, plugins_path: &Path, file: &ConfigFile) -> Result
     if registry.loaded.is_empty() && registry.failed.is_empty() {
         bail!("no plugins to run: {} names none", plugins_path.display());
     }
-    let report = collect_local(&registry, None);
+    let report = collect_local(&registry, None, file.isolation.unwrap_or_default());
     match args.format {
         Format::Json => println!("{}", serde_json::to_string(&report)?),
         Format::Table => print!("{}", output::report_table(&report)),
@@ -101,8 +158,79 @@ fn collect(args: &CollectArgs, plugins_path: &Path, file: &ConfigFile) -> Result
     Ok(report_outcome(&report, &registry))
 }
 
+fn run_agent(args: &RunArgs, plugins_path: PathBuf, file: &ConfigFile) -> Result<Outcome> {
+    let mode = args.mode.or(file.mode).unwrap_or(Mode::Agent);
+    if mode != Mode::Agent {
+        bail!(
+            "--mode {} is not built yet: only agent mode runs today",
+            mode.as_str()
+        );
+    }
+    let api = args
+        .api
+        .clone()
+        .or_else(|| file.api.clone())
+        .context("no API URL: give --api, AUTO_CLIENT_API or `api` in the config")?;
+    let key_id = args.key_id.clone().or_else(|| file.key_id.clone());
+    let key_file = args.key_file.clone().or_else(|| file.key_file.clone());
+    let key = match (key_id, key_file) {
+        (Some(id), Some(path)) => Some(AgentKey::from_file(&id, &path)?),
+        (None, None) => {
+            tracing::warn!("no key_id and key_file: reports are sent unsigned (only a server started with --no-auth accepts them)");
+            None
+        }
+        (Some(_), None) => bail!("key_id is set but key_file is not: give both, or neither"),
+        (None, Some(_)) => bail!("key_file is set but key_id is not: give both, or neither"),
+    };
+    let cert_path = args
+        .cert_file
+        .clone()
+        .or_else(|| file.cert_file.clone())
+        .unwrap_or_else(|| PathBuf::from("/var/lib/auto-client/cert"));
+    let spool_dir = args
+        .spool_dir
+        .clone()
+        .or_else(|| file.spool_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("/var/lib/auto-client/spool"));
+    let spool = Spool::open(
+        &spool_dir,
+        file.spool_max_reports.unwrap_or(1000),
+        file.spool_max_bytes.unwrap_or(64 << 20),
+    )?;
+    let interval = match args.interval.as_deref().or(file.interval.as_deref()) {
+        Some(text) => Some(parse_duration("--interval", text)?),
+        None => None,
+    };
+    let mut load = load_options(file);
+    if interval.is_some() {
+        // Long-running: load every library from a private copy, so one replaced on disk
+        // (write-then-rename) is really loaded anew at the next cycle.
+        load.private_copy_dir =
+            Some(std::env::temp_dir().join(format!("auto-client-{}", std::process::id())));
+    }
+    let mut agent = Agent {
+        api: ApiClient::new(&api, key, Retry::default())?,
+        cert: CertFile::new(&cert_path),
+        spool,
+        plugins_path,
+        load,
+        isolation: args.isolation.or(file.isolation).unwrap_or_default(),
+        cache: RegistryCache::default(),
+    };
+    match interval {
+        Some(every) => agent::run_interval(&mut agent, every),
+        None => agent.cycle(),
+    }
+}
+
 /// Collects this machine with every loaded plugin; load failures become error entries.
-pub fn collect_local(registry: &PluginRegistry, previous_hostname: Option<String>) -> Report {
+pub fn collect_local(
+    registry: &PluginRegistry,
+    previous_hostname: Option<String>,
+    isolation: Isolation,
+) -> Report {
+    let mut registry = registry.clone();
+    worker::mark_isolated(&mut registry, isolation);
     let name = report::local_hostname();
     let target = name.clone();
     let make: MakeExecutor = Arc::new(move |deadline| {

@@ -45,6 +45,18 @@ pub enum Command {
     },
     /// Print the documented example config.
     DefaultConfig,
+    /// Internal: run one collector in this process for an isolating parent (see `worker`).
+    #[command(name = "__worker", hide = true)]
+    Worker {
+        #[arg(long)]
+        path: PathBuf,
+        #[arg(long)]
+        symbol: String,
+        #[arg(long)]
+        timeout_ms: u64,
+        #[arg(long)]
+        target: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -95,6 +107,24 @@ pub struct RunArgs {
     pub hosts: Vec<String>,
     #[arg(long, env = "AUTO_CLIENT_HOSTS_FILE")]
     pub hosts_file: Option<PathBuf>,
+    /// The agent's key name, as `auto-server keys create NAME` made it.
+    #[arg(long, env = "AUTO_CLIENT_KEY_ID")]
+    pub key_id: Option<String>,
+    /// A file (mode 0600) holding the agent's secret key.
+    #[arg(long, env = "AUTO_CLIENT_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Where the last hostname the API accepted is kept.
+    #[arg(long, env = "AUTO_CLIENT_CERT_FILE")]
+    pub cert_file: Option<PathBuf>,
+    /// Where undelivered reports wait.
+    #[arg(long, env = "AUTO_CLIENT_SPOOL_DIR")]
+    pub spool_dir: Option<PathBuf>,
+    /// Also log to this directory (rotated daily).
+    #[arg(long, env = "AUTO_CLIENT_LOG_DIR")]
+    pub log_dir: Option<PathBuf>,
+    /// none, process, or dropins (drop-in plugins in worker processes).
+    #[arg(long, value_enum, env = "AUTO_CLIENT_ISOLATION")]
+    pub isolation: Option<crate::Isolation>,
 }
 
 /// `auto-client.toml`. Relative paths are relative to the file.

@@ -103,20 +103,60 @@ pub fn kill_all() {
 
 /// Runs `sh -c command` in a new process group; at `timeout` the whole group is killed.
 pub fn run_command(command: &str, timeout: Duration) -> Result<CommandOutput, PluginError> {
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c").arg(command);
+    let out = run_process(cmd, &[], timeout, &format!("`{command}`"), false)?;
+    Ok(CommandOutput {
+        stdout: out.stdout.into(),
+        stderr: out.stderr.into(),
+        exit_code: match out.status.code() {
+            Some(c) => ROption::RSome(c),
+            None => ROption::RNone,
+        },
+    })
+}
+
+/// What a finished process gave.
+#[derive(Debug)]
+pub struct ProcessOutput {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub status: std::process::ExitStatus,
+}
+
+/// Runs a process in a new process group with `input` on its stdin; at `timeout` the whole group
+/// is killed and the answer is a `timeout` error naming `what`. With `term_first`, the process is
+/// sent SIGTERM and given a moment to clean up (a worker kills its own commands) before SIGKILL.
+pub fn run_process(
+    mut cmd: Command,
+    input: &[u8],
+    timeout: Duration,
+    what: &str,
+    term_first: bool,
+) -> Result<ProcessOutput, PluginError> {
     if timeout.is_zero() {
-        return Err(error("timeout", format!("no time left to run `{command}`")));
+        return Err(error("timeout", format!("no time left to run {what}")));
     }
-    let mut child = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(command)
-        .stdin(Stdio::null())
+    let mut child = cmd
+        .stdin(if input.is_empty() {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .spawn()
-        .map_err(|e| error("io", format!("cannot start `{command}`: {e}")))?;
+        .map_err(|e| error("io", format!("cannot start {what}: {e}")))?;
     let pid = child.id() as i32;
     running().push(pid);
+    if let Some(mut stdin) = child.stdin.take() {
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(&input);
+        });
+    }
     let mut stdout = child.stdout.take().expect("stdout is piped");
     let mut stderr = child.stderr.take().expect("stderr is piped");
     let (tx, rx) = mpsc::channel();
@@ -138,18 +178,21 @@ pub fn run_command(command: &str, timeout: Duration) -> Result<CommandOutput, Pl
     }
     match outcome {
         Ok((out, err, status)) => {
-            let status =
-                status.map_err(|e| error("io", format!("waiting for `{command}`: {e}")))?;
-            Ok(CommandOutput {
-                stdout: out.into(),
-                stderr: err.into(),
-                exit_code: match status.code() {
-                    Some(c) => ROption::RSome(c),
-                    None => ROption::RNone,
-                },
+            let status = status.map_err(|e| error("io", format!("waiting for {what}: {e}")))?;
+            Ok(ProcessOutput {
+                stdout: out,
+                stderr: err,
+                status,
             })
         }
         Err(_) => {
+            if term_first {
+                // SAFETY: kill has no memory-safety preconditions; pid is our child.
+                unsafe {
+                    libc::kill(pid, libc::SIGTERM);
+                }
+                let _ = rx.recv_timeout(Duration::from_millis(300));
+            }
             // SAFETY: kill has no memory-safety preconditions; -pid names the group we created.
             unsafe {
                 libc::kill(-pid, libc::SIGKILL);
@@ -160,7 +203,7 @@ pub fn run_command(command: &str, timeout: Duration) -> Result<CommandOutput, Pl
             Err(error(
                 "timeout",
                 format!(
-                    "`{command}` did not finish in {}",
+                    "{what} did not finish in {}",
                     humantime::format_duration(round_ms(timeout))
                 ),
             ))

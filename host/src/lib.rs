@@ -5,15 +5,20 @@
 //! work is here, one module per concern. Not here: what a collector gathers (`plugins/`), the wire
 //! format (`auto-proto`), the server.
 
+pub mod agent;
 pub mod app;
 pub mod config;
+pub mod delivery;
 pub mod executor;
+pub mod identity;
 pub mod output;
 pub mod plugins_file;
 pub mod registry;
 pub mod report;
 pub mod runner;
 pub mod safety;
+pub mod spool;
+pub mod worker;
 
 use clap::ValueEnum;
 use serde::Deserialize;
@@ -40,15 +45,19 @@ impl Mode {
     }
 }
 
-/// Where collectors run relative to the host process.
+/// Where collectors run relative to the host process (agent mode).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Isolation {
     /// In this process, on the thread pool.
-    #[default]
     None,
     /// Each collector call in a child worker process.
     Process,
+    /// Drop-in plugins in a worker process, plugins named in plugins.toml in this process.
+    #[default]
+    #[serde(rename = "dropins")]
+    #[value(name = "dropins")]
+    DropIns,
 }
 
 /// The exit codes (documented in the README): all well, something failed, nothing could run.

@@ -6,7 +6,6 @@ use auto_client::{app, config::Args, Outcome};
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    app::init_logging();
     let outcome = match app::run(args) {
         Ok(outcome) => outcome,
         Err(e) => {

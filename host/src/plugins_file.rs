@@ -31,6 +31,7 @@ struct RawPlugin {
     timeout: Option<String>,
     #[serde(default)]
     options: Option<toml::Table>,
+    isolation: Option<crate::Isolation>,
 }
 
 fn yes() -> bool {
@@ -59,6 +60,8 @@ pub struct PluginSpec {
     /// The `options` table as JSON text, `{}` when absent.
     pub options_json: String,
     pub origin: Origin,
+    /// Overrides the config's `isolation` for this plugin.
+    pub isolation: Option<crate::Isolation>,
 }
 
 /// The parsed file: the configured plugins and the drop-in directories.
@@ -117,6 +120,7 @@ impl PluginsFile {
                 timeout,
                 options_json,
                 origin: Origin::Configured,
+                isolation: p.isolation,
             });
         }
         let dirs = raw.dirs.iter().map(|d| base.join(d)).collect();
@@ -162,6 +166,7 @@ impl PluginsFile {
                     timeout: DEFAULT_TIMEOUT,
                     options_json: "{}".to_string(),
                     origin: Origin::DropIn,
+                    isolation: None,
                 });
             }
         }

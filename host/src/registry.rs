@@ -6,6 +6,7 @@
 //! `RootModule::load_from_file`, which keeps one module per type for the whole process.
 
 use std::{
+    collections::HashMap,
     ffi::CString,
     path::{Path, PathBuf},
     sync::atomic::{AtomicU64, Ordering},
@@ -29,6 +30,8 @@ pub struct LoadedPlugin {
     pub symbol: String,
     pub version: String,
     pub description: String,
+    /// Runs in a child worker process (see `worker`).
+    pub isolated: bool,
     module: CollectorModRef,
 }
 
@@ -86,34 +89,86 @@ pub struct PluginRegistry {
 impl PluginRegistry {
     /// Loads every enabled spec. A failure is logged in one line and recorded; the others load.
     pub fn load(specs: Vec<PluginSpec>, options: &LoadOptions) -> Self {
+        RegistryCache::default().load(specs, options)
+    }
+}
+
+/// What identifies a version of a library file on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+}
+
+impl FileStamp {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        FileStamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        }
+    }
+}
+
+/// A checked module, before it is given a name and settings from plugins.toml.
+#[derive(Clone)]
+struct Module {
+    module: CollectorModRef,
+    name: String,
+    version: String,
+    description: String,
+    symbol: String,
+}
+
+/// Keeps loaded libraries across agent cycles: a file that did not change is not loaded again (a
+/// library is never unloaded, so reloading would leak); a file replaced on disk is loaded anew,
+/// from a private copy when `LoadOptions::private_copy_dir` is set.
+#[derive(Default)]
+pub struct RegistryCache {
+    modules: HashMap<(PathBuf, String), (FileStamp, Result<Module, String>)>,
+}
+
+impl RegistryCache {
+    pub fn load(&mut self, specs: Vec<PluginSpec>, options: &LoadOptions) -> PluginRegistry {
         let mut registry = PluginRegistry::default();
         for spec in specs {
             if !spec.enabled {
                 registry.disabled.push(spec);
                 continue;
             }
-            match load_one(&spec, options) {
-                Ok(mut plugin) => {
-                    if spec.origin == Origin::DropIn && !plugin.name.is_empty() {
-                        // a drop-in is reported under the name it gives itself
+            match self.module(&spec, options) {
+                Ok(module) => {
+                    let name = if spec.origin == Origin::DropIn && !module.name.is_empty() {
+                        module.name.clone()
                     } else {
-                        plugin.name = spec.name.clone();
-                    }
-                    if registry.loaded.iter().any(|p| p.name == plugin.name) {
+                        spec.name.clone()
+                    };
+                    if registry.loaded.iter().any(|p| p.name == name) {
                         let failure = LoadFailure {
-                            name: plugin.name.clone(),
                             error: format!(
-                                "another plugin is already loaded under the name {:?}",
-                                plugin.name
+                                "another plugin is already loaded under the name {name:?}"
                             ),
+                            name,
                             spec,
                         };
                         tracing::error!("{failure}");
                         registry.failed.push(failure);
                         continue;
                     }
-                    tracing::debug!(plugin = %plugin.name, path = %spec.path.display(), "plugin loaded");
-                    registry.loaded.push(plugin);
+                    tracing::debug!(plugin = %name, path = %spec.path.display(), "plugin loaded");
+                    registry.loaded.push(LoadedPlugin {
+                        name,
+                        symbol: module.symbol,
+                        version: module.version,
+                        description: module.description,
+                        module: module.module,
+                        isolated: false,
+                        spec,
+                    });
                 }
                 Err(error) => {
                     let failure = LoadFailure {
@@ -128,36 +183,60 @@ impl PluginRegistry {
         }
         registry
     }
+
+    fn module(&mut self, spec: &PluginSpec, options: &LoadOptions) -> Result<Module, String> {
+        let meta = std::fs::metadata(&spec.path).map_err(|e| format!("cannot open: {e}"))?;
+        if !meta.is_file() {
+            return Err("not a regular file".to_string());
+        }
+        if options.strict_permissions {
+            crate::safety::check_plugin_file(&spec.path)?;
+        }
+        let stamp = FileStamp::of(&meta);
+        let symbol = spec
+            .symbol
+            .clone()
+            .unwrap_or_else(|| DEFAULT_SYMBOL.to_string());
+        let key = (spec.path.clone(), symbol.clone());
+        if let Some((cached, result)) = self.modules.get(&key) {
+            if *cached == stamp {
+                return result.clone();
+            }
+            tracing::info!(path = %spec.path.display(), "plugin file changed on disk: loading it anew");
+        }
+        let result = load_module(spec, &symbol, meta.len(), options);
+        self.modules.insert(key, (stamp, result.clone()));
+        result
+    }
 }
 
 static COPY_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Loads one library and checks it. The error is one line, without the plugin's name (the caller
 /// adds it).
-fn load_one(spec: &PluginSpec, options: &LoadOptions) -> Result<LoadedPlugin, String> {
-    let meta = std::fs::metadata(&spec.path).map_err(|e| format!("cannot open: {e}"))?;
-    if !meta.is_file() {
-        return Err("not a regular file".to_string());
-    }
-    if options.strict_permissions {
-        crate::safety::check_plugin_file(&spec.path)?;
-    }
-    check_elf(&spec.path, meta.len())?;
+fn load_module(
+    spec: &PluginSpec,
+    symbol: &str,
+    len: u64,
+    options: &LoadOptions,
+) -> Result<Module, String> {
+    check_elf(&spec.path, len)?;
     let load_path = match &options.private_copy_dir {
         Some(dir) => private_copy(&spec.path, dir, &spec.name)?,
         None => spec.path.clone(),
     };
-    let symbol = spec
-        .symbol
-        .clone()
-        .unwrap_or_else(|| DEFAULT_SYMBOL.to_string());
-    let symbol_c = CString::new(symbol.clone())
-        .map_err(|_| format!("symbol {symbol:?} contains a NUL byte"))?;
+    let symbol_c =
+        CString::new(symbol).map_err(|_| format!("symbol {symbol:?} contains a NUL byte"))?;
 
     // SAFETY: loading a library runs its initialisers; plugin files are code the operator chose to
     // run (and, with strict permissions, only root or we can have written them).
     let library = unsafe { libloading::Library::new(&load_path) }
-        .map_err(|e| format!("cannot load library: {}", libloading_cause(&e)))?;
+        .map_err(|e| format!("cannot load library: {}", libloading_cause(&e)));
+    if options.private_copy_dir.is_some() {
+        // The mapping stays valid once the name is gone; nothing is left behind on disk.
+        let _ = std::fs::remove_file(&load_path);
+    }
+    let library = library?;
     // SAFETY: the symbol is read as an abi_stable header; `upgrade` validates it before any other use.
     let header: AbiHeaderRef = unsafe {
         match library.get::<AbiHeaderRef>(symbol_c.as_bytes_with_nul()) {
@@ -175,18 +254,17 @@ fn load_one(spec: &PluginSpec, options: &LoadOptions) -> Result<LoadedPlugin, St
 
     let lib_header = header
         .upgrade()
-        .map_err(|e| describe_library_error(&e, &symbol))?;
+        .map_err(|e| describe_library_error(&e, symbol))?;
     let module = lib_header
         .init_root_module::<CollectorModRef>()
-        .map_err(|e| describe_library_error(&e, &symbol))?;
+        .map_err(|e| describe_library_error(&e, symbol))?;
     let info = (module.info())();
-    Ok(LoadedPlugin {
-        name: info.name.to_string(),
-        spec: spec.clone(),
-        symbol,
+    Ok(Module {
+        module,
+        name: info.name.into_string(),
         version: info.version.into_string(),
         description: info.description.into_string(),
-        module,
+        symbol: symbol.to_string(),
     })
 }
 

@@ -52,8 +52,13 @@ pub fn collect_all(
         pool.execute(move || {
             let started = Instant::now();
             let _ = tx.send((i, Event::Started(started)));
-            let executor = make(started + plugin.timeout());
-            let result = plugin.collect(executor.sabi_reborrow());
+            let deadline = started + plugin.timeout();
+            let executor = make(deadline);
+            let result = if plugin.isolated {
+                crate::worker::collect(&plugin, deadline, executor.target_name().as_str())
+            } else {
+                plugin.collect(executor.sabi_reborrow())
+            };
             let _ = tx.send((i, Event::Done(result, started.elapsed())));
         });
     }

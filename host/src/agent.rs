@@ -1,0 +1,172 @@
+//! Agent mode: collect this machine, deliver the report (spool first), act on the answer; once, or
+//! every interval until SIGTERM or SIGINT.
+
+use std::{
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::Result;
+use auto_proto::Report;
+
+use crate::{
+    app,
+    delivery::{Answer, ApiClient, Failure},
+    identity::{self, CertFile},
+    plugins_file::PluginsFile,
+    registry::{LoadOptions, PluginRegistry, RegistryCache},
+    spool::Spool,
+    Isolation, Outcome,
+};
+
+/// Everything one agent cycle needs.
+pub struct Agent {
+    pub api: ApiClient,
+    pub cert: CertFile,
+    pub spool: Spool,
+    pub plugins_path: PathBuf,
+    pub load: LoadOptions,
+    pub isolation: Isolation,
+    pub cache: RegistryCache,
+}
+
+/// What happened to one report.
+#[derive(Debug, PartialEq, Eq)]
+enum Delivery {
+    /// The server has it (accepted, or refused for good and logged).
+    Done,
+    /// Not delivered: keep it and stop sending for this cycle.
+    Keep,
+}
+
+impl Agent {
+    /// One cycle: re-read plugins.toml and the drop-in dirs, collect, send the spool, send this.
+    pub fn cycle(&mut self) -> Result<Outcome> {
+        let started = Instant::now();
+        let registry = self.load_registry()?;
+        let previous = self.cert.read()?;
+        let report = app::collect_local(&registry, previous, self.isolation);
+        let mut outcome = app::report_outcome(&report, &registry);
+        let delivered = self.deliver(report)?;
+        if !delivered {
+            outcome = outcome.worst(Outcome::PartialFailure);
+        }
+        tracing::info!(
+            took_ms = started.elapsed().as_millis() as u64,
+            delivered,
+            outcome = outcome as u8,
+            "agent cycle done"
+        );
+        Ok(outcome)
+    }
+
+    fn load_registry(&mut self) -> Result<PluginRegistry> {
+        let file = PluginsFile::load(&self.plugins_path)?;
+        Ok(self.cache.load(file.specs(), &self.load))
+    }
+
+    /// Sends the spool oldest first, then `report`; whatever cannot be sent now goes to the spool.
+    /// True when nothing is left waiting.
+    fn deliver(&self, report: Report) -> Result<bool> {
+        for item in self.spool.list()? {
+            let spooled = match self.spool.read(&item) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.spool.quarantine(&item, &format!("{e:#}"));
+                    continue;
+                }
+            };
+            let body = serde_json::to_vec(&spooled)?;
+            match self.send(&spooled, &body) {
+                Delivery::Done => self.spool.remove(&item),
+                Delivery::Keep => {
+                    self.spool.put(&report)?;
+                    return Ok(false);
+                }
+            }
+        }
+        let body = serde_json::to_vec(&report)?;
+        match self.send(&report, &body) {
+            Delivery::Done => Ok(true),
+            Delivery::Keep => {
+                self.spool.put(&report)?;
+                Ok(false)
+            }
+        }
+    }
+
+    fn send(&self, report: &Report, body: &[u8]) -> Delivery {
+        match self.api.post_report(body) {
+            Ok(Answer::Accepted { status, body }) => {
+                if let Err(e) = identity::accepted(&self.cert, report, status, &body) {
+                    tracing::error!(error = %format!("{e:#}"), "cannot update the cert file");
+                }
+                Delivery::Done
+            }
+            Ok(Answer::Refused { problem, .. }) => {
+                identity::name_taken(report, &problem);
+                Delivery::Done
+            }
+            Err(Failure::Refused {
+                status: status @ (401 | 403),
+                problem,
+            }) => {
+                tracing::error!(
+                    api = %self.api.base(),
+                    report_id = %report.report_id,
+                    status,
+                    reason = %problem.detail,
+                    "the server refused this agent's signature: check key_id and key_file (auto-server keys list); the report stays in the spool"
+                );
+                Delivery::Keep
+            }
+            Err(Failure::Refused { status, problem }) => {
+                // 400 or 413: this report will never be accepted. Keep a copy to read, move on.
+                tracing::error!(
+                    report_id = %report.report_id,
+                    status,
+                    code = %problem.code,
+                    reason = %problem.detail,
+                    "the server rejected the report"
+                );
+                if let Ok(path) = self.spool.put(report) {
+                    let item = crate::spool::Spooled {
+                        path,
+                        bytes: body.len() as u64,
+                    };
+                    self.spool.quarantine(&item, &problem.detail);
+                }
+                Delivery::Done
+            }
+            Err(Failure::Transient(message)) => {
+                tracing::warn!(api = %self.api.base(), report_id = %report.report_id, error = %message, "the API is unreachable; the report is kept in the spool");
+                Delivery::Keep
+            }
+        }
+    }
+}
+
+/// Runs cycles every `interval` until SIGTERM or SIGINT, which end the loop after the current
+/// cycle with exit code 0.
+pub fn run_interval(agent: &mut Agent, interval: Duration) -> Result<Outcome> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))?;
+    }
+    tracing::info!(interval = %humantime::format_duration(interval), "agent started");
+    while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        if let Err(e) = agent.cycle() {
+            tracing::error!(error = %format!("{e:#}"), "agent cycle failed");
+        }
+        while started.elapsed() < interval && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(50).min(interval));
+        }
+    }
+    tracing::info!("agent stopped by signal");
+    Ok(Outcome::AllWell)
+}

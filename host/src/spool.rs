@@ -1,0 +1,154 @@
+//! Reports that could not be delivered wait in the spool directory until a later run sends them,
+//! oldest first, each with its original `report_id` (so the server applies it once).
+//!
+//! Invariants: a file in the spool is complete (written to a temporary name, fsynced, renamed, the
+//! directory fsynced), so an agent killed mid-write leaves at most a `.tmp-*` file, removed at the
+//! next start; the spool never holds more than `max_reports` files or `max_bytes` bytes: the oldest
+//! go first, with a warning naming each.
+
+use std::{
+    fs::File,
+    io::Write,
+    path::{Path, PathBuf},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context, Result};
+use auto_proto::Report;
+
+#[derive(Debug, Clone)]
+pub struct Spool {
+    pub dir: PathBuf,
+    pub max_reports: usize,
+    pub max_bytes: u64,
+}
+
+/// One spooled report, as listed.
+#[derive(Debug, Clone)]
+pub struct Spooled {
+    pub path: PathBuf,
+    pub bytes: u64,
+}
+
+impl Spool {
+    pub fn open(dir: &Path, max_reports: usize, max_bytes: u64) -> Result<Self> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create spool directory {}", dir.display()))?;
+        let spool = Spool {
+            dir: dir.to_path_buf(),
+            max_reports: max_reports.max(1),
+            max_bytes,
+        };
+        // Leftovers of a write that was killed before its rename: never complete, never sent.
+        for entry in std::fs::read_dir(dir)?.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(spool)
+    }
+
+    /// Writes a report durably, then trims the spool to its bounds (oldest first).
+    pub fn put(&self, report: &Report) -> Result<PathBuf> {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let name = format!("{nanos:024}-{}.json", report.report_id);
+        let tmp = self.dir.join(format!(".tmp-{name}"));
+        let path = self.dir.join(&name);
+        let body = serde_json::to_vec(report).context("cannot serialise the report")?;
+        let mut f = File::create(&tmp)
+            .with_context(|| format!("cannot write to spool {}", self.dir.display()))?;
+        f.write_all(&body)
+            .and_then(|_| f.sync_all())
+            .with_context(|| format!("cannot write to spool {}", self.dir.display()))?;
+        drop(f);
+        std::fs::rename(&tmp, &path)
+            .with_context(|| format!("cannot rename into spool {}", self.dir.display()))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("cannot fsync spool directory {}", self.dir.display()))?;
+        tracing::info!(report_id = %report.report_id, path = %path.display(), "report spooled");
+        self.trim()?;
+        Ok(path)
+    }
+
+    /// The spooled reports, oldest first.
+    pub fn list(&self) -> Result<Vec<Spooled>> {
+        let mut list: Vec<Spooled> = std::fs::read_dir(&self.dir)
+            .with_context(|| format!("cannot read spool {}", self.dir.display()))?
+            .flatten()
+            .filter(|e| {
+                let n = e.file_name();
+                let n = n.to_string_lossy();
+                !n.starts_with('.') && n.ends_with(".json")
+            })
+            .filter_map(|e| {
+                let bytes = e.metadata().ok()?.len();
+                Some(Spooled {
+                    path: e.path(),
+                    bytes,
+                })
+            })
+            .collect();
+        list.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(list)
+    }
+
+    pub fn read(&self, item: &Spooled) -> Result<Report> {
+        let bytes = std::fs::read(&item.path)
+            .with_context(|| format!("cannot read spooled report {}", item.path.display()))?;
+        serde_json::from_slice(&bytes).with_context(|| {
+            format!(
+                "spooled report {} is not a valid report",
+                item.path.display()
+            )
+        })
+    }
+
+    pub fn remove(&self, item: &Spooled) {
+        if let Err(e) = std::fs::remove_file(&item.path) {
+            tracing::warn!(path = %item.path.display(), error = %e, "cannot remove a delivered report from the spool");
+        }
+    }
+
+    /// Moves a report the server will never accept out of the way, keeping it for a person to read.
+    pub fn quarantine(&self, item: &Spooled, why: &str) {
+        let bad = self.dir.join("rejected");
+        let target = bad.join(item.path.file_name().unwrap_or_default());
+        let moved =
+            std::fs::create_dir_all(&bad).and_then(|_| std::fs::rename(&item.path, &target));
+        match moved {
+            Ok(()) => {
+                tracing::error!(path = %target.display(), reason = %why, "report rejected by the server, moved out of the spool")
+            }
+            Err(e) => {
+                tracing::error!(path = %item.path.display(), error = %e, "cannot move a rejected report out of the spool")
+            }
+        }
+    }
+
+    fn trim(&self) -> Result<()> {
+        let list = self.list()?;
+        let mut count = list.len();
+        let mut bytes: u64 = list.iter().map(|s| s.bytes).sum();
+        for old in &list {
+            if count <= self.max_reports && bytes <= self.max_bytes {
+                break;
+            }
+            tracing::warn!(
+                path = %old.path.display(),
+                spooled = count,
+                bytes,
+                max_reports = self.max_reports,
+                max_bytes = self.max_bytes,
+                "spool full: dropping the oldest report"
+            );
+            self.remove(old);
+            count -= 1;
+            bytes -= old.bytes;
+        }
+        Ok(())
+    }
+}
