@@ -37,8 +37,10 @@ pub struct Agent {
 /// What happened to one report.
 #[derive(Debug, PartialEq, Eq)]
 enum Delivery {
-    /// The server has it (accepted, or refused for good and logged).
-    Done,
+    /// The server applied it.
+    Applied,
+    /// The server refused it for good (name taken, malformed): logged, not kept, not retried.
+    Refused,
     /// Not delivered: keep it and stop sending for this cycle.
     Keep,
 }
@@ -55,6 +57,7 @@ impl Agent {
         if !delivered {
             outcome = outcome.worst(Outcome::PartialFailure);
         }
+
         tracing::info!(
             took_ms = started.elapsed().as_millis() as u64,
             delivered,
@@ -70,28 +73,33 @@ impl Agent {
     }
 
     /// Sends the spool oldest first, then `report`; whatever cannot be sent now goes to the spool.
-    /// True when nothing is left waiting.
-    fn deliver(&self, report: Report) -> Result<bool> {
+    /// True when this cycle's report was applied and nothing is left waiting.
+    ///
+    /// `previous_hostname` is filled in at send time from the cert: it is the name the API knows
+    /// this machine by *now* (a report spooled before the first one was accepted would otherwise
+    /// claim to be a new machine and be refused as a duplicate name).
+    fn deliver(&self, mut report: Report) -> Result<bool> {
         for item in self.spool.list()? {
-            let spooled = match self.spool.read(&item) {
+            let mut spooled = match self.spool.read(&item) {
                 Ok(r) => r,
                 Err(e) => {
                     self.spool.quarantine(&item, &format!("{e:#}"));
                     continue;
                 }
             };
-            let body = serde_json::to_vec(&spooled)?;
-            match self.send(&spooled, &body) {
-                Delivery::Done => self.spool.remove(&item),
+            spooled.previous_hostname = self.cert.read()?;
+            match self.send(&spooled) {
+                Delivery::Applied | Delivery::Refused => self.spool.remove(&item),
                 Delivery::Keep => {
                     self.spool.put(&report)?;
                     return Ok(false);
                 }
             }
         }
-        let body = serde_json::to_vec(&report)?;
-        match self.send(&report, &body) {
-            Delivery::Done => Ok(true),
+        report.previous_hostname = self.cert.read()?;
+        match self.send(&report) {
+            Delivery::Applied => Ok(true),
+            Delivery::Refused => Ok(false),
             Delivery::Keep => {
                 self.spool.put(&report)?;
                 Ok(false)
@@ -99,17 +107,25 @@ impl Agent {
         }
     }
 
-    fn send(&self, report: &Report, body: &[u8]) -> Delivery {
+    fn send(&self, report: &Report) -> Delivery {
+        let body = match serde_json::to_vec(report) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(report_id = %report.report_id, error = %e, "cannot serialise the report");
+                return Delivery::Refused;
+            }
+        };
+        let body = body.as_slice();
         match self.api.post_report(body) {
             Ok(Answer::Accepted { status, body }) => {
                 if let Err(e) = identity::accepted(&self.cert, report, status, &body) {
                     tracing::error!(error = %format!("{e:#}"), "cannot update the cert file");
                 }
-                Delivery::Done
+                Delivery::Applied
             }
             Ok(Answer::Refused { problem, .. }) => {
                 identity::name_taken(report, &problem);
-                Delivery::Done
+                Delivery::Refused
             }
             Err(Failure::Refused {
                 status: status @ (401 | 403),
@@ -140,7 +156,7 @@ impl Agent {
                     };
                     self.spool.quarantine(&item, &problem.detail);
                 }
-                Delivery::Done
+                Delivery::Refused
             }
             Err(Failure::Transient(message)) => {
                 tracing::warn!(api = %self.api.base(), report_id = %report.report_id, error = %message, "the API is unreachable; the report is kept in the spool");

@@ -232,6 +232,7 @@ pub fn collect_local(
     let mut registry = registry.clone();
     worker::mark_isolated(&mut registry, isolation);
     let name = report::local_hostname();
+    let _span = tracing::info_span!("target", host = %name).entered();
     let target = name.clone();
     let make: MakeExecutor = Arc::new(move |deadline| {
         Executor_TO::from_value(

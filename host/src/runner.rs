@@ -110,7 +110,12 @@ pub fn collect_all(
                         ),
                         _ => continue,
                     };
-                    tracing::warn!(plugin = %p.name, "collector abandoned");
+                    if let PluginReport::Error {
+                        error, duration_ms, ..
+                    } = &report
+                    {
+                        tracing::warn!(plugin = %p.name, duration_ms, outcome = %error.kind, error = %error.message, "collector abandoned");
+                    }
                     *state = State::Finished;
                     open -= 1;
                     reports.insert(p.name.clone(), report);
@@ -159,7 +164,7 @@ fn finished(plugin: &LoadedPlugin, result: CollectResult, took: Duration) -> Plu
     match result {
         Ok(json) => match serde_json::from_str(&json) {
             Ok(data) => {
-                tracing::debug!(plugin = %plugin.name, duration_ms = millis(took), "collector ok");
+                tracing::info!(plugin = %plugin.name, duration_ms = millis(took), outcome = "ok", "collector done");
                 PluginReport::Ok {
                     version: plugin.version.clone(),
                     duration_ms: millis(took),
@@ -174,7 +179,7 @@ fn finished(plugin: &LoadedPlugin, result: CollectResult, took: Duration) -> Plu
             ),
         },
         Err(e) => {
-            tracing::warn!(plugin = %plugin.name, kind = %e.kind, error = %e.message, "collector failed");
+            tracing::warn!(plugin = %plugin.name, duration_ms = millis(took), outcome = %e.kind, error = %e.message, "collector failed");
             failed(plugin, &e.kind, e.message, took)
         }
     }

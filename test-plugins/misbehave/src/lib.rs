@@ -1,6 +1,7 @@
 //! A collector that misbehaves on purpose, chosen by its `options.behaviour`, so the host's tests
 //! can check what a user would see: `ok`, `panic`, `error`, `hang_command` (runs `sleep` with a
-//! long timeout), `spin` (loops forever in its own code), `segfault`, `abort`, `bad_json`.
+//! long timeout), `spin` (loops forever in its own code), `segfault`, `abort`, `echo_file`
+//! (answers the JSON in the file `options.path`: tests steer a collector's data with it).
 //! It is exported under a symbol of its own (`misbehave_v1`) to test `symbol` in plugins.toml.
 
 use std::time::Duration;
@@ -18,6 +19,15 @@ fn collect(target: &Target<'_>, options: &Value) -> Result<Value, CollectError> 
         .unwrap_or("ok");
     match behaviour {
         "ok" => Ok(json!({ "target": target.name(), "behaviour": "ok" })),
+        "echo_file" => {
+            let path = options
+                .get("path")
+                .and_then(Value::as_str)
+                .unwrap_or("/nonexistent");
+            let text = target.read_to_string(path)?;
+            plugin_api::serde_json::from_str(&text)
+                .map_err(|e| CollectError::parse(format!("{path}: {e}")))
+        }
         "panic" => panic!("misbehave was told to panic"),
         "error" => Err(CollectError::new(
             "unavailable",

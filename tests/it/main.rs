@@ -1,0 +1,5 @@
+//! End-to-end tests across processes: the real `auto-client` binary with real plugin libraries,
+//! reporting over HTTP to the real `auto-server` on loopback.
+
+mod agent;
+mod support;
