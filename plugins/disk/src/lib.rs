@@ -1,0 +1,369 @@
+//! The `disk` collector: the whole physical disks of the target.
+//!
+//! One command on the target: `lsblk -J -b -d -o NAME,SIZE,MODEL,SERIAL,ROTA,TYPE,TRAN`, falling
+//! back in the same shell line to `lsblk -P ...` (key="value" pairs) where lsblk is older than
+//! util-linux 2.27 and has no JSON (CentOS 7 has 2.23). Both JSON dialects are read: numbers and
+//! booleans as JSON numbers and `true`/`false` (current util-linux) or as strings `"0"`/`"1"`
+//! (older releases, e.g. 2.31 on Ubuntu 18.04).
+//!
+//! Which devices count as disks: lsblk `TYPE` `disk` only (no partitions, LVM, device-mapper,
+//! md RAID, loop or optical devices), and of those not the kernel's memory-backed and network
+//! devices by name (`loop*`, `ram*`, `zram*`, `nbd*`, `rbd*`, `drbd*`, `dm-*`, `md*`, `fd*`,
+//! `sr*`) and none of size 0 (an empty card reader, an unused zram). A hardware RAID volume is
+//! what the OS sees as a disk, so it counts (its model names the controller; the drives behind it
+//! need the controller's own tool).
+//!
+//! `kind` is one of: `virtual` (a hypervisor's disk: `vd*`/`xvd*` names, virtio transport, or a
+//! model such as `QEMU HARDDISK`, `VMware Virtual disk`, `Virtual Disk`, `VBOX HARDDISK`), `nvme`,
+//! `ssd` (not rotational), `hdd` (rotational), or `null` when lsblk does not say.
+
+use std::time::Duration;
+
+use plugin_api::{
+    export_collector,
+    serde_json::{self, json, Map, Value},
+    CollectError, Target,
+};
+
+const COLUMNS: &str = "NAME,SIZE,MODEL,SERIAL,ROTA,TYPE,TRAN";
+/// Below the host's default collector timeout (10 s), so that the executor kills a hung command
+/// and this collector reports it before the host gives up on the whole collector.
+const TIMEOUT: Duration = Duration::from_secs(8);
+
+/// The one command this collector runs.
+pub fn command() -> String {
+    format!("lsblk -J -b -d -o {COLUMNS} 2>/dev/null || lsblk -P -b -d -o {COLUMNS}")
+}
+
+/// One whole disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disk {
+    pub name: String,
+    pub size_bytes: Option<u64>,
+    pub model: Option<String>,
+    pub serial: Option<String>,
+    pub rotational: Option<bool>,
+    pub kind: Option<&'static str>,
+}
+
+impl Disk {
+    fn to_json(&self) -> Value {
+        json!({
+            "name": self.name,
+            "size_bytes": self.size_bytes,
+            "model": self.model,
+            "serial": self.serial,
+            "rotational": self.rotational,
+            "kind": self.kind,
+        })
+    }
+}
+
+/// One lsblk row, its values as text whatever the dialect.
+type Row = Map<String, Value>;
+
+fn text(row: &Row, key: &str) -> Option<String> {
+    match row.get(key)? {
+        Value::String(s) => {
+            let s = s.trim();
+            (!s.is_empty()).then(|| s.to_string())
+        }
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn number(row: &Row, key: &str) -> Option<u64> {
+    match row.get(key)? {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn boolean(row: &Row, key: &str) -> Option<bool> {
+    match row.get(key)? {
+        Value::Bool(b) => Some(*b),
+        Value::Number(n) => n.as_u64().map(|n| n != 0),
+        Value::String(s) => match s.trim() {
+            "1" | "true" => Some(true),
+            "0" | "false" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Parses `lsblk -P` output: one device a line, `KEY="value"` pairs, `\xNN` escapes.
+fn parse_pairs(stdout: &str) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for line in stdout.lines() {
+        let mut row = Row::new();
+        let mut rest = line.trim();
+        while let Some(eq) = rest.find("=\"") {
+            let key = rest[..eq].trim().to_ascii_lowercase();
+            let after = &rest[eq + 2..];
+            let Some(end) = after.find('"') else { break };
+            row.insert(key, Value::String(unescape(&after[..end])));
+            rest = &after[end + 1..];
+        }
+        if !row.is_empty() {
+            rows.push(row);
+        }
+    }
+    rows
+}
+
+/// Undoes lsblk's `\x20`-style escapes.
+fn unescape(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && bytes.get(i + 1) == Some(&b'x') {
+            if let Some(b) = s
+                .get(i + 2..i + 4)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(b);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parses lsblk's rows from either dialect.
+fn parse_rows(stdout: &str) -> Result<Vec<Row>, CollectError> {
+    if stdout.trim_start().starts_with('{') {
+        let doc: Value = serde_json::from_str(stdout)
+            .map_err(|e| CollectError::parse(format!("lsblk printed invalid JSON: {e}")))?;
+        let devices = doc
+            .get("blockdevices")
+            .and_then(Value::as_array)
+            .ok_or_else(|| CollectError::parse("lsblk JSON has no blockdevices list"))?;
+        Ok(devices
+            .iter()
+            .filter_map(|d| d.as_object().cloned())
+            .collect())
+    } else {
+        Ok(parse_pairs(stdout))
+    }
+}
+
+const NOT_DISKS: [&str; 10] = [
+    "loop", "ram", "zram", "nbd", "rbd", "drbd", "dm-", "md", "fd", "sr",
+];
+const VIRTUAL_MODELS: [&str; 8] = [
+    "qemu harddisk",
+    "qemu hard disk",
+    "vmware virtual",
+    "virtual disk",
+    "vbox harddisk",
+    "virtual_disk",
+    "blockvolume",
+    "persistentdisk",
+];
+
+fn kind(
+    name: &str,
+    model: Option<&str>,
+    tran: Option<&str>,
+    rota: Option<bool>,
+) -> Option<&'static str> {
+    let model = model.unwrap_or("").to_ascii_lowercase();
+    if name.starts_with("vd")
+        || name.starts_with("xvd")
+        || tran == Some("virtio")
+        || VIRTUAL_MODELS.iter().any(|m| model.contains(m))
+    {
+        return Some("virtual");
+    }
+    if tran == Some("nvme") || name.starts_with("nvme") {
+        return Some("nvme");
+    }
+    rota.map(|r| if r { "hdd" } else { "ssd" })
+}
+
+/// The whole physical disks of an lsblk output (`-J` or `-P`), in lsblk's order.
+pub fn parse_lsblk(stdout: &str) -> Result<Vec<Disk>, CollectError> {
+    let mut disks = Vec::new();
+    for row in parse_rows(stdout)? {
+        let Some(name) = text(&row, "name") else {
+            continue;
+        };
+        let name = name.strip_prefix("/dev/").unwrap_or(&name).to_string();
+        if text(&row, "type").as_deref() != Some("disk")
+            || NOT_DISKS.iter().any(|p| name.starts_with(p))
+        {
+            continue;
+        }
+        let size_bytes = number(&row, "size");
+        if size_bytes == Some(0) {
+            continue;
+        }
+        let model = text(&row, "model");
+        let rotational = boolean(&row, "rota");
+        let tran = text(&row, "tran");
+        disks.push(Disk {
+            kind: kind(&name, model.as_deref(), tran.as_deref(), rotational),
+            name,
+            size_bytes,
+            model,
+            serial: text(&row, "serial"),
+            rotational,
+        });
+    }
+    Ok(disks)
+}
+
+/// Collects the disks of `target` with one command.
+pub fn collect(target: &Target<'_>, _options: &Value) -> Result<Value, CollectError> {
+    let stdout = target.run_ok(&command(), TIMEOUT)?;
+    let disks = parse_lsblk(&stdout)?;
+    let mut reasons = Map::new();
+    if disks.is_empty() {
+        reasons.insert(
+            "disks".into(),
+            json!("lsblk lists no whole disk (a container, or only network storage)"),
+        );
+    }
+    for d in &disks {
+        if d.serial.is_none() {
+            reasons.insert(
+                format!("{}.serial", d.name),
+                json!("lsblk shows no serial (virtio without one, or udev data missing)"),
+            );
+        }
+    }
+    Ok(json!({
+        "disks": disks.iter().map(Disk::to_json).collect::<Vec<_>>(),
+        "reasons": reasons,
+    }))
+}
+
+export_collector!(
+    name = "disk",
+    description = "whole physical disks: size, model, serial, kind (lsblk)",
+    collect = collect
+);
+
+#[cfg(test)]
+mod tests {
+    use plugin_api::testing::FixtureExecutor;
+
+    use super::*;
+
+    fn run(stdout: &str) -> Result<Value, CollectError> {
+        FixtureExecutor::new("t")
+            .command(&command(), stdout)
+            .with_target(|t| collect(t, &json!({})))
+    }
+
+    #[test]
+    fn this_vm_virtio_disk_without_zram() {
+        let data = run(include_str!("../fixtures/firecracker-vm/lsblk.json")).expect("collects");
+        assert_eq!(
+            data["disks"],
+            json!([{
+                "name": "vda",
+                "size_bytes": 274_877_906_944u64,
+                "model": null,
+                "serial": null,
+                "rotational": true,
+                "kind": "virtual",
+            }])
+        );
+        assert!(data["reasons"]["vda.serial"].is_string());
+    }
+
+    #[test]
+    fn old_lsblk_strings_hyperv_disk() {
+        // util-linux 2.31 (Ubuntu 18.04 on Hyper-V): every value a string, "rota": "1".
+        let disks = parse_lsblk(include_str!("../fixtures/hyperv-ubuntu-18.04/lsblk-O.json"))
+            .expect("parses");
+        assert_eq!(disks.len(), 1);
+        let d = &disks[0];
+        assert_eq!(d.name, "sda");
+        assert_eq!(d.size_bytes, Some(407_379_968));
+        assert_eq!(d.model.as_deref(), Some("Virtual Disk"));
+        assert_eq!(d.rotational, Some(true));
+        assert_eq!(d.kind, Some("virtual"));
+    }
+
+    #[test]
+    fn server_with_two_ssds_in_intel_rste_raid() {
+        let data = run(include_str!(
+            "../fixtures/intel-rste-server/lsblk-adapted.json"
+        ))
+        .expect("collects");
+        let disks = data["disks"].as_array().expect("a list");
+        let names: Vec<_> = disks.iter().filter_map(|d| d["name"].as_str()).collect();
+        assert_eq!(names, ["sda", "sdb"]);
+        assert_eq!(disks[0]["serial"], "PHDV718305YD150MGN");
+        assert_eq!(disks[1]["serial"], "PHDV71660DZB150MGN");
+        assert_eq!(disks[0]["model"], "INTEL_SSDSC2BB15");
+        // The recording has no SIZE, ROTA or TRAN column: null, and no kind.
+        assert_eq!(disks[0]["size_bytes"], Value::Null);
+        assert_eq!(disks[0]["kind"], Value::Null);
+    }
+
+    #[test]
+    fn this_vm_pairs_dialect_real_output() {
+        let disks =
+            parse_lsblk(include_str!("../fixtures/firecracker-vm/lsblk-P.txt")).expect("parses");
+        assert_eq!(disks.len(), 1);
+        assert_eq!(disks[0].name, "vda");
+        assert_eq!(disks[0].size_bytes, Some(274_877_906_944));
+        assert_eq!(disks[0].rotational, Some(true));
+    }
+
+    #[test]
+    fn pairs_dialect_of_old_lsblk() {
+        let out = "NAME=\"sda\" SIZE=\"500107862016\" MODEL=\"ST500DM002-1BD14\" SERIAL=\"Z3TX1ABC\" ROTA=\"1\" TYPE=\"disk\" TRAN=\"sata\"\nNAME=\"sr0\" SIZE=\"1073741312\" MODEL=\"DVD\\x20RW\" SERIAL=\"\" ROTA=\"1\" TYPE=\"rom\" TRAN=\"sata\"\n";
+        let disks = parse_lsblk(out).expect("parses");
+        assert_eq!(disks.len(), 1);
+        assert_eq!(disks[0].kind, Some("hdd"));
+        assert_eq!(unescape("DVD\\x20RW"), "DVD RW");
+    }
+
+    #[test]
+    fn lsblk_failure_is_an_error() {
+        let err = FixtureExecutor::new("t")
+            .with_target(|t| collect(t, &json!({})))
+            .expect_err("no lsblk");
+        assert_eq!(err.kind, "command_failed");
+        let err = run("{\"blockdevices\": 3}").expect_err("bad json");
+        assert_eq!(err.kind, "parse");
+    }
+
+    /// Runs `command` on this machine, as the agent-mode executor would.
+    fn local(command: &str) -> (String, String, Option<i32>) {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .output()
+            .expect("sh runs");
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            out.status.code(),
+        )
+    }
+
+    #[test]
+    #[ignore = "reads this machine: cargo test -p collector-disk -- --ignored"]
+    fn live_this_machine() {
+        let (out, err, code) = local(&command());
+        let data = FixtureExecutor::new("local")
+            .command_output(&command(), &out, &err, code)
+            .with_target(|t| collect(t, &json!({})))
+            .expect("collects");
+        println!("{data:#}");
+        assert!(data["disks"].is_array());
+    }
+}
