@@ -29,9 +29,10 @@ use plugin_api::{
 const IP_ADDR: &str = "ip -d -j addr";
 /// The same facts as text, for an iproute2 without JSON output (e.g. CentOS 7's 4.11).
 const IP_TEXT: &str = "ip -d -o link show && echo '==> addresses' && ip -o addr show";
-/// Prints `NAME SPEED` a line; `-` when `speed` cannot be read.
-const SPEEDS: &str = "for d in /sys/class/net/*; do \
-     s=$(cat \"$d/speed\" 2>/dev/null) || s=-; echo \"${d##*/} ${s:--}\"; done";
+/// Prints `/sys/class/net/NAME/speed:SPEED` a line, in one process (a shell loop forking `cat`
+/// per interface cost ~1 ms an interface); an interface whose speed cannot be read (down, virtual)
+/// is simply absent.
+const SPEEDS: &str = "grep -H . /sys/class/net/*/speed 2>/dev/null; true";
 /// Below the host's default collector timeout (10 s), so that the executor kills a hung command
 /// and this collector reports it before the host gives up on the whole collector.
 const TIMEOUT: Duration = Duration::from_secs(8);
@@ -64,12 +65,20 @@ impl Interface {
     }
 }
 
-/// The speeds printed by [`SPEEDS`]: name to Mb/s, `None` where unknown.
+/// The speeds printed by [`SPEEDS`] (or `NAME SPEED` lines, `-` for unknown): name to Mb/s,
+/// `None` where unknown.
 pub fn parse_speeds(stdout: &str) -> BTreeMap<String, Option<u64>> {
     stdout
         .lines()
         .filter_map(|line| {
-            let (name, speed) = line.trim().split_once(' ')?;
+            let line = line.trim();
+            let (name, speed) = match line.strip_prefix("/sys/class/net/") {
+                Some(rest) => {
+                    let (path, speed) = rest.split_once(':')?;
+                    (path.strip_suffix("/speed")?, speed)
+                }
+                None => line.split_once(' ')?,
+            };
             let speed = speed.trim().parse::<i64>().ok().filter(|s| *s > 0);
             Some((name.to_string(), speed.and_then(|s| u64::try_from(s).ok())))
         })
@@ -550,6 +559,17 @@ mod tests {
             String::from_utf8_lossy(&out.stderr).into_owned(),
             out.status.code(),
         )
+    }
+
+    #[test]
+    fn speeds_from_grep_name_each_interface_and_drop_unknown_values() {
+        let speeds = parse_speeds(
+            "/sys/class/net/eth0/speed:1000\n/sys/class/net/br0/speed:-1\n/sys/class/net/ens5f1/speed:25000\n",
+        );
+        assert_eq!(speeds.get("eth0"), Some(&Some(1000)));
+        assert_eq!(speeds.get("br0"), Some(&None));
+        assert_eq!(speeds.get("ens5f1"), Some(&Some(25000)));
+        assert_eq!(speeds.len(), 3);
     }
 
     #[test]
