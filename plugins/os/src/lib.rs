@@ -41,7 +41,8 @@ const UNAME: &str = "uname -m";
 pub fn script() -> String {
     format!(
         "for f in {}; do \
-         if [ -r \"$f\" ]; then printf '==> %s\\n' \"$f\"; cat \"$f\"; echo; \
+         if [ -r \"$f\" ]; then printf '==> %s\\n' \"$f\"; \
+         while IFS= read -r l || [ -n \"$l\" ]; do printf '%s\\n' \"$l\"; done < \"$f\"; echo; \
          elif [ -e \"$f\" ]; then printf '=!> %s permission denied\\n' \"$f\"; \
          else printf '=!> %s missing\\n' \"$f\"; fi; done; \
          printf '==> {UNAME}\\n'; uname -m",
