@@ -116,6 +116,24 @@ pub fn run(args: Args) -> Result<Outcome> {
             let _log = init_logging("info", log_dir.as_deref())?;
             run_agent(&r, plugins_path, &file)
         }
+        Command::Api(a) => {
+            let _log = init_logging("warn", None)?;
+            let api = a
+                .api
+                .clone()
+                .or_else(|| file.api.clone())
+                .context("no API URL: give --api, AUTO_CLIENT_API or `api` in the config")?;
+            let key = agent_key(
+                a.key_id.clone().or_else(|| file.key_id.clone()),
+                a.key_file.clone().or_else(|| file.key_file.clone()),
+            )?;
+            let client = ApiClient::new(&api, key, Retry::default())?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&client.get_json(&a.path)?)?
+            );
+            Ok(Outcome::AllWell)
+        }
         Command::Worker { .. } => unreachable!("handled above"),
     }
 }
@@ -171,17 +189,10 @@ fn run_agent(args: &RunArgs, plugins_path: PathBuf, file: &ConfigFile) -> Result
         .clone()
         .or_else(|| file.api.clone())
         .context("no API URL: give --api, AUTO_CLIENT_API or `api` in the config")?;
-    let key_id = args.key_id.clone().or_else(|| file.key_id.clone());
-    let key_file = args.key_file.clone().or_else(|| file.key_file.clone());
-    let key = match (key_id, key_file) {
-        (Some(id), Some(path)) => Some(AgentKey::from_file(&id, &path)?),
-        (None, None) => {
-            tracing::warn!("no key_id and key_file: reports are sent unsigned (only a server started with --no-auth accepts them)");
-            None
-        }
-        (Some(_), None) => bail!("key_id is set but key_file is not: give both, or neither"),
-        (None, Some(_)) => bail!("key_file is set but key_id is not: give both, or neither"),
-    };
+    let key = agent_key(
+        args.key_id.clone().or_else(|| file.key_id.clone()),
+        args.key_file.clone().or_else(|| file.key_file.clone()),
+    )?;
     let cert_path = args
         .cert_file
         .clone()
@@ -220,6 +231,18 @@ fn run_agent(args: &RunArgs, plugins_path: PathBuf, file: &ConfigFile) -> Result
     match interval {
         Some(every) => agent::run_interval(&mut agent, every),
         None => agent.cycle(),
+    }
+}
+
+fn agent_key(key_id: Option<String>, key_file: Option<PathBuf>) -> Result<Option<AgentKey>> {
+    match (key_id, key_file) {
+        (Some(id), Some(path)) => Ok(Some(AgentKey::from_file(&id, &path)?)),
+        (None, None) => {
+            tracing::warn!("no key_id and key_file: requests are sent unsigned (only a server started with --no-auth accepts them)");
+            Ok(None)
+        }
+        (Some(_), None) => bail!("key_id is set but key_file is not: give both, or neither"),
+        (None, Some(_)) => bail!("key_file is set but key_id is not: give both, or neither"),
     }
 }
 

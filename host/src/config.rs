@@ -45,6 +45,8 @@ pub enum Command {
     },
     /// Print the documented example config.
     DefaultConfig,
+    /// Signed GET of an API path, printed as JSON (e.g. /api/v1/hosts/web-01/changes).
+    Api(ApiArgs),
     /// Internal: run one collector in this process for an isolating parent (see `worker`).
     #[command(name = "__worker", hide = true)]
     Worker {
@@ -125,6 +127,18 @@ pub struct RunArgs {
     /// none, process, or dropins (drop-in plugins in worker processes).
     #[arg(long, value_enum, env = "AUTO_CLIENT_ISOLATION")]
     pub isolation: Option<crate::Isolation>,
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct ApiArgs {
+    /// The path, starting with /api/v1/.
+    pub path: String,
+    #[arg(long, env = "AUTO_CLIENT_API")]
+    pub api: Option<String>,
+    #[arg(long, env = "AUTO_CLIENT_KEY_ID")]
+    pub key_id: Option<String>,
+    #[arg(long, env = "AUTO_CLIENT_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
 }
 
 /// `auto-client.toml`. Relative paths are relative to the file.

@@ -221,6 +221,15 @@ impl ApiClient {
         }
     }
 
+    /// A signed GET of any API path (`auto-client api PATH`), as JSON.
+    pub fn get_json(&self, path: &str) -> Result<serde_json::Value> {
+        let (_, bytes) = self
+            .send("GET", path, b"")
+            .map_err(|e| anyhow::anyhow!("GET {path}: {e}"))?;
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("GET {path}: the answer is not JSON"))
+    }
+
     /// The hosts due for collection.
     pub fn pending_hosts(&self) -> Result<Vec<PendingHost>> {
         let (_, bytes) = self
