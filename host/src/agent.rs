@@ -166,6 +166,75 @@ impl Agent {
     }
 }
 
+/// Sends a fleet's spool (ssh and salt mode: no cert; each report keeps its `previous_hostname`).
+/// True when the spool is empty afterwards.
+pub fn send_spool(api: &ApiClient, spool: &Spool) -> Result<bool> {
+    for item in spool.list()? {
+        let report = match spool.read(&item) {
+            Ok(r) => r,
+            Err(e) => {
+                spool.quarantine(&item, &format!("{e:#}"));
+                continue;
+            }
+        };
+        match send_fleet(api, &report) {
+            Delivery::Applied | Delivery::Refused => spool.remove(&item),
+            Delivery::Keep => return Ok(false),
+        }
+    }
+    Ok(true)
+}
+
+/// Delivers one host's report in ssh or salt mode; spools it when the API cannot take it now.
+/// True when the server applied it.
+pub fn send_remote_report(api: &ApiClient, spool: &Spool, report: &Report) -> bool {
+    match send_fleet(api, report) {
+        Delivery::Applied => true,
+        Delivery::Refused => false,
+        Delivery::Keep => {
+            if let Err(e) = spool.put(report) {
+                tracing::error!(host = %report.hostname, error = %format!("{e:#}"), "cannot spool the report: it is lost");
+            }
+            false
+        }
+    }
+}
+
+fn send_fleet(api: &ApiClient, report: &Report) -> Delivery {
+    let body = match serde_json::to_vec(report) {
+        Ok(b) => b,
+        Err(_) => return Delivery::Refused,
+    };
+    match api.post_report(&body) {
+        Ok(Answer::Accepted { body, .. }) => {
+            for w in &body.warnings {
+                tracing::error!(host = %body.hostname, code = %w.code, "{}", w.message);
+            }
+            tracing::info!(host = %body.hostname, outcome = %body.outcome, report_id = %report.report_id, "report accepted");
+            Delivery::Applied
+        }
+        Ok(Answer::Refused { problem, .. }) => {
+            identity::name_taken(report, &problem);
+            Delivery::Refused
+        }
+        Err(Failure::Refused {
+            status: status @ (401 | 403),
+            problem,
+        }) => {
+            tracing::error!(status, reason = %problem.detail, "the server refused this client's signature: check key_id and key_file; the report is kept in the spool");
+            Delivery::Keep
+        }
+        Err(Failure::Refused { status, problem }) => {
+            tracing::error!(host = %report.hostname, status, reason = %problem.detail, "the server rejected the report");
+            Delivery::Refused
+        }
+        Err(Failure::Transient(message)) => {
+            tracing::warn!(host = %report.hostname, error = %message, "the API is unreachable; the report is kept in the spool");
+            Delivery::Keep
+        }
+    }
+}
+
 /// Runs cycles every `interval` until SIGTERM or SIGINT, which end the loop after the current
 /// cycle with exit code 0.
 pub fn run_interval(agent: &mut Agent, interval: Duration) -> Result<Outcome> {

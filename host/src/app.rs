@@ -2,7 +2,10 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     time::Instant,
 };
 
@@ -16,7 +19,8 @@ use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, Layer};
 use crate::{
     agent::{self, Agent},
     config::{
-        parse_duration, Args, CollectArgs, Command, ConfigFile, Format, RunArgs, EXAMPLE_CONFIG,
+        parse_duration, Args, CollectArgs, Command, ConfigFile, Format, RemoteArgs, RunArgs,
+        EXAMPLE_CONFIG,
     },
     delivery::{AgentKey, ApiClient, Retry},
     executor::LocalExecutor,
@@ -24,9 +28,11 @@ use crate::{
     output,
     plugins_file::PluginsFile,
     registry::{LoadOptions, PluginRegistry, RegistryCache},
+    remote::{self, Connector, HostResult, RemoteTarget},
     report,
     runner::{self, MakeExecutor},
     spool::Spool,
+    ssh::{SshConnector, SshSettings},
     worker, Isolation, Mode, Outcome,
 };
 
@@ -154,10 +160,7 @@ pub fn load_registry(plugins_path: &Path, file: &ConfigFile) -> Result<PluginReg
 fn collect(args: &CollectArgs, plugins_path: &Path, file: &ConfigFile) -> Result<Outcome> {
     let mode = args.mode.or(file.mode).unwrap_or(Mode::Agent);
     if mode != Mode::Agent {
-        bail!(
-            "--mode {} is not built yet: only agent mode collects today",
-            mode.as_str()
-        );
+        return collect_remote(mode, args, plugins_path, file);
     }
     let started = Instant::now();
     let registry = load_registry(plugins_path, file)?;
@@ -212,6 +215,10 @@ fn run_agent(args: &RunArgs, plugins_path: PathBuf, file: &ConfigFile) -> Result
         Some(text) => Some(parse_duration("--interval", text)?),
         None => None,
     };
+    if mode != Mode::Agent {
+        let api = ApiClient::new(&api, key, Retry::default())?;
+        return run_remote(mode, args, &plugins_path, file, api, spool);
+    }
     let mut load = load_options(file);
     if interval.is_some() {
         // Long-running: load every library from a private copy, so one replaced on disk
@@ -284,4 +291,150 @@ pub fn report_outcome(report: &Report, registry: &PluginRegistry) -> Outcome {
     } else {
         Outcome::PartialFailure
     }
+}
+
+/// The `[ssh]` settings with the flags laid over them.
+fn ssh_settings(remote: &RemoteArgs, file: &ConfigFile) -> SshSettings {
+    let mut s = file.ssh.clone();
+    let r = remote.clone();
+    s.user = r.ssh_user.or(s.user);
+    s.port = r.ssh_port.or(s.port);
+    s.identity_file = r.ssh_identity.or(s.identity_file);
+    s.password_file = r.ssh_password_file.or(s.password_file);
+    s.known_hosts = r.known_hosts.or(s.known_hosts);
+    s.host_key_policy = r.host_key_policy.or(s.host_key_policy);
+    s
+}
+
+fn listed_targets(remote: &RemoteArgs) -> Result<Vec<RemoteTarget>> {
+    match &remote.hosts_file {
+        Some(path) => RemoteTarget::read_file(path),
+        None => remote
+            .hosts
+            .iter()
+            .map(|h| RemoteTarget::parse(h))
+            .collect(),
+    }
+}
+
+fn connector(mode: Mode, remote: &RemoteArgs, file: &ConfigFile) -> Result<Arc<dyn Connector>> {
+    match mode {
+        Mode::Ssh => Ok(Arc::new(SshConnector::new(&ssh_settings(remote, file))?)),
+        Mode::Salt => {
+            bail!("--mode salt is not wired into auto-client yet (see the README's status)")
+        }
+        Mode::Agent => unreachable!("agent mode has no connector"),
+    }
+}
+
+/// ssh or salt mode for `collect`: print each host's report as it completes.
+fn collect_remote(
+    mode: Mode,
+    args: &CollectArgs,
+    plugins_path: &Path,
+    file: &ConfigFile,
+) -> Result<Outcome> {
+    let targets = listed_targets(&args.remote)?;
+    if targets.is_empty() {
+        bail!(
+            "--mode {} needs targets: give --hosts or --hosts-file",
+            mode.as_str()
+        );
+    }
+    let connector = connector(mode, &args.remote, file)?;
+    let registry = load_registry(plugins_path, file)?;
+    if registry.loaded.is_empty() {
+        bail!("no plugin could be loaded from {}", plugins_path.display());
+    }
+    let format = args.format;
+    let printer: Arc<dyn Fn(&HostResult) + Send + Sync> = Arc::new(move |(target, outcome, _)| {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        match outcome {
+            Ok(report) => {
+                let _ = match format {
+                    Format::Json => {
+                        writeln!(out, "{}", serde_json::to_string(report).unwrap_or_default())
+                    }
+                    Format::Table => write!(out, "{}", output::report_table(report)),
+                };
+            }
+            Err(f) => eprintln!("auto-client: host {}: {}", target.name, f.message),
+        }
+    });
+    let started = Instant::now();
+    let workers = args.remote.workers.or(file.workers).unwrap_or(32);
+    let results = remote::collect_fleet(targets, &registry, connector, workers, printer);
+    eprintln!("{}", remote::summary(&results, started.elapsed()));
+    Ok(fleet_outcome(&results))
+}
+
+fn fleet_outcome(results: &[HostResult]) -> Outcome {
+    let all_ok = results.iter().all(|(_, r, _)| {
+        r.as_ref()
+            .is_ok_and(|rep| rep.plugins.values().all(|p| p.is_ok()))
+    });
+    if all_ok {
+        Outcome::AllWell
+    } else {
+        Outcome::PartialFailure
+    }
+}
+
+/// ssh or salt mode for `run`: collect the hosts the API says are due (or the listed ones) and
+/// report each as it completes; reports the API cannot take now wait in the spool.
+fn run_remote(
+    mode: Mode,
+    args: &RunArgs,
+    plugins_path: &Path,
+    file: &ConfigFile,
+    api: ApiClient,
+    spool: Spool,
+) -> Result<Outcome> {
+    let listed = listed_targets(&args.remote)?;
+    let targets = if listed.is_empty() {
+        api.pending_hosts()?
+            .into_iter()
+            .map(|h| RemoteTarget {
+                name: h.hostname,
+                address: h.address,
+                port: Some(h.port),
+            })
+            .collect()
+    } else {
+        listed
+    };
+    tracing::info!(hosts = targets.len(), mode = mode.as_str(), "collecting");
+    let connector = connector(mode, &args.remote, file)?;
+    let registry = load_registry(plugins_path, file)?;
+    let api = Arc::new(api);
+    let spool = Arc::new(spool);
+    let mut outcome = Outcome::AllWell;
+    if !agent::send_spool(&api, &spool)? {
+        outcome = Outcome::PartialFailure;
+    }
+    let failed_delivery = Arc::new(AtomicBool::new(false));
+    let deliver: Arc<dyn Fn(&HostResult) + Send + Sync> = {
+        let (api, spool, failed) = (
+            Arc::clone(&api),
+            Arc::clone(&spool),
+            Arc::clone(&failed_delivery),
+        );
+        Arc::new(move |(_, result, _)| {
+            if let Ok(report) = result {
+                if !agent::send_remote_report(&api, &spool, report) {
+                    failed.store(true, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    let started = Instant::now();
+    let workers = args.remote.workers.or(file.workers).unwrap_or(32);
+    let results = remote::collect_fleet(targets, &registry, connector, workers, deliver);
+    eprintln!("{}", remote::summary(&results, started.elapsed()));
+    outcome = outcome.worst(fleet_outcome(&results));
+    if failed_delivery.load(Ordering::Relaxed) {
+        outcome = outcome.worst(Outcome::PartialFailure);
+    }
+    Ok(outcome)
 }

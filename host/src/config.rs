@@ -67,11 +67,10 @@ pub enum Format {
     Table,
 }
 
-#[derive(Debug, ClapArgs)]
-pub struct CollectArgs {
-    #[arg(long, value_enum, env = "AUTO_CLIENT_MODE")]
-    pub mode: Option<Mode>,
-    /// Targets for ssh or salt mode, comma-separated.
+/// Targets and SSH settings, shared by `collect` and `run` (ssh and salt mode).
+#[derive(Debug, Clone, Default, ClapArgs)]
+pub struct RemoteArgs {
+    /// Targets for ssh or salt mode, comma-separated: NAME, NAME=ADDRESS or NAME=ADDRESS:PORT.
     #[arg(
         long,
         value_delimiter = ',',
@@ -79,9 +78,38 @@ pub struct CollectArgs {
         env = "AUTO_CLIENT_HOSTS"
     )]
     pub hosts: Vec<String>,
-    /// A file of targets, one per line (`name [address[:port]]`; `#` comments).
+    /// A file of targets, one a line: `NAME [ADDRESS [PORT]]`; `#` comments.
     #[arg(long, env = "AUTO_CLIENT_HOSTS_FILE")]
     pub hosts_file: Option<PathBuf>,
+    /// Hosts collected at once in ssh and salt mode (default 32).
+    #[arg(long, env = "AUTO_CLIENT_WORKERS")]
+    pub workers: Option<usize>,
+    /// SSH user (default root).
+    #[arg(long, env = "AUTO_CLIENT_SSH_USER")]
+    pub ssh_user: Option<String>,
+    /// SSH port when a target names none (default 22).
+    #[arg(long, env = "AUTO_CLIENT_SSH_PORT")]
+    pub ssh_port: Option<u16>,
+    /// SSH private key (default ~/.ssh/id_ed25519).
+    #[arg(long, env = "AUTO_CLIENT_SSH_IDENTITY")]
+    pub ssh_identity: Option<PathBuf>,
+    /// A file holding the SSH password (never give a password on the command line).
+    #[arg(long, env = "AUTO_CLIENT_SSH_PASSWORD_FILE")]
+    pub ssh_password_file: Option<PathBuf>,
+    /// known_hosts to verify host keys against (default ~/.ssh/known_hosts).
+    #[arg(long, env = "AUTO_CLIENT_KNOWN_HOSTS")]
+    pub known_hosts: Option<PathBuf>,
+    /// strict (default): unknown or changed host keys are refused; accept-new: trust on first use.
+    #[arg(long, env = "AUTO_CLIENT_HOST_KEY_POLICY")]
+    pub host_key_policy: Option<String>,
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct CollectArgs {
+    #[arg(long, value_enum, env = "AUTO_CLIENT_MODE")]
+    pub mode: Option<Mode>,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
     /// json: one report per line (JSON Lines); table: readable.
     #[arg(long, value_enum, default_value_t = Format::Json, env = "AUTO_CLIENT_FORMAT")]
     pub format: Format,
@@ -97,18 +125,8 @@ pub struct RunArgs {
     /// Keep running: collect and report every DURATION (e.g. 1h, 15m).
     #[arg(long, env = "AUTO_CLIENT_INTERVAL")]
     pub interval: Option<String>,
-    /// Parallel hosts in ssh and salt mode.
-    #[arg(long, env = "AUTO_CLIENT_WORKERS")]
-    pub workers: Option<usize>,
-    #[arg(
-        long,
-        value_delimiter = ',',
-        conflicts_with = "hosts_file",
-        env = "AUTO_CLIENT_HOSTS"
-    )]
-    pub hosts: Vec<String>,
-    #[arg(long, env = "AUTO_CLIENT_HOSTS_FILE")]
-    pub hosts_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
     /// The agent's key name, as `auto-server keys create NAME` made it.
     #[arg(long, env = "AUTO_CLIENT_KEY_ID")]
     pub key_id: Option<String>,
@@ -159,6 +177,8 @@ pub struct ConfigFile {
     pub log_dir: Option<PathBuf>,
     pub strict_permissions: Option<bool>,
     pub isolation: Option<crate::Isolation>,
+    #[serde(default)]
+    pub ssh: crate::ssh::SshSettings,
 }
 
 impl ConfigFile {

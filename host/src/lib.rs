@@ -14,10 +14,12 @@ pub mod identity;
 pub mod output;
 pub mod plugins_file;
 pub mod registry;
+pub mod remote;
 pub mod report;
 pub mod runner;
 pub mod safety;
 pub mod spool;
+pub mod ssh;
 pub mod worker;
 
 use clap::ValueEnum;

@@ -1,0 +1,272 @@
+//! Many targets at once (ssh and salt mode): a bounded pool of host workers, each connecting to one
+//! target and running every collector over that one connection; a progress line on a terminal or a
+//! log line per host otherwise; a closing summary.
+
+use std::{
+    collections::BTreeMap,
+    io::IsTerminal,
+    path::Path,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use auto_proto::Report;
+use threadpool::ThreadPool;
+
+use crate::{
+    registry::PluginRegistry,
+    report,
+    runner::{self, MakeExecutor},
+    Mode,
+};
+
+/// One machine to collect from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteTarget {
+    /// The name the API (or the hosts list) knows it by: it plays the cert's part.
+    pub name: String,
+    pub address: String,
+    pub port: Option<u16>,
+}
+
+impl RemoteTarget {
+    /// `name`, `name=address` or `name=address:port`.
+    pub fn parse(text: &str) -> Result<Self> {
+        let text = text.trim();
+        let (name, rest) = text.split_once('=').unwrap_or((text, text));
+        if name.is_empty() || rest.is_empty() {
+            bail!("host {text:?}: expected NAME, NAME=ADDRESS or NAME=ADDRESS:PORT");
+        }
+        let (address, port) = match rest.rsplit_once(':') {
+            Some((a, p)) if !a.contains(':') || a.starts_with('[') => {
+                let port = p
+                    .parse::<u16>()
+                    .with_context(|| format!("host {text:?}: port {p:?} is not a number"))?;
+                (
+                    a.trim_matches(|c| c == '[' || c == ']').to_string(),
+                    Some(port),
+                )
+            }
+            _ => (rest.to_string(), None),
+        };
+        Ok(Self {
+            name: name.to_string(),
+            address,
+            port,
+        })
+    }
+
+    /// A hosts file: one target a line, `NAME [ADDRESS [PORT]]` or `NAME=ADDRESS[:PORT]`;
+    /// `#` starts a comment.
+    pub fn read_file(path: &Path) -> Result<Vec<Self>> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read hosts file {}", path.display()))?;
+        let mut targets = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let t = match words.as_slice() {
+                [one] => Self::parse(one),
+                [name, address] => Self::parse(&format!("{name}={address}")),
+                [name, address, port] => Self::parse(&format!("{name}={address}:{port}")),
+                _ => bail!("too many fields"),
+            }
+            .with_context(|| format!("{}:{}", path.display(), n + 1))?;
+            targets.push(t);
+        }
+        Ok(targets)
+    }
+}
+
+/// Why a whole host could not be collected.
+#[derive(Debug, Clone)]
+pub struct HostFailure {
+    pub kind: String,
+    pub message: String,
+}
+
+/// Opens the connection to one target; the answer makes one executor per collector call.
+pub trait Connector: Send + Sync {
+    fn connect(&self, target: &RemoteTarget) -> Result<MakeExecutor, HostFailure>;
+    fn mode(&self) -> Mode;
+}
+
+/// What became of one host.
+pub type HostResult = (RemoteTarget, Result<Report, HostFailure>, Duration);
+
+/// Collects every target with `workers` hosts at a time. `on_done` is called from the worker
+/// thread as each host finishes (to print or deliver its report at once).
+pub fn collect_fleet(
+    targets: Vec<RemoteTarget>,
+    registry: &PluginRegistry,
+    connector: Arc<dyn Connector>,
+    workers: usize,
+    on_done: Arc<dyn Fn(&HostResult) + Send + Sync>,
+) -> Vec<HostResult> {
+    let workers = workers.max(1);
+    let total = targets.len();
+    let hosts = ThreadPool::with_name("host".into(), workers);
+    // Collector calls wait on the network: as many threads as there can be calls in flight.
+    let collectors = ThreadPool::with_name(
+        "collector".into(),
+        (workers * registry.loaded.len().max(1)).min(512),
+    );
+    let progress = Arc::new(Progress::new(total));
+    let results = Arc::new(Mutex::new(Vec::with_capacity(total)));
+    for target in targets {
+        let registry = registry.clone();
+        let connector = Arc::clone(&connector);
+        let collectors = collectors.clone();
+        let results = Arc::clone(&results);
+        let progress = Arc::clone(&progress);
+        let on_done = Arc::clone(&on_done);
+        hosts.execute(move || {
+            let started = Instant::now();
+            let span = tracing::info_span!("target", host = %target.name);
+            let _entered = span.enter();
+            let outcome = connector.connect(&target).map(|make| {
+                let mut plugins = runner::collect_all(&registry.loaded, &make, &collectors);
+                for failure in &registry.failed {
+                    plugins.insert(failure.name.clone(), runner::load_failure(failure));
+                }
+                let hostname = report::target_hostname(&plugins, &target.name);
+                report::build(
+                    hostname,
+                    Some(target.name.clone()),
+                    connector.mode(),
+                    plugins,
+                )
+            });
+            let result = (target, outcome, started.elapsed());
+            progress.done(&result);
+            on_done(&result);
+            results
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(result);
+        });
+    }
+    hosts.join();
+    progress.finish();
+    let mut results = std::mem::take(&mut *results.lock().unwrap_or_else(|p| p.into_inner()));
+    results.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    results
+}
+
+/// Hosts done, failed, rate: a line redrawn in place on a terminal; a log line per host otherwise.
+struct Progress {
+    total: usize,
+    done: AtomicUsize,
+    failed: AtomicUsize,
+    started: Instant,
+    tty: bool,
+}
+
+impl Progress {
+    fn new(total: usize) -> Self {
+        Self {
+            total,
+            done: AtomicUsize::new(0),
+            failed: AtomicUsize::new(0),
+            started: Instant::now(),
+            tty: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn done(&self, (target, outcome, took): &HostResult) {
+        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        let failed_plugins = match outcome {
+            Ok(r) => r.plugins.values().filter(|p| !p.is_ok()).count(),
+            Err(_) => 0,
+        };
+        let failed = match outcome {
+            Err(_) => self.failed.fetch_add(1, Ordering::Relaxed) + 1,
+            Ok(_) => self.failed.load(Ordering::Relaxed),
+        };
+        if self.tty {
+            let rate = done as f64 / self.started.elapsed().as_secs_f64().max(0.001);
+            eprint!(
+                "\r\x1b[2K{done}/{} hosts, {failed} failed, {rate:.1} hosts/s",
+                self.total
+            );
+        } else {
+            match outcome {
+                Ok(_) => {
+                    tracing::info!(host = %target.name, took_ms = took.as_millis() as u64, failed_plugins, outcome = "ok", "host collected")
+                }
+                Err(f) => {
+                    tracing::warn!(host = %target.name, took_ms = took.as_millis() as u64, outcome = %f.kind, error = %f.message, "host failed")
+                }
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if self.tty && self.total > 0 {
+            eprintln!();
+        }
+    }
+}
+
+/// The closing summary: ok, failed with reason, duration.
+pub fn summary(results: &[HostResult], took: Duration) -> String {
+    let ok = results.iter().filter(|r| r.1.is_ok()).count();
+    let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut lines = Vec::new();
+    for (target, outcome, _) in results {
+        if let Err(f) = outcome {
+            *by_kind.entry(f.kind.as_str()).or_default() += 1;
+            lines.push(format!("  {}: {} ({})", target.name, f.message, f.kind));
+        }
+    }
+    let kinds = by_kind
+        .iter()
+        .map(|(k, n)| format!("{n} {k}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut text = format!(
+        "{} hosts: {ok} ok, {} failed{} in {:.2} s",
+        results.len(),
+        results.len() - ok,
+        if kinds.is_empty() {
+            String::new()
+        } else {
+            format!(" ({kinds})")
+        },
+        took.as_secs_f64()
+    );
+    for l in lines {
+        text.push('\n');
+        text.push_str(&l);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_with_and_without_address_and_port() {
+        let t = RemoteTarget::parse("web-01").expect("parses");
+        assert_eq!(
+            (t.name.as_str(), t.address.as_str(), t.port),
+            ("web-01", "web-01", None)
+        );
+        let t = RemoteTarget::parse("web-01=10.0.0.5:2222").expect("parses");
+        assert_eq!(
+            (t.name.as_str(), t.address.as_str(), t.port),
+            ("web-01", "10.0.0.5", Some(2222))
+        );
+        let t = RemoteTarget::parse("v6=[fd00::5]:22").expect("parses");
+        assert_eq!((t.address.as_str(), t.port), ("fd00::5", Some(22)));
+        assert!(RemoteTarget::parse("web=10.0.0.5:ssh").is_err());
+    }
+}

@@ -1,0 +1,162 @@
+//! Credentials: a private key file, the ssh-agent, or a password. Secrets never come from argv.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::error::SetupError;
+
+/// A password or passphrase, read from a file or an environment variable (never from argv).
+///
+/// `Debug` does not print it.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret held by a program (from a vault, a prompt...).
+    pub fn new(secret: String) -> Secret {
+        Secret(secret)
+    }
+
+    /// The first line of a file, without its line ending.
+    pub fn from_file(path: &Path) -> Result<Secret, SetupError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SetupError::Read {
+            what: "secret file",
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let line = text.lines().next().unwrap_or("").to_string();
+        if line.is_empty() {
+            return Err(SetupError::Empty {
+                what: format!("secret file {}", path.display()),
+            });
+        }
+        Ok(Secret(line))
+    }
+
+    /// The value of an environment variable.
+    pub fn from_env(var: &str) -> Result<Secret, SetupError> {
+        let value = std::env::var(var).map_err(|_| SetupError::EnvMissing {
+            var: var.to_string(),
+        })?;
+        if value.is_empty() {
+            return Err(SetupError::Empty {
+                what: format!("environment variable {var}"),
+            });
+        }
+        Ok(Secret(value))
+    }
+
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// A private key file, read once (and, for a passphrase-protected OpenSSH key, decrypted once)
+/// and held in memory for every connection.
+///
+/// OpenSSH-format keys are decrypted here; a legacy PEM key with a passphrase is handed to
+/// libssh2 with its passphrase on each connection.
+#[derive(Clone)]
+pub struct PrivateKey {
+    path: PathBuf,
+    text: Secret,
+    passphrase: Option<Secret>,
+}
+
+impl PrivateKey {
+    /// Read `path`; decrypt it with `passphrase` if it is an encrypted OpenSSH key.
+    pub fn load(path: &Path, passphrase: Option<&Secret>) -> Result<PrivateKey, SetupError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SetupError::Read {
+            what: "private key",
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let bad = |detail: String| SetupError::Key {
+            path: path.to_path_buf(),
+            detail,
+        };
+        if !text.contains("BEGIN OPENSSH PRIVATE KEY") {
+            return Ok(PrivateKey {
+                path: path.to_path_buf(),
+                text: Secret(text),
+                passphrase: passphrase.cloned(),
+            });
+        }
+        let key = ssh_key::PrivateKey::from_openssh(&text)
+            .map_err(|e| bad(format!("not a valid OpenSSH private key: {e}")))?;
+        if !key.is_encrypted() {
+            return Ok(PrivateKey {
+                path: path.to_path_buf(),
+                text: Secret(text),
+                passphrase: None,
+            });
+        }
+        let passphrase = passphrase
+            .ok_or_else(|| bad("the key is encrypted and no passphrase was given".to_string()))?;
+        let key = key
+            .decrypt(passphrase.expose())
+            .map_err(|_| bad("wrong passphrase".to_string()))?;
+        let plain = key
+            .to_openssh(ssh_key::LineEnding::LF)
+            .map_err(|e| bad(format!("cannot re-encode the decrypted key: {e}")))?;
+        Ok(PrivateKey {
+            path: path.to_path_buf(),
+            text: Secret(plain.to_string()),
+            passphrase: None,
+        })
+    }
+
+    /// The file the key came from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn text(&self) -> &str {
+        self.text.expose()
+    }
+
+    pub(crate) fn passphrase(&self) -> Option<&str> {
+        self.passphrase.as_ref().map(Secret::expose)
+    }
+}
+
+impl fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PrivateKey")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How to log in.
+#[derive(Debug, Clone)]
+pub enum SshAuth {
+    /// A private key (ed25519, ecdsa, rsa) loaded with [`PrivateKey::load`].
+    Key(PrivateKey),
+    /// Every identity the ssh-agent at `SSH_AUTH_SOCK` holds, in its order.
+    Agent,
+    /// Password authentication (or keyboard-interactive answering every prompt with it).
+    Password(Secret),
+}
+
+impl SshAuth {
+    /// Convenience: [`PrivateKey::load`] wrapped in [`SshAuth::Key`].
+    pub fn key_file(path: &Path, passphrase: Option<&Secret>) -> Result<SshAuth, SetupError> {
+        PrivateKey::load(path, passphrase).map(SshAuth::Key)
+    }
+
+    /// One word for error messages.
+    pub(crate) fn method(&self) -> &'static str {
+        match self {
+            SshAuth::Key(_) => "publickey",
+            SshAuth::Agent => "agent",
+            SshAuth::Password(_) => "password",
+        }
+    }
+}
