@@ -181,12 +181,6 @@ fn collect(args: &CollectArgs, plugins_path: &Path, file: &ConfigFile) -> Result
 
 fn run_agent(args: &RunArgs, plugins_path: PathBuf, file: &ConfigFile) -> Result<Outcome> {
     let mode = args.mode.or(file.mode).unwrap_or(Mode::Agent);
-    if mode != Mode::Agent {
-        bail!(
-            "--mode {} is not built yet: only agent mode runs today",
-            mode.as_str()
-        );
-    }
     let api = args
         .api
         .clone()

@@ -2,4 +2,5 @@
 //! reporting over HTTP to the real `auto-server` on loopback.
 
 mod agent;
+mod ssh;
 mod support;

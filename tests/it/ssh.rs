@@ -1,0 +1,273 @@
+//! ssh mode end to end: real sshd hosts, each in its own network namespace (scripts/testbed.sh),
+//! collected by the real `auto-client` into the real `auto-server`.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use serde_json::Value;
+
+use crate::support::{self, bin, stderr, Key, Server};
+
+/// A testbed of its own (directory, address range, namespace prefix, bridge), torn down on drop.
+struct Testbed {
+    dir: PathBuf,
+}
+
+impl Testbed {
+    /// `slot` keeps concurrent testbeds apart: address range, namespace prefix, bridge.
+    fn up(parent: &Path, hosts: usize, slot: u8) -> Testbed {
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "the ssh tests need root (network namespaces); CI runs as root"
+        );
+        let dir = parent.join("testbed");
+        let t = Testbed { dir };
+        t.script(&[
+            "up",
+            &hosts.to_string(),
+            "--net",
+            "10.249",
+            "--name",
+            "e2e",
+            "--bridge",
+            "ae2e0",
+        ]);
+        t
+    }
+
+    fn script(&self, args: &[&str]) {
+        let out = Command::new(support::workspace_root().join("scripts/testbed.sh"))
+            .args(args)
+            .arg("--dir")
+            .arg(&self.dir)
+            .output()
+            .expect("testbed.sh runs");
+        assert!(
+            out.status.success(),
+            "testbed.sh {args:?}: {}",
+            stderr(&out)
+        );
+    }
+
+    fn hosts(&self) -> Vec<(String, String)> {
+        std::fs::read_to_string(self.dir.join("hosts.txt"))
+            .expect("hosts.txt")
+            .lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                Some((w.next()?.to_string(), w.next()?.to_string()))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        let _ = Command::new(support::workspace_root().join("scripts/testbed.sh"))
+            .arg("down")
+            .arg("--dir")
+            .arg(&self.dir)
+            .output();
+    }
+}
+
+/// plugins.toml with the six shipped collectors and a short timeout (a hung host costs that).
+fn shipped_plugins(dir: &Path) -> PathBuf {
+    let built = support::cargo_build(
+        &[
+            "-p",
+            "collector-os",
+            "-p",
+            "collector-cpu",
+            "-p",
+            "collector-memory",
+            "-p",
+            "collector-disk",
+            "-p",
+            "collector-nic",
+            "-p",
+            "collector-board",
+        ],
+        None,
+    );
+    let mut toml = String::new();
+    for name in ["os", "cpu", "memory", "disk", "nic", "board"] {
+        let so = built
+            .libs
+            .get(&format!("collector-{name}"))
+            .expect("collector built");
+        toml += &format!(
+            "[plugins.{name}]\npath = {:?}\ntimeout = \"3s\"\n{}",
+            so.display().to_string(),
+            // the testbed's hosts reach the bridge through a veth, which nic skips by default
+            if name == "nic" {
+                "options = { include_veth = true }\n"
+            } else {
+                ""
+            }
+        );
+    }
+    let path = dir.join("plugins.toml");
+    std::fs::write(&path, toml).expect("write plugins.toml");
+    path
+}
+
+#[test]
+fn twenty_hosts_are_collected_into_the_server_and_each_broken_host_gets_its_own_error() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let tb = Testbed::up(tmp.path(), 24, 1);
+    let plugins = shipped_plugins(tmp.path());
+    let hosts = tb.hosts();
+    assert_eq!(hosts.len(), 24);
+
+    // Four hosts go wrong, each its own way.
+    let known_hosts = tmp.path().join("known_hosts");
+    let recorded = std::fs::read_to_string(tb.dir.join("known_hosts")).expect("known_hosts");
+    let kept: String = recorded
+        .lines()
+        .filter(|l| !l.starts_with("node-021,"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&known_hosts, kept).expect("write known_hosts"); // node-021: unknown key
+    tb.script(&["rekey", "node-022"]); // changed key
+    tb.script(&["stop", "node-023"]); // sshd stopped: connection refused
+    tb.script(&["hang", "node-024"]); // every command hangs
+
+    // The server knows the hosts to collect: registered with their addresses.
+    let secret = Server::create_key(tmp.path(), "control");
+    let key = Key::new(tmp.path(), "control", &secret);
+    for (name, address) in &hosts {
+        let out = Command::new(bin("auto-server"))
+            .args([
+                "hosts",
+                "add",
+                name,
+                "--address",
+                address,
+                "--db",
+                &Server::db_url(tmp.path()),
+            ])
+            .output()
+            .expect("auto-server hosts add");
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let server = Server::start(tmp.path(), 0, false);
+    let pending = server.get_signed("/api/v1/hosts/pending", &key);
+    assert_eq!(pending.as_array().map(Vec::len), Some(24), "{pending}");
+
+    let out = Command::new(bin("auto-client"))
+        .arg("--plugins")
+        .arg(&plugins)
+        .args([
+            "run",
+            "--mode",
+            "ssh",
+            "--api",
+            &server.url,
+            "--workers",
+            "8",
+        ])
+        .args(["--key-id", "control"])
+        .arg("--key-file")
+        .arg(&key.file)
+        .arg("--ssh-identity")
+        .arg(tb.dir.join("id_ed25519"))
+        .arg("--known-hosts")
+        .arg(&known_hosts)
+        .arg("--spool-dir")
+        .arg(tmp.path().join("spool"))
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("auto-client runs");
+    let err = stderr(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failed host gives exit code 1: {err}"
+    );
+    assert!(err.contains("24 hosts: 21 ok, 3 failed"), "{err}");
+    for (host, words) in [
+        ("node-021", "host_key_unknown"),
+        ("node-022", "host_key_changed"),
+        ("node-023", "connect_refused"),
+    ] {
+        let line = err
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{host}:")))
+            .unwrap_or_else(|| panic!("no summary line for {host}: {err}"));
+        assert!(line.contains(words), "{line}");
+    }
+
+    // The twenty good hosts are on the server, each its own: its hostname and machine-id.
+    let mut machine_ids = std::collections::BTreeSet::new();
+    for (name, _) in hosts.iter().take(20) {
+        let h = server.get_signed(&format!("/api/v1/hosts/{name}"), &key);
+        assert_eq!(h["hostname"], name.as_str(), "{h}");
+        assert_eq!(h["os"]["os_name"], "Debian GNU/Linux", "{h}");
+        let id = h["machine_id"].as_str().expect("machine_id").to_string();
+        assert!(machine_ids.insert(id), "machine ids are distinct");
+        let address = &hosts.iter().find(|(n, _)| n == name).expect("listed").1;
+        let nic_addresses: Vec<&str> = h["nics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|n| n["addresses"].as_array().into_iter().flatten())
+            .filter_map(|a| a["address"].as_str())
+            .collect();
+        assert!(nic_addresses.contains(&address.as_str()), "{name}: {h}");
+    }
+    // The hung host's collectors timed out: its report says so, plugin by plugin.
+    let errors = server.get_signed("/api/v1/errors", &key).to_string();
+    assert!(
+        errors.contains("node-024") && errors.contains("timeout"),
+        "{errors}"
+    );
+    // The broken hosts are still due; the good ones are not.
+    let pending: Vec<String> = server
+        .get_signed("/api/v1/hosts/pending", &key)
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|h| h["hostname"].as_str().map(String::from))
+        .collect();
+    assert_eq!(pending, ["node-021", "node-022", "node-023"]);
+}
+
+#[test]
+fn password_login_works_and_a_wrong_password_is_refused_clearly() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let tb = Testbed::up(tmp.path(), 1, 2);
+    let plugins = shipped_plugins(tmp.path());
+    let (name, address) = tb.hosts().remove(0);
+    let target = format!("{name}={address}");
+    let collect = |password_file: &Path| {
+        Command::new(bin("auto-client"))
+            .arg("--plugins")
+            .arg(&plugins)
+            .args(["collect", "--mode", "ssh", "--hosts", &target])
+            .arg("--ssh-password-file")
+            .arg(password_file)
+            .arg("--known-hosts")
+            .arg(tb.dir.join("known_hosts"))
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("auto-client runs")
+    };
+    let out = collect(&tb.dir.join("password"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("one report");
+    assert_eq!(report["hostname"], name.as_str());
+    assert_eq!(report["agent"]["mode"], "ssh");
+
+    let wrong = tmp.path().join("wrong-password");
+    std::fs::write(&wrong, "not-the-password\n").expect("write");
+    let out = collect(&wrong);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("auth_failed") && err.contains(&name), "{err}");
+    assert!(out.stdout.is_empty());
+}
