@@ -1,0 +1,185 @@
+//! API keys: each agent's HMAC secret, stored encrypted under the server's master key.
+//!
+//! HMAC verification needs the secret itself, so a hash would be useless. The secret is sealed
+//! with ChaCha20-Poly1305 under a 32-byte master key that lives in a file of its own (mode 0600,
+//! created on first use, next to the SQLite file by default): a copy of the database alone does
+//! not give the keys away. The key's name is the AEAD's associated data, so a sealed secret cannot
+//! be moved to another name.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use sqlx::Row;
+
+use crate::db::Db;
+
+/// The server's master key, loaded from its file.
+#[derive(Clone)]
+pub struct MasterKey(ChaCha20Poly1305);
+
+impl MasterKey {
+    /// Reads the master-key file, or creates it (mode 0600) with a fresh random key.
+    pub fn load_or_create(path: &Path) -> anyhow::Result<MasterKey> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(text.trim()).with_context(|| {
+                format!("master key file {} is not 64 hex digits", path.display())
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = random_bytes::<32>()?;
+                let mut file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path)
+                    .with_context(|| format!("cannot create master key file {}", path.display()))?;
+                writeln!(file, "{}", hex::encode(key))
+                    .with_context(|| format!("cannot write master key file {}", path.display()))?;
+                tracing::info!(path = %path.display(), "master key created");
+                Ok(MasterKey(ChaCha20Poly1305::new(Key::from_slice(&key))))
+            }
+            Err(e) => {
+                Err(e).with_context(|| format!("cannot read master key file {}", path.display()))
+            }
+        }
+    }
+
+    fn parse(text: &str) -> Option<MasterKey> {
+        let bytes = hex::decode(text).ok()?;
+        (bytes.len() == 32).then(|| MasterKey(ChaCha20Poly1305::new(Key::from_slice(&bytes))))
+    }
+
+    fn seal(&self, name: &str, secret: &str) -> anyhow::Result<String> {
+        let nonce = random_bytes::<12>()?;
+        let sealed = self
+            .0
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: secret.as_bytes(),
+                    aad: name.as_bytes(),
+                },
+            )
+            .map_err(|_| anyhow::anyhow!("cannot encrypt the secret of key {name:?}"))?;
+        Ok(format!("{}{}", hex::encode(nonce), hex::encode(sealed)))
+    }
+
+    /// The secret of a sealed key, or `None` when it does not open under this master key.
+    pub fn open(&self, name: &str, sealed_hex: &str) -> Option<Vec<u8>> {
+        let bytes = hex::decode(sealed_hex).ok()?;
+        if bytes.len() < 12 + 16 {
+            return None;
+        }
+        let (nonce, sealed) = bytes.split_at(12);
+        self.0
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: sealed,
+                    aad: name.as_bytes(),
+                },
+            )
+            .ok()
+    }
+}
+
+pub fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
+    let mut buf = [0u8; N];
+    getrandom::getrandom(&mut buf).context("the system random source failed")?;
+    Ok(buf)
+}
+
+fn check_name(name: &str) -> anyhow::Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
+    if !ok {
+        bail!("key name {name:?} must be 1 to 64 characters of a-z, A-Z, 0-9, '-', '_', '.'");
+    }
+    Ok(())
+}
+
+/// Makes a key and returns its secret (64 hex digits; the HMAC key is this text's bytes).
+pub async fn create(db: &Db, master: &MasterKey, name: &str) -> anyhow::Result<String> {
+    check_name(name)?;
+    let secret = hex::encode(random_bytes::<32>()?);
+    let sealed = master.seal(name, &secret)?;
+    let done = sqlx::query(
+        "INSERT INTO api_keys (name, secret_enc, created_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(name)
+    .bind(sealed)
+    .bind(crate::clock::now())
+    .execute(&db.write)
+    .await
+    .context("cannot store the key")?;
+    if done.rows_affected() == 0 {
+        bail!("key {name:?} exists already: revoke it or choose another name");
+    }
+    Ok(secret)
+}
+
+/// One line per key: name, created, revoked.
+pub async fn list(db: &Db) -> anyhow::Result<Vec<(String, i64, Option<i64>)>> {
+    let rows = sqlx::query("SELECT name, created_at, revoked_at FROM api_keys ORDER BY name")
+        .fetch_all(&db.read)
+        .await
+        .context("cannot list the keys")?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect()
+}
+
+/// Revokes a key: requests signed with it are refused from now on. The name stays taken.
+pub async fn revoke(db: &Db, name: &str) -> anyhow::Result<()> {
+    let done =
+        sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL")
+            .bind(crate::clock::now())
+            .bind(name)
+            .execute(&db.write)
+            .await
+            .context("cannot revoke the key")?;
+    if done.rows_affected() == 0 {
+        bail!("no active key named {name:?}");
+    }
+    Ok(())
+}
+
+/// The secret of an active key, for verifying a request.
+pub async fn secret(
+    db: &Db,
+    master: &MasterKey,
+    name: &str,
+) -> Result<Option<Vec<u8>>, sqlx::Error> {
+    let row = sqlx::query("SELECT secret_enc FROM api_keys WHERE name = $1 AND revoked_at IS NULL")
+        .bind(name)
+        .fetch_optional(&db.read)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let sealed: String = row.try_get(0)?;
+    let secret = master.open(name, &sealed);
+    if secret.is_none() {
+        tracing::error!(key = %name, "stored key does not open under the master key: wrong master key file?");
+    }
+    Ok(secret)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sealed_secret_opens_only_under_its_name() {
+        let master = MasterKey::parse(&"ab".repeat(32)).expect("valid key");
+        let sealed = master.seal("agent", "s3cret").expect("seals");
+        assert_eq!(master.open("agent", &sealed), Some(b"s3cret".to_vec()));
+        assert_eq!(master.open("other", &sealed), None);
+        assert!(!sealed.contains(&hex::encode("s3cret")));
+    }
+}

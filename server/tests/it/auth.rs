@@ -1,0 +1,119 @@
+//! Request signing: every refusal is a 401 problem that says why.
+
+use crate::support::{now, random_hex, Backend, Machine, Server};
+
+const PATH: &str = "/api/v1/reports";
+
+fn body() -> Vec<u8> {
+    Machine::new("web-1").report(None).to_string().into_bytes()
+}
+
+fn assert_refused(a: &crate::support::Answer, reason: &str) {
+    assert_eq!(a.status, 401, "{:?}", a.body);
+    assert_eq!(a.content_type, "application/problem+json");
+    assert_eq!(a.body["code"], "bad_signature");
+    let detail = a.body["detail"].as_str().unwrap_or("");
+    assert!(detail.contains(reason), "{detail:?} should say {reason:?}");
+}
+
+fn a_signed_request_passes(b: Backend) {
+    let s = Server::start(b);
+    let body = body();
+    let h = s.signed_headers("POST", PATH, &body, now(), &random_hex(16));
+    assert_eq!(s.raw("POST", PATH, &body, &h).status, 201);
+}
+
+fn unsigned_and_unknown_keys_are_refused(b: Backend) {
+    let s = Server::start(b);
+    assert_refused(&s.raw("GET", "/api/v1/hosts", b"", &[]), "not signed");
+    let body = body();
+    let mut h = s.signed_headers("POST", PATH, &body, now(), &random_hex(16));
+    h[0].1 = "nobody".into();
+    assert_refused(
+        &s.raw("POST", PATH, &body, &h),
+        "no active key named \"nobody\"",
+    );
+    // Liveness and the API description need no signature.
+    assert_eq!(s.raw("GET", "/healthz", b"", &[]).status, 200);
+    assert_eq!(s.raw("GET", "/api/v1/openapi.json", b"", &[]).status, 200);
+}
+
+fn a_wrong_secret_is_refused(b: Backend) {
+    let mut s = Server::start(b);
+    s.secret = random_hex(32);
+    let body = body();
+    let h = s.signed_headers("POST", PATH, &body, now(), &random_hex(16));
+    assert_refused(&s.raw("POST", PATH, &body, &h), "signature does not match");
+}
+
+fn old_and_future_timestamps_are_refused(b: Backend) {
+    let s = Server::start(b);
+    let body = body();
+    let h = s.signed_headers("POST", PATH, &body, now() - 301 - 5, &random_hex(16));
+    assert_refused(&s.raw("POST", PATH, &body, &h), "s old");
+    let h = s.signed_headers("POST", PATH, &body, now() + 301 + 5, &random_hex(16));
+    assert_refused(&s.raw("POST", PATH, &body, &h), "in the future");
+    // Inside the window, either way, is fine.
+    let h = s.signed_headers("POST", PATH, &body, now() + 200, &random_hex(16));
+    assert_eq!(s.raw("POST", PATH, &body, &h).status, 201);
+}
+
+fn a_replayed_nonce_is_refused_even_after_a_restart(b: Backend) {
+    let mut s = Server::start(b);
+    let body = body();
+    let h = s.signed_headers("POST", PATH, &body, now(), &random_hex(16));
+    assert_eq!(s.raw("POST", PATH, &body, &h).status, 201);
+    assert_refused(&s.raw("POST", PATH, &body, &h), "nonce was used before");
+    s.restart();
+    assert_refused(&s.raw("POST", PATH, &body, &h), "nonce was used before");
+}
+
+fn an_altered_body_or_path_is_refused(b: Backend) {
+    let s = Server::start(b);
+    let body = body();
+    let h = s.signed_headers("POST", PATH, &body, now(), &random_hex(16));
+    let mut altered = body.clone();
+    altered.extend_from_slice(b" ");
+    assert_refused(
+        &s.raw("POST", PATH, &altered, &h),
+        "signature does not match",
+    );
+    let h = s.signed_headers("GET", "/api/v1/hosts", b"", now(), &random_hex(16));
+    assert_refused(
+        &s.raw("GET", "/api/v1/errors", b"", &h),
+        "signature does not match",
+    );
+}
+
+fn a_revoked_key_is_refused(b: Backend) {
+    let s = Server::start(b);
+    assert_eq!(s.get("/api/v1/hosts").status, 200);
+    let out = s.admin(&["keys", "revoke", "it"]);
+    assert!(out.status.success());
+    assert_refused(&s.get("/api/v1/hosts"), "no active key");
+    let list = s.admin(&["keys", "list"]);
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        text.starts_with("it\t") && text.contains("revoked"),
+        "{text}"
+    );
+    assert!(!text.contains(&s.secret));
+}
+
+fn without_auth_unsigned_requests_pass(b: Backend) {
+    let s = Server::start_with(b, &["--no-auth"]);
+    assert_eq!(s.raw("POST", PATH, &body(), &[]).status, 201);
+    let log = std::fs::read_to_string(s.dir.join("server.log")).unwrap_or_default();
+    assert!(log.contains("AUTHENTICATION IS OFF"), "{log}");
+}
+
+crate::both!(
+    a_signed_request_passes,
+    unsigned_and_unknown_keys_are_refused,
+    a_wrong_secret_is_refused,
+    old_and_future_timestamps_are_refused,
+    a_replayed_nonce_is_refused_even_after_a_restart,
+    an_altered_body_or_path_is_refused,
+    a_revoked_key_is_refused,
+    without_auth_unsigned_requests_pass,
+);
