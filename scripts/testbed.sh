@@ -342,6 +342,23 @@ cmd_up() {
     if ip -4 route show | grep -v "dev $BRIDGE" | grep -qE "^$NET\.|^10\.0\.0\.0/8"; then
         die "$NET.0.0/16 is already routed on this machine; choose another --net"
     fi
+    # namespaces of these names that this DIR did not record: another testbed's (refuse), or
+    # left by a testbed whose directory is gone (a killed test run: clean up after it)
+    local ns pid cmd owner
+    for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^$NAME-node-[0-9]+$" || true); do
+        grep -qxF "$ns" "$DIR/hosts/${ns#"$NAME"-}/netns" 2>/dev/null && continue
+        for pid in $(ip netns pids "$ns" 2>/dev/null); do
+            cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
+            [[ -n "$cmd" ]] || continue # gone meanwhile, or a zombie
+            owner=$(grep -oE '/[^ ]*/hosts/node-[0-9]+/(start\.sh|sshd_config)' <<<"$cmd" | head -1) || true
+            [[ -n "$owner" ]] || die "network namespace $ns holds a process testbed.sh did not start (pid $pid); choose another --name"
+            if [[ -d "$(dirname "$owner")" ]]; then
+                die "network namespace $ns belongs to the testbed in ${owner%/hosts/*}: choose another --name and --net, or take that one down"
+            fi
+            kill -KILL "$pid" 2>/dev/null || true
+        done
+        ip netns del "$ns" 2>/dev/null || true
+    done
     local t0=$SECONDS i old
     old=$(recorded_count)
     printf 'TB_NET=%s\nTB_NAME=%s\nTB_BRIDGE=%s\nTB_N=%s\n' "$NET" "$NAME" "$BRIDGE" "$N" >"$ENV_FILE"

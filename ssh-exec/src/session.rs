@@ -165,7 +165,7 @@ impl SshSession {
             after: start.elapsed(),
         };
 
-        let stream = connect_tcp(target, deadline)?;
+        let stream = connect_tcp(target, start, deadline)?;
         stream
             .set_nodelay(true)
             .map_err(|e| transport(format!("cannot set TCP_NODELAY: {e}")))?;
@@ -416,7 +416,11 @@ impl Inner {
     }
 }
 
-fn connect_tcp(target: &SshTarget, deadline: Instant) -> Result<TcpStream, SshError> {
+fn connect_tcp(
+    target: &SshTarget,
+    start: Instant,
+    deadline: Instant,
+) -> Result<TcpStream, SshError> {
     let transport = |detail: String| SshError::Transport {
         host: target.host.clone(),
         address: target.address.clone(),
@@ -452,7 +456,7 @@ fn connect_tcp(target: &SshTarget, deadline: Instant) -> Result<TcpStream, SshEr
                 host: target.host.clone(),
                 address: target.address.clone(),
                 stage: "connect",
-                after: Duration::ZERO.max(deadline.saturating_duration_since(Instant::now())),
+                after: start.elapsed(),
             }
         }
         Some(e) => transport(format!("cannot connect to port {}: {e}", target.port)),
@@ -461,7 +465,7 @@ fn connect_tcp(target: &SshTarget, deadline: Instant) -> Result<TcpStream, SshEr
             host: target.host.clone(),
             address: target.address.clone(),
             stage: "connect",
-            after: Duration::ZERO,
+            after: start.elapsed(),
         },
     })
 }

@@ -38,11 +38,16 @@ fn plugin_against_altered_interface(
     for d in [api.join("src"), collector.join("src")] {
         std::fs::create_dir_all(&d).expect("mkdir");
     }
-    for f in ["lib.rs", "testing.rs"] {
-        let text =
-            std::fs::read_to_string(root.join("plugin-api/src").join(f)).expect("read plugin-api");
-        let text = if f == "lib.rs" { edit_lib(text) } else { text };
-        std::fs::write(api.join("src").join(f), text).expect("write");
+    for entry in std::fs::read_dir(root.join("plugin-api/src")).expect("plugin-api/src") {
+        let path = entry.expect("dir entry").path();
+        let name = path.file_name().expect("file name").to_owned();
+        let text = std::fs::read_to_string(&path).expect("read plugin-api");
+        let text = if name == "lib.rs" {
+            edit_lib(text)
+        } else {
+            text
+        };
+        std::fs::write(api.join("src").join(name), text).expect("write");
     }
     std::fs::write(
         api.join("Cargo.toml"),

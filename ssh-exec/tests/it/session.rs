@@ -12,45 +12,29 @@ use ssh_exec::{
 use crate::testbed::Testbed;
 use crate::Test;
 
-pub const TESTS: &[Test] = &[
-    (
-        "connect_and_run_on_several_hosts",
-        connect_and_run_on_several_hosts,
-    ),
-    (
-        "output_exit_code_and_large_streams",
-        output_exit_code_and_large_streams,
-    ),
-    (
-        "one_session_shared_by_threads",
-        one_session_shared_by_threads,
-    ),
-    ("read_file", read_file),
-    ("password_and_passphrase_auth", password_and_passphrase_auth),
-    ("agent_auth", agent_auth),
-    ("wrong_password_refused", wrong_password_refused),
-    ("unknown_host_key_refused", unknown_host_key_refused),
-    ("changed_host_key_refused", changed_host_key_refused),
-    (
-        "accept_new_records_then_enforces",
-        accept_new_records_then_enforces,
-    ),
-    (
-        "stopped_sshd_is_connect_refused_quickly",
-        stopped_sshd_is_connect_refused_quickly,
-    ),
-    (
-        "frozen_sshd_is_handshake_timeout",
-        frozen_sshd_is_handshake_timeout,
-    ),
-    (
-        "hanging_command_times_out_other_hosts_fine",
-        hanging_command_times_out_other_hosts_fine,
-    ),
-    (
-        "command_timeout_keeps_session_usable",
-        command_timeout_keeps_session_usable,
-    ),
+/// Every test with its name, in run order.
+macro_rules! tests {
+    ($($name:ident),* $(,)?) => {
+        pub const TESTS: &[Test] = &[$((stringify!($name), $name)),*];
+    };
+}
+
+tests![
+    connect_and_run_on_several_hosts,
+    curve25519_and_each_cipher,
+    output_exit_code_and_large_streams,
+    one_session_shared_by_threads,
+    read_file,
+    password_and_passphrase_auth,
+    agent_auth,
+    wrong_password_refused,
+    unknown_host_key_refused,
+    changed_host_key_refused,
+    accept_new_records_then_enforces,
+    stopped_sshd_is_connect_refused_quickly,
+    frozen_sshd_is_handshake_timeout,
+    hanging_command_times_out_other_hosts_fine,
+    command_timeout_keeps_session_usable,
 ];
 
 const T: Duration = Duration::from_secs(10);

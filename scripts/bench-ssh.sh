@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# bench-ssh.sh: fan out to N testbed hosts with four clients, in one run, and compare.
+#
+#   scripts/bench-ssh.sh [-n N] [--runs R] [--dir DIR] [--skip-ansible] [--keep]
+#
+#   openssh   parallel `ssh host true`, KexAlgorithms curve25519-sha256 (the floor: connect only)
+#   paramiko  Python paramiko + thread pool of N, 6 commands a host, TCP_NODELAY (the classic design)
+#   ansible   `ansible all -m setup -f N` (the fact gatherer ops know)
+#   fanout    ssh-exec's example: thread pool of N, 3 commands + 3 file reads a host
+#   fanout --true  the same, connect and `true` only: the like-for-like of the OpenSSH floor
+#
+# Each client runs R times (default 3), alternating; the table shows the median wall time and the
+# median client CPU (user+sys of the client and all its children, /usr/bin/time) per host.
+# The fake hosts share this machine's cores: wall time is bounded by sshd's CPU, client CPU is the
+# number that says what the client costs. Uses the testbed in DIR if it has N hosts up, else brings
+# one up (and takes it down at the end unless --keep). Needs root. Installs what it needs:
+# apt: openssh-server iproute2 ansible time python3-venv; pip (venv under target/): paramiko.
+set -euo pipefail
+
+N=100
+RUNS=3
+DIR=${AUTO_TESTBED_DIR:-/tmp/auto-testbed}
+SKIP_ANSIBLE=0
+KEEP=0
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        -n) N=$2; shift 2 ;;
+        --runs) RUNS=$2; shift 2 ;;
+        --dir) DIR=$2; shift 2 ;;
+        --skip-ansible) SKIP_ANSIBLE=1; shift ;;
+        --keep) KEEP=1; shift ;;
+        *) echo "bench-ssh.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TESTBED="$ROOT/scripts/testbed.sh"
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+VENV="$ROOT/target/bench-venv"
+OUT=$(mktemp -d /tmp/bench-ssh.XXXXXX)
+
+need_apt=()
+[[ -x /usr/bin/time ]] || need_apt+=(time)
+[[ $SKIP_ANSIBLE == 1 ]] || command -v ansible >/dev/null || need_apt+=(ansible)
+python3 -c 'import ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+if [[ ${#need_apt[@]} -gt 0 ]]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq </dev/null >/dev/null
+    apt-get install -y -qq "${need_apt[@]}" </dev/null >/dev/null
+fi
+if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c 'import paramiko' 2>/dev/null; then
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q paramiko </dev/null
+fi
+
+(cd "$ROOT" && CARGO_TARGET_DIR="$TARGET" cargo build -q --release -p ssh-exec --example fanout)
+FANOUT="$TARGET/release/examples/fanout"
+
+BROUGHT_UP=0
+if ! "$TESTBED" status --dir "$DIR" 2>/dev/null | grep -q ": $N of $N hosts running"; then
+    "$TESTBED" up "$N" --dir "$DIR"
+    BROUGHT_UP=1
+fi
+cleanup() {
+    if [[ $BROUGHT_UP == 1 && $KEEP == 0 ]]; then "$TESTBED" down --dir "$DIR" >/dev/null; fi
+    rm -rf "$OUT"
+}
+trap cleanup EXIT
+
+# ansible: inventory from hosts.txt, OpenSSH settings from the testbed's ssh_config
+cat >"$OUT/ansible.cfg" <<EOF
+[defaults]
+host_key_checking = True
+gathering = explicit
+interpreter_python = /usr/bin/python3
+forks = $N
+timeout = 30
+[ssh_connection]
+ssh_args = -F $DIR/ssh_config -o ControlMaster=no
+pipelining = True
+EOF
+{
+    echo "[testbed]"
+    awk '{print $1 " ansible_host=" $2 " ansible_user=root"}' "$DIR/hosts.txt"
+} >"$OUT/inventory"
+
+openssh() {
+    while read -r name _; do
+        ssh -F "$DIR/ssh_config" -o KexAlgorithms=curve25519-sha256 "$name" true &
+    done <"$DIR/hosts.txt"
+    wait
+}
+paramiko() { "$VENV/bin/python" "$ROOT/scripts/bench-paramiko.py" "$DIR" "$N" >/dev/null; }
+ansible_setup() {
+    ANSIBLE_CONFIG="$OUT/ansible.cfg" ansible testbed -i "$OUT/inventory" -m setup -f "$N" >"$OUT/ansible.log" 2>&1
+}
+fanout() { "$FANOUT" --dir "$DIR" --workers "$N" --quiet >/dev/null; }
+fanout_true() { "$FANOUT" --dir "$DIR" --workers "$N" --quiet --true >/dev/null; }
+export -f openssh paramiko ansible_setup fanout fanout_true
+export DIR N VENV ROOT OUT FANOUT
+
+clients=(openssh fanout_true paramiko fanout)
+[[ $SKIP_ANSIBLE == 1 ]] || clients+=(ansible_setup)
+
+for ((r = 1; r <= RUNS; r++)); do
+    for c in "${clients[@]}"; do
+        if ! /usr/bin/time -f '%e %U %S' -o "$OUT/$c.$r" bash -c "$c"; then
+            echo "bench-ssh.sh: run $r of $c failed (see above; ansible: $OUT/ansible.log)" >&2
+            [[ $c != ansible_setup ]] || tail -5 "$OUT/ansible.log" >&2
+        fi
+        tail -1 "$OUT/$c.$r" | sed "s/^/run $r $c: wall user sys = /" >&2
+    done
+done
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+printf '\n%s hosts, median of %s runs, %s\n' "$N" "$RUNS" "$(date -u +%Y-%m-%dT%H:%MZ)"
+printf '| %-44s | %8s | %18s |\n' "client" "wall s" "client CPU ms/host"
+printf '| %-44s | %8s | %18s |\n' "---" "---:" "---:"
+for c in "${clients[@]}"; do
+    case $c in
+        openssh) label="OpenSSH ssh host true, curve25519-sha256" ;;
+        paramiko) label="paramiko + thread pool, 6 commands, NODELAY" ;;
+        fanout) label="ssh-exec fanout, 6 requests" ;;
+        fanout_true) label="ssh-exec fanout --true (connect + true)" ;;
+        ansible_setup) label="ansible -m setup -f $N" ;;
+    esac
+    wall=$(for r in $(seq 1 "$RUNS"); do tail -1 "$OUT/$c.$r" | awk '{print $1}'; done | median)
+    cpu=$(for r in $(seq 1 "$RUNS"); do tail -1 "$OUT/$c.$r" | awk -v n="$N" '{printf "%.1f\n", ($2 + $3) * 1000 / n}'; done | median)
+    printf '| %-44s | %8s | %18s |\n' "$label" "$wall" "$cpu"
+done
