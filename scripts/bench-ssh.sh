@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench-ssh.sh: fan out to N testbed hosts with four clients, in one run, and compare.
+# bench-ssh.sh: fan out to N testbed hosts with five clients, in one run, and compare.
 #
 #   scripts/bench-ssh.sh [-n N] [--runs R] [--dir DIR] [--skip-ansible] [--keep]
 #
@@ -8,6 +8,7 @@
 #   ansible   `ansible all -m setup -f N` (the fact gatherer ops know)
 #   fanout    ssh-exec's example: thread pool of N, 3 commands + 3 file reads a host
 #   fanout --true  the same, connect and `true` only: the like-for-like of the OpenSSH floor
+#   autoclient  `auto-client collect --mode ssh` with the six shipped collectors (what users run)
 #
 # Each client runs R times (default 3), alternating; the table shows the median wall time and the
 # median client CPU (user+sys of the client and all its children, /usr/bin/time) per host.
@@ -55,6 +56,10 @@ fi
 
 (cd "$ROOT" && CARGO_TARGET_DIR="$TARGET" cargo build -q --release -p ssh-exec --example fanout)
 FANOUT="$TARGET/release/examples/fanout"
+# auto-client itself, with the six shipped collectors (plugins.toml points at target/release)
+(cd "$ROOT" && cargo build -q --release -p auto-client -p collector-os -p collector-cpu -p collector-memory \
+    -p collector-disk -p collector-nic -p collector-board)
+AUTOCLIENT="$ROOT/target/release/auto-client"
 
 BROUGHT_UP=0
 if ! "$TESTBED" status --dir "$DIR" 2>/dev/null | grep -q ": $N of $N hosts running"; then
@@ -96,10 +101,14 @@ ansible_setup() {
 }
 fanout() { "$FANOUT" --dir "$DIR" --workers "$N" --quiet >/dev/null; }
 fanout_true() { "$FANOUT" --dir "$DIR" --workers "$N" --quiet --true >/dev/null; }
-export -f openssh paramiko ansible_setup fanout fanout_true
-export DIR N VENV ROOT OUT FANOUT
+autoclient() {
+    "$AUTOCLIENT" --plugins "$ROOT/plugins.toml" collect --mode ssh --hosts-file "$DIR/hosts.txt" \
+        --ssh-identity "$DIR/id_ed25519" --known-hosts "$DIR/known_hosts" --workers "$N" >/dev/null 2>"$OUT/autoclient.log"
+}
+export -f openssh paramiko ansible_setup fanout fanout_true autoclient
+export DIR N VENV ROOT OUT FANOUT AUTOCLIENT
 
-clients=(openssh fanout_true paramiko fanout)
+clients=(openssh fanout_true paramiko fanout autoclient)
 [[ $SKIP_ANSIBLE == 1 ]] || clients+=(ansible_setup)
 
 for ((r = 1; r <= RUNS; r++)); do
@@ -122,6 +131,7 @@ for c in "${clients[@]}"; do
         paramiko) label="paramiko + thread pool, 6 commands, NODELAY" ;;
         fanout) label="ssh-exec fanout, 6 requests" ;;
         fanout_true) label="ssh-exec fanout --true (connect + true)" ;;
+        autoclient) label="auto-client collect --mode ssh, 6 collectors" ;;
         ansible_setup) label="ansible -m setup -f $N" ;;
     esac
     wall=$(for r in $(seq 1 "$RUNS"); do tail -1 "$OUT/$c.$r" | awk '{print $1}'; done | median)
