@@ -14,19 +14,17 @@ cargo build --release --workspace --quiet
 client="target/release/auto-client --plugins plugins.toml"
 $client collect >/dev/null   # warm caches; fails loudly if a plugin is broken
 
-echo "== wall time, median of runs (hyperfine)"
-hyperfine -N --warmup 3 --style basic --export-json target/bench-collect.json \
-  -r "$runs" -n auto-client "$client collect" \
-  -r 10 -n facter "facter --json" \
-  -r 5 -n ansible "ansible localhost -m setup -c local" 2>&1 | grep -vE '^\s*$'
+echo "== wall time (hyperfine), in one run"
+hyperfine -N --warmup 3 --style basic -r "$runs" --export-json target/bench-collect-1.json -n auto-client "$client collect" | grep -vE '^\s*$'
+hyperfine -N --warmup 1 --style basic -r 10 --export-json target/bench-collect-2.json -i -n facter "facter --json" | grep -vE '^\s*$'
+hyperfine -N --warmup 1 --style basic -r 5 --export-json target/bench-collect-3.json -i -n ansible "ansible localhost -m setup -c local" | grep -vE '^\s*$'
 python3 - <<'PY'
 import json
-r = json.load(open("target/bench-collect.json"))["results"]
-print("\n| command | median | mean | min | max |\n|---|---|---|---|---|")
-for x in r:
-    print(f"| {x['command']} | {x['median']*1000:.1f} ms | {x['mean']*1000:.1f} ms | {x['min']*1000:.1f} ms | {x['max']*1000:.1f} ms |")
+print("\n| command | runs | median | mean | min | max |\n|---|---|---|---|---|---|")
+for i in (1, 2, 3):
+    for x in json.load(open(f"target/bench-collect-{i}.json"))["results"]:
+        print(f"| {x['command']} | {len(x['times'])} | {x['median']*1000:.1f} ms | {x['mean']*1000:.1f} ms | {x['min']*1000:.1f} ms | {x['max']*1000:.1f} ms |")
 PY
-
 echo
 echo "== loading the six plugins (dlopen + ABI check + info), median of 20"
 for _ in $(seq 20); do

@@ -171,7 +171,8 @@ fn collect(args: &CollectArgs, plugins_path: &Path, file: &ConfigFile) -> Result
     if registry.loaded.is_empty() && registry.failed.is_empty() {
         bail!("no plugins to run: {} names none", plugins_path.display());
     }
-    let report = collect_local(&registry, None, file.isolation.unwrap_or_default());
+    let isolation = args.isolation.or(file.isolation).unwrap_or_default();
+    let report = collect_local(&registry, None, isolation);
     match args.format {
         Format::Json => println!("{}", serde_json::to_string(&report)?),
         Format::Table => print!("{}", output::report_table(&report)),

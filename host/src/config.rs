@@ -113,6 +113,9 @@ pub struct CollectArgs {
     /// json: one report per line (JSON Lines); table: readable.
     #[arg(long, value_enum, default_value_t = Format::Json, env = "AUTO_CLIENT_FORMAT")]
     pub format: Format,
+    /// none, process, or dropins (drop-in plugins in worker processes; the default).
+    #[arg(long, value_enum, env = "AUTO_CLIENT_ISOLATION")]
+    pub isolation: Option<crate::Isolation>,
 }
 
 #[derive(Debug, ClapArgs)]

@@ -12,11 +12,6 @@ pub fn check_plugin_file(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks a drop-in directory before anything in it is loaded.
-pub fn check_dir(dir: &Path) -> Result<(), String> {
-    check_one(dir, "directory")
-}
-
 fn check_one(path: &Path, what: &str) -> Result<(), String> {
     let meta = std::fs::metadata(path)
         .map_err(|e| format!("cannot stat {what} {}: {e}", path.display()))?;

@@ -152,3 +152,65 @@ impl Spool {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use auto_proto::{AgentInfo, Report};
+
+    use super::*;
+
+    fn report(id: &str) -> Report {
+        Report {
+            schema: 1,
+            report_id: id.to_string(),
+            hostname: "h".to_string(),
+            previous_hostname: None,
+            collected_at: "2026-01-01T00:00:00Z".to_string(),
+            agent: AgentInfo {
+                version: "0".to_string(),
+                mode: "agent".to_string(),
+            },
+            plugins: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_full_spool_drops_the_oldest_and_keeps_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = Spool::open(dir.path(), 3, u64::MAX).expect("open");
+        for id in ["r1", "r2", "r3", "r4", "r5"] {
+            spool.put(&report(id)).expect("put");
+        }
+        let ids: Vec<String> = spool
+            .list()
+            .expect("list")
+            .iter()
+            .map(|s| spool.read(s).expect("read").report_id)
+            .collect();
+        assert_eq!(ids, ["r3", "r4", "r5"]);
+    }
+
+    #[test]
+    fn the_byte_bound_holds_too() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let one = serde_json::to_vec(&report("r1")).expect("json").len() as u64;
+        let spool = Spool::open(dir.path(), 100, one * 2).expect("open");
+        for id in ["r1", "r2", "r3"] {
+            spool.put(&report(id)).expect("put");
+        }
+        let listed = spool.list().expect("list");
+        assert_eq!(listed.len(), 2);
+        assert!(listed.iter().map(|s| s.bytes).sum::<u64>() <= one * 2);
+    }
+
+    #[test]
+    fn a_write_killed_before_its_rename_is_cleaned_up_and_never_listed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join(".tmp-000-partial.json"), b"{\"schema\":").expect("write");
+        let spool = Spool::open(dir.path(), 10, u64::MAX).expect("open");
+        assert!(spool.list().expect("list").is_empty());
+        assert!(!dir.path().join(".tmp-000-partial.json").exists());
+    }
+}

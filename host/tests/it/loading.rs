@@ -316,3 +316,32 @@ fn a_broken_plugins_file_is_fatal_with_one_line() {
     );
     assert_eq!(line.lines().count(), 1, "{line}");
 }
+
+#[test]
+fn a_plugin_file_writable_by_others_is_refused_like_sshd_strictmodes() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lax = dir.path().join("lax.so");
+    std::fs::copy(support::misbehave(), &lax).expect("copy");
+    std::fs::set_permissions(&lax, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let toml = entry("lax", &lax, "symbol = \"misbehave_v1\"") + &misbehaving("good", "ok", "");
+    let run = support::run_with(dir.path(), &toml, &["collect", "--format", "json"]);
+    let report = run.report();
+    assert_eq!(status(&report, "good"), "ok");
+    let msg = error_message(&report, "lax");
+    assert!(
+        msg.contains("refused")
+            && msg.contains("writable by every user")
+            && msg.contains("chmod go-w"),
+        "{msg}"
+    );
+    // A group-writable drop-in directory is refused the same way.
+    std::fs::set_permissions(&lax, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o775)).expect("chmod");
+    let run = support::run_with(dir.path(), &toml, &["collect", "--format", "json"]);
+    let msg = error_message(&run.report(), "lax");
+    assert!(
+        msg.contains("directory") && msg.contains("writable by its group"),
+        "{msg}"
+    );
+}
