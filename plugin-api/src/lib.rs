@@ -47,6 +47,7 @@ pub mod __private {
     pub use abi_stable;
 }
 
+pub mod batch;
 pub mod testing;
 
 /// The symbol under which [`export_collector!`] exports the module header when no symbol is given.

@@ -1,5 +1,8 @@
 //! A test executor that answers from recorded outputs of real machines, so a collector's parsing is
 //! tested on fixtures without a live target (the part `PROCFS_ROOT` plays in Vector's collectors).
+//!
+//! [`FixtureExecutor::record_command`] and [`FixtureExecutor::record_file`] record from the machine
+//! the test runs on, for a collector's `live_this_machine` test.
 
 use std::collections::HashMap;
 
@@ -17,7 +20,8 @@ use crate::{CommandOutput, Executor, Executor_TO, PluginError, Target};
 pub struct FixtureExecutor {
     name: String,
     commands: HashMap<String, CommandOutput>,
-    files: HashMap<String, Vec<u8>>,
+    /// A file's content, or the error reading it gave (see [`FixtureExecutor::record_file`]).
+    files: HashMap<String, Result<Vec<u8>, PluginError>>,
 }
 
 impl FixtureExecutor {
@@ -54,7 +58,46 @@ impl FixtureExecutor {
 
     pub fn file(mut self, path: &str, content: impl AsRef<[u8]>) -> Self {
         self.files
-            .insert(path.to_string(), content.as_ref().to_vec());
+            .insert(path.to_string(), Ok(content.as_ref().to_vec()));
+        self
+    }
+
+    /// Runs `command` on this machine with `/bin/sh -c`, as the host's agent-mode executor does,
+    /// and answers it with what it gave (stdout, stderr, exit code; no time limit).
+    ///
+    /// Panics when `/bin/sh` cannot be started.
+    pub fn record_command(mut self, command: &str) -> Self {
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(command)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run /bin/sh -c {command:?}: {e}"));
+        self.commands.insert(
+            command.to_string(),
+            CommandOutput {
+                stdout: RVec::from(out.stdout),
+                stderr: RVec::from(out.stderr),
+                exit_code: out.status.code().into(),
+            },
+        );
+        self
+    }
+
+    /// Reads `path` on this machine and answers with its content, or with the error the host's
+    /// agent-mode executor would give (`not_found`, `permission_denied`, `io`).
+    pub fn record_file(mut self, path: &str) -> Self {
+        let read = std::fs::read(path).map_err(|e| {
+            let kind = match e.kind() {
+                std::io::ErrorKind::NotFound => "not_found",
+                std::io::ErrorKind::PermissionDenied => "permission_denied",
+                _ => "io",
+            };
+            PluginError {
+                kind: kind.into(),
+                message: format!("{path}: {e}").into(),
+            }
+        });
+        self.files.insert(path.to_string(), read);
         self
     }
 
@@ -83,7 +126,8 @@ impl Executor for FixtureExecutor {
 
     fn read_file(&self, path: RStr<'_>) -> RResult<RVec<u8>, PluginError> {
         match self.files.get(path.as_str()) {
-            Some(b) => RResult::ROk(RVec::from(b.clone())),
+            Some(Ok(b)) => RResult::ROk(RVec::from(b.clone())),
+            Some(Err(e)) => RResult::RErr(e.clone()),
             None => RResult::RErr(PluginError {
                 kind: "not_found".into(),
                 message: format!("{}: No such file or directory", path.as_str()).into(),
@@ -93,5 +137,47 @@ impl Executor for FixtureExecutor {
 
     fn target_name(&self) -> RString {
         self.name.as_str().into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `command`, recorded on this machine, answers through a [`Target`].
+    fn recorded(command: &str) -> crate::Output {
+        FixtureExecutor::new("local")
+            .record_command(command)
+            .with_target(|t| t.run(command, std::time::Duration::from_secs(1)))
+            .expect("recorded")
+    }
+
+    #[test]
+    fn record_command_keeps_stdout_stderr_and_exit_code() {
+        let out = recorded("echo out; echo err >&2; exit 3");
+        assert_eq!(out.stdout, "out\n");
+        assert_eq!(out.stderr, "err\n");
+        assert_eq!(out.exit_code, Some(3));
+        // Ended by a signal: no exit code.
+        assert_eq!(recorded("kill -9 $$").exit_code, None);
+    }
+
+    #[test]
+    fn record_file_keeps_content_or_error() {
+        let path = std::env::temp_dir().join(format!("plugin-api-record-{}", std::process::id()));
+        std::fs::write(&path, "recorded\n").expect("write");
+        let path = path.to_string_lossy().into_owned();
+        let exec = FixtureExecutor::new("local")
+            .record_file(&path)
+            .record_file("/nonexistent/plugin-api-record");
+        let _ = std::fs::remove_file(&path);
+        exec.with_target(|t| {
+            assert_eq!(t.read_to_string(&path).expect("recorded"), "recorded\n");
+            let err = t
+                .read_file("/nonexistent/plugin-api-record")
+                .expect_err("absent");
+            assert_eq!(err.kind, "not_found");
+            assert!(err.message.starts_with("/nonexistent/plugin-api-record: "));
+        });
     }
 }

@@ -22,6 +22,7 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use plugin_api::{
+    batch::{self, Script, Section},
     export_collector,
     serde_json::{json, Map, Value},
     CollectError, Target,
@@ -43,52 +44,11 @@ const TIMEOUT: Duration = Duration::from_secs(8);
 
 /// The one command this collector runs; with `sudo`, each file is read with `sudo -n cat` (a
 /// NOPASSWD rule for `cat /sys/class/dmi/id/*` is then needed; without one the root-only files
-/// are reported as `permission denied`, as without the option).
+/// are reported as `permission denied`, as without the option). Each file is read with a command
+/// rather than shell builtins because `[ -r ]` cannot tell what `sudo` may read.
 pub fn script(sudo: bool) -> String {
     let cat = if sudo { "sudo -n cat" } else { "cat" };
-    format!(
-        "d={DMI_DIR}; if [ ! -d \"$d\" ]; then printf '=!> %s missing\\n' \"$d\"; exit 0; fi; \
-         for f in {}; do p=\"$d/$f\"; \
-         if [ ! -e \"$p\" ]; then printf '=!> %s missing\\n' \"$f\"; \
-         elif v=$({cat} \"$p\" 2>/dev/null); then printf '==> %s\\n%s\\n\\n' \"$f\" \"$v\"; \
-         else printf '=!> %s permission denied\\n' \"$f\"; fi; done",
-        FILES.join(" ")
-    )
-}
-
-/// One sysfs file as the script reported it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Section {
-    Content(String),
-    /// Why the script could not read it (`missing`, `permission denied`).
-    Unreadable(String),
-}
-
-/// Splits the script's output into its sections.
-pub fn parse_sections(stdout: &str) -> BTreeMap<String, Section> {
-    let mut sections = BTreeMap::new();
-    let mut current: Option<(String, String)> = None;
-    for line in stdout.lines() {
-        if let Some(name) = line.strip_prefix("==> ") {
-            if let Some((k, v)) = current.take() {
-                sections.insert(k, Section::Content(v.trim().to_string()));
-            }
-            current = Some((name.trim().to_string(), String::new()));
-        } else if let Some(rest) = line.strip_prefix("=!> ") {
-            if let Some((k, v)) = current.take() {
-                sections.insert(k, Section::Content(v.trim().to_string()));
-            }
-            let (name, why) = rest.split_once(' ').unwrap_or((rest, "unreadable"));
-            sections.insert(name.to_string(), Section::Unreadable(why.to_string()));
-        } else if let Some((_, text)) = current.as_mut() {
-            text.push_str(line);
-            text.push('\n');
-        }
-    }
-    if let Some((k, v)) = current {
-        sections.insert(k, Section::Content(v.trim().to_string()));
-    }
-    sections
+    Script::files_in(DMI_DIR, FILES).read_with(cat).build()
 }
 
 /// Values firmware vendors leave in place of a real one.
@@ -201,20 +161,8 @@ pub fn collect(target: &Target<'_>, options: &Value) -> Result<Value, CollectErr
             ))
         }
     };
-    // The script's exit status is that of its last step; a failed step already shows as a
-    // `=!>` section (or an empty one), so only an answer without any section is a failure.
-    let out = target.run(&script(sudo), TIMEOUT)?;
-    if !out.stdout.contains("==> ") && !out.stdout.contains("=!> ") {
-        let first = out.stderr.lines().next().unwrap_or("").trim();
-        return Err(CollectError::new(
-            "command_failed",
-            format!(
-                "the board script printed nothing (exit code {:?}): {first}",
-                out.exit_code
-            ),
-        ));
-    }
-    Ok(build(&parse_sections(&out.stdout)))
+    // Only an answer without any section is a failure (`command_failed`).
+    Ok(build(&batch::run(target, &script(sudo), TIMEOUT, "board")?))
 }
 
 export_collector!(
@@ -322,26 +270,11 @@ mod tests {
         assert_eq!(err.kind, "command_failed");
     }
 
-    /// Runs `command` on this machine, as the agent-mode executor would.
-    fn local(command: &str) -> (String, String, Option<i32>) {
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(command)
-            .output()
-            .expect("sh runs");
-        (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-            out.status.code(),
-        )
-    }
-
     #[test]
     #[ignore = "reads this machine: cargo test -p collector-board -- --ignored"]
     fn live_this_machine() {
-        let (out, err, code) = local(&script(false));
         let data = FixtureExecutor::new("local")
-            .command_output(&script(false), &out, &err, code)
+            .record_command(&script(false))
             .with_target(|t| collect(t, &json!({})))
             .expect("collects");
         println!("{data:#}");

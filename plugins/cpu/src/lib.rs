@@ -250,9 +250,8 @@ mod tests {
     #[test]
     #[ignore = "reads this machine: cargo test -p collector-cpu -- --ignored"]
     fn live_this_machine() {
-        let cpuinfo = std::fs::read(CPUINFO).expect("cpuinfo");
         let data = FixtureExecutor::new("local")
-            .file(CPUINFO, cpuinfo)
+            .record_file(CPUINFO)
             .with_target(|t| collect(t, &json!({})))
             .expect("collects");
         println!("{data:#}");

@@ -341,26 +341,11 @@ mod tests {
         assert_eq!(err.kind, "parse");
     }
 
-    /// Runs `command` on this machine, as the agent-mode executor would.
-    fn local(command: &str) -> (String, String, Option<i32>) {
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(command)
-            .output()
-            .expect("sh runs");
-        (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-            out.status.code(),
-        )
-    }
-
     #[test]
     #[ignore = "reads this machine: cargo test -p collector-disk -- --ignored"]
     fn live_this_machine() {
-        let (out, err, code) = local(&command());
         let data = FixtureExecutor::new("local")
-            .command_output(&command(), &out, &err, code)
+            .record_command(&command())
             .with_target(|t| collect(t, &json!({})))
             .expect("collects");
         println!("{data:#}");

@@ -464,28 +464,12 @@ mod tests {
         assert_eq!(meaningful("29DE07DF").as_deref(), Some("29DE07DF"));
     }
 
-    /// Runs `command` on this machine, as the agent-mode executor would.
-    fn local(command: &str) -> (String, String, Option<i32>) {
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(command)
-            .output()
-            .expect("sh runs");
-        (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-            out.status.code(),
-        )
-    }
-
     #[test]
     #[ignore = "reads this machine: cargo test -p collector-memory -- --ignored"]
     fn live_this_machine() {
-        let (out, err, code) = local(DMIDECODE);
-        let meminfo = std::fs::read(MEMINFO).expect("meminfo");
         let data = FixtureExecutor::new("local")
-            .file(MEMINFO, meminfo)
-            .command_output(DMIDECODE, &out, &err, code)
+            .record_file(MEMINFO)
+            .record_command(DMIDECODE)
             .with_target(|t| collect(t, &json!({})))
             .expect("collects");
         println!("{data:#}");

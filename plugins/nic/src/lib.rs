@@ -547,20 +547,6 @@ mod tests {
         assert_eq!(from_text.len(), 4);
     }
 
-    /// Runs `command` on this machine, as the agent-mode executor would.
-    fn local(command: &str) -> (String, String, Option<i32>) {
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(command)
-            .output()
-            .expect("sh runs");
-        (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-            out.status.code(),
-        )
-    }
-
     #[test]
     fn speeds_from_grep_name_each_interface_and_drop_unknown_values() {
         let speeds = parse_speeds(
@@ -575,11 +561,9 @@ mod tests {
     #[test]
     #[ignore = "reads this machine: cargo test -p collector-nic -- --ignored"]
     fn live_this_machine() {
-        let (ip, ip_err, ip_code) = local(IP_ADDR);
-        let (sp, sp_err, sp_code) = local(SPEEDS);
         let data = FixtureExecutor::new("local")
-            .command_output(IP_ADDR, &ip, &ip_err, ip_code)
-            .command_output(SPEEDS, &sp, &sp_err, sp_code)
+            .record_command(IP_ADDR)
+            .record_command(SPEEDS)
             .with_target(|t| collect(t, &json!({})))
             .expect("collects");
         println!("{data:#}");

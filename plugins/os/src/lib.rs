@@ -15,6 +15,7 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use plugin_api::{
+    batch::{self, Script, Section},
     export_collector,
     serde_json::{json, Map, Value},
     CollectError, Target,
@@ -37,52 +38,10 @@ const FILES: [&str; 6] = [
 /// The section name under which the script prints `uname -m`.
 const UNAME: &str = "uname -m";
 
-/// The one command this collector runs.
+/// The one command this collector runs (see [`plugin_api::batch`]: the files are read with shell
+/// builtins, no process per file).
 pub fn script() -> String {
-    format!(
-        "for f in {}; do \
-         if [ -r \"$f\" ]; then printf '==> %s\\n' \"$f\"; \
-         while IFS= read -r l || [ -n \"$l\" ]; do printf '%s\\n' \"$l\"; done < \"$f\"; echo; \
-         elif [ -e \"$f\" ]; then printf '=!> %s permission denied\\n' \"$f\"; \
-         else printf '=!> %s missing\\n' \"$f\"; fi; done; \
-         printf '==> {UNAME}\\n'; uname -m",
-        FILES.join(" ")
-    )
-}
-
-/// One source as the script reported it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Section {
-    Content(String),
-    /// The script could not read it; the text says why (`missing`, `permission denied`).
-    Unreadable(String),
-}
-
-/// Splits the script's output into its sections, keyed by path (or `uname -m`).
-pub fn parse_sections(stdout: &str) -> BTreeMap<String, Section> {
-    let mut sections = BTreeMap::new();
-    let mut current: Option<(String, String)> = None;
-    for line in stdout.lines() {
-        if let Some(name) = line.strip_prefix("==> ") {
-            if let Some((k, v)) = current.take() {
-                sections.insert(k, Section::Content(v.trim().to_string()));
-            }
-            current = Some((name.trim().to_string(), String::new()));
-        } else if let Some(rest) = line.strip_prefix("=!> ") {
-            if let Some((k, v)) = current.take() {
-                sections.insert(k, Section::Content(v.trim().to_string()));
-            }
-            let (path, why) = rest.split_once(' ').unwrap_or((rest, "unreadable"));
-            sections.insert(path.to_string(), Section::Unreadable(why.to_string()));
-        } else if let Some((_, text)) = current.as_mut() {
-            text.push_str(line);
-            text.push('\n');
-        }
-    }
-    if let Some((k, v)) = current {
-        sections.insert(k, Section::Content(v.trim().to_string()));
-    }
-    sections
+    Script::files(FILES).command(UNAME, "uname -m").build()
 }
 
 /// Parses os-release(5): `KEY=value` lines, values optionally quoted.
@@ -216,20 +175,8 @@ pub fn build(sections: &BTreeMap<String, Section>) -> Result<Value, CollectError
 
 /// Collects the os facts of `target` with one command.
 pub fn collect(target: &Target<'_>, _options: &Value) -> Result<Value, CollectError> {
-    // The script's exit status is that of its last step; a failed step already shows as a
-    // `=!>` section (or an empty one), so only an answer without any section is a failure.
-    let out = target.run(&script(), TIMEOUT)?;
-    if !out.stdout.contains("==> ") && !out.stdout.contains("=!> ") {
-        let first = out.stderr.lines().next().unwrap_or("").trim();
-        return Err(CollectError::new(
-            "command_failed",
-            format!(
-                "the os script printed nothing (exit code {:?}): {first}",
-                out.exit_code
-            ),
-        ));
-    }
-    build(&parse_sections(&out.stdout))
+    // Only an answer without any section is a failure (`command_failed`).
+    build(&batch::run(target, &script(), TIMEOUT, "os")?)
 }
 
 export_collector!(
@@ -383,26 +330,11 @@ mod tests {
         assert_eq!(err.kind, "command_failed");
     }
 
-    /// Runs `command` on this machine, as the agent-mode executor would.
-    fn local(command: &str) -> (String, String, Option<i32>) {
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(command)
-            .output()
-            .expect("sh runs");
-        (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-            out.status.code(),
-        )
-    }
-
     #[test]
     #[ignore = "reads this machine: cargo test -p collector-os -- --ignored"]
     fn live_this_machine() {
-        let (out, err, code) = local(&script());
         let data = FixtureExecutor::new("local")
-            .command_output(&script(), &out, &err, code)
+            .record_command(&script())
             .with_target(|t| collect(t, &json!({})))
             .expect("collects");
         println!("{data:#}");
