@@ -28,9 +28,10 @@ use crate::{
     output,
     plugins_file::PluginsFile,
     registry::{LoadOptions, PluginRegistry, RegistryCache},
-    remote::{self, Connector, HostResult, RemoteTarget},
+    remote::{self, HostResult, RemoteTarget},
     report,
     runner::{self, MakeExecutor},
+    salt::{self, SaltConnector},
     spool::Spool,
     ssh::{SshConnector, SshSettings},
     worker, Isolation, Mode, Outcome,
@@ -312,13 +313,33 @@ fn listed_targets(remote: &RemoteArgs) -> Result<Vec<RemoteTarget>> {
     }
 }
 
-fn connector(mode: Mode, remote: &RemoteArgs, file: &ConfigFile) -> Result<Arc<dyn Connector>> {
+/// Collects `targets` in ssh or salt mode.
+fn collect_fleet(
+    mode: Mode,
+    targets: Vec<RemoteTarget>,
+    registry: &PluginRegistry,
+    remote_args: &RemoteArgs,
+    file: &ConfigFile,
+    on_done: Arc<dyn Fn(&HostResult) + Send + Sync>,
+) -> Result<Vec<HostResult>> {
+    let workers = remote_args.workers.or(file.workers).unwrap_or(32);
     match mode {
-        Mode::Ssh => Ok(Arc::new(SshConnector::new(&ssh_settings(remote, file))?)),
-        Mode::Salt => {
-            bail!("--mode salt is not wired into auto-client yet (see the README's status)")
+        Mode::Ssh => {
+            let connector = Arc::new(SshConnector::new(&ssh_settings(remote_args, file))?);
+            Ok(remote::collect_fleet(
+                targets, registry, connector, workers, on_done,
+            ))
         }
-        Mode::Agent => unreachable!("agent mode has no connector"),
+        Mode::Salt => {
+            let mut s = file.salt.clone();
+            s.salt_command = remote_args.salt_command.clone().or(s.salt_command);
+            s.config_dir = remote_args.salt_config_dir.clone().or(s.config_dir);
+            let connector = Arc::new(SaltConnector::new(&s)?);
+            Ok(salt::collect_fleet(
+                targets, registry, connector, workers, on_done,
+            ))
+        }
+        Mode::Agent => unreachable!("agent mode has no fleet"),
     }
 }
 
@@ -336,7 +357,6 @@ fn collect_remote(
             mode.as_str()
         );
     }
-    let connector = connector(mode, &args.remote, file)?;
     let registry = load_registry(plugins_path, file)?;
     if registry.loaded.is_empty() {
         bail!("no plugin could be loaded from {}", plugins_path.display());
@@ -358,8 +378,7 @@ fn collect_remote(
         }
     });
     let started = Instant::now();
-    let workers = args.remote.workers.or(file.workers).unwrap_or(32);
-    let results = remote::collect_fleet(targets, &registry, connector, workers, printer);
+    let results = collect_fleet(mode, targets, &registry, &args.remote, file, printer)?;
     eprintln!("{}", remote::summary(&results, started.elapsed()));
     Ok(fleet_outcome(&results))
 }
@@ -400,7 +419,6 @@ fn run_remote(
         listed
     };
     tracing::info!(hosts = targets.len(), mode = mode.as_str(), "collecting");
-    let connector = connector(mode, &args.remote, file)?;
     let registry = load_registry(plugins_path, file)?;
     let api = Arc::new(api);
     let spool = Arc::new(spool);
@@ -424,8 +442,7 @@ fn run_remote(
         })
     };
     let started = Instant::now();
-    let workers = args.remote.workers.or(file.workers).unwrap_or(32);
-    let results = remote::collect_fleet(targets, &registry, connector, workers, deliver);
+    let results = collect_fleet(mode, targets, &registry, &args.remote, file, deliver)?;
     eprintln!("{}", remote::summary(&results, started.elapsed()));
     outcome = outcome.worst(fleet_outcome(&results));
     if failed_delivery.load(Ordering::Relaxed) {

@@ -102,6 +102,12 @@ pub struct RemoteArgs {
     /// strict (default): unknown or changed host keys are refused; accept-new: trust on first use.
     #[arg(long, env = "AUTO_CLIENT_HOST_KEY_POLICY")]
     pub host_key_policy: Option<String>,
+    /// salt mode: the `salt` command, whose #! line names the Python that has Salt.
+    #[arg(long, env = "AUTO_CLIENT_SALT_COMMAND")]
+    pub salt_command: Option<PathBuf>,
+    /// salt mode: the master's configuration directory (default /etc/salt).
+    #[arg(long, env = "AUTO_CLIENT_SALT_CONFIG_DIR")]
+    pub salt_config_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, ClapArgs)]
@@ -182,6 +188,8 @@ pub struct ConfigFile {
     pub isolation: Option<crate::Isolation>,
     #[serde(default)]
     pub ssh: crate::ssh::SshSettings,
+    #[serde(default)]
+    pub salt: crate::salt::SaltSettings,
 }
 
 impl ConfigFile {

@@ -18,6 +18,7 @@ pub mod remote;
 pub mod report;
 pub mod runner;
 pub mod safety;
+pub mod salt;
 pub mod spool;
 pub mod ssh;
 pub mod worker;

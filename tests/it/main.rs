@@ -2,5 +2,6 @@
 //! reporting over HTTP to the real `auto-server` on loopback.
 
 mod agent;
+mod salt;
 mod ssh;
 mod support;

@@ -1,0 +1,271 @@
+//! salt mode: the executor runs commands on minions through the Salt master (`salt-exec`: one
+//! long-lived Python helper using Salt's LocalClient).
+//!
+//! A Salt job costs far more than a command (Python start, publish, fork on the minion), so the
+//! fleet is collected in two steps: the first target is collected command by command while every
+//! command and file path the collectors ask for is recorded; then all those commands run on every
+//! other minion as ONE Salt job (`prefetch`), and the collectors' calls are answered from it.
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use abi_stable::{
+    sabi_trait::TD_Opaque,
+    std_types::{ROption, RResult, RStr, RString, RVec},
+};
+use anyhow::{Context, Result};
+use plugin_api::{CommandOutput, Executor, Executor_TO, PluginError};
+use salt_exec::{SaltClient, SaltConfig, SaltError};
+use serde::Deserialize;
+
+use crate::{
+    executor::{error, guarded},
+    registry::PluginRegistry,
+    remote::{self, Connector, HostFailure, HostResult, RemoteTarget},
+    runner::MakeExecutor,
+    Mode,
+};
+
+/// The `[salt]` table of auto-client.toml.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaltSettings {
+    /// The `salt` command (its `#!` line names the Python that has Salt); default: `salt` on PATH.
+    pub salt_command: Option<PathBuf>,
+    /// The master's configuration directory (default /etc/salt).
+    pub config_dir: Option<PathBuf>,
+    /// How long one batch of commands may take on the minions (default 20s).
+    pub batch_timeout: Option<String>,
+}
+
+pub struct SaltConnector {
+    client: Arc<SaltClient>,
+    /// Every command the collectors asked for, in order, without repeats.
+    recorded: Arc<Mutex<Vec<String>>>,
+    batch_timeout: Duration,
+}
+
+impl SaltConnector {
+    pub fn new(s: &SaltSettings) -> Result<Self> {
+        let salt = match &s.salt_command {
+            Some(p) => p.clone(),
+            None => find_on_path("salt").context(
+                "salt mode: no `salt` command on PATH (set --salt-command or [salt] salt_command)",
+            )?,
+        };
+        let config_dir = s
+            .config_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/etc/salt"));
+        let config = SaltConfig::from_salt_command(&salt, &config_dir)
+            .map_err(|e| anyhow::anyhow!("salt mode: {e}"))?;
+        let client = SaltClient::new(config).map_err(|e| {
+            anyhow::anyhow!(
+                "salt mode: cannot reach the Salt master ({}): {e}",
+                config_dir.display()
+            )
+        })?;
+        let batch_timeout = match &s.batch_timeout {
+            Some(t) => crate::config::parse_duration("salt batch_timeout", t)?,
+            None => Duration::from_secs(20),
+        };
+        Ok(Self {
+            client: Arc::new(client),
+            recorded: Arc::new(Mutex::new(Vec::new())),
+            batch_timeout,
+        })
+    }
+
+    fn recorded(&self) -> Vec<String> {
+        self.recorded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+impl Connector for SaltConnector {
+    fn connect(&self, target: &RemoteTarget) -> Result<MakeExecutor, HostFailure> {
+        // The minion id is the target's name, unless the target maps it (`name=minion-id`).
+        let minion = if target.address != target.name {
+            target.address.clone()
+        } else {
+            target.name.clone()
+        };
+        let (client, recorded, name) = (
+            Arc::clone(&self.client),
+            Arc::clone(&self.recorded),
+            target.name.clone(),
+        );
+        Ok(Arc::new(move |deadline| {
+            Executor_TO::from_value(
+                SaltExecutor {
+                    client: Arc::clone(&client),
+                    recorded: Arc::clone(&recorded),
+                    minion: minion.clone(),
+                    name: name.clone(),
+                    deadline,
+                },
+                TD_Opaque,
+            )
+        }))
+    }
+
+    fn mode(&self) -> Mode {
+        Mode::Salt
+    }
+}
+
+/// Collects the minions: the first one command by command (learning the commands), then the rest
+/// answered from one prefetched Salt job.
+pub fn collect_fleet(
+    targets: Vec<RemoteTarget>,
+    registry: &PluginRegistry,
+    connector: Arc<SaltConnector>,
+    workers: usize,
+    on_done: Arc<dyn Fn(&HostResult) + Send + Sync>,
+) -> Vec<HostResult> {
+    let mut targets = targets.into_iter();
+    let first: Vec<RemoteTarget> = targets.by_ref().take(1).collect();
+    let rest: Vec<RemoteTarget> = targets.collect();
+    let mut results = remote::collect_fleet(
+        first,
+        registry,
+        connector.clone(),
+        workers,
+        Arc::clone(&on_done),
+    );
+    if rest.is_empty() {
+        return results;
+    }
+    let commands = connector.recorded();
+    let minions: Vec<String> = rest
+        .iter()
+        .map(|t| {
+            if t.address != t.name {
+                t.address.clone()
+            } else {
+                t.name.clone()
+            }
+        })
+        .collect();
+    let started = Instant::now();
+    match connector
+        .client
+        .prefetch(&minions, &commands, connector.batch_timeout)
+    {
+        Ok(()) => tracing::info!(
+            minions = minions.len(),
+            commands = commands.len(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "prefetched the collectors' commands as one Salt job"
+        ),
+        Err(e) => tracing::warn!(error = %e, "prefetch failed: collecting command by command"),
+    }
+    results.extend(remote::collect_fleet(
+        rest,
+        registry,
+        connector.clone(),
+        workers,
+        on_done,
+    ));
+    connector.client.clear_prefetched();
+    results
+}
+
+/// One collector call's view of a minion.
+struct SaltExecutor {
+    client: Arc<SaltClient>,
+    recorded: Arc<Mutex<Vec<String>>>,
+    minion: String,
+    name: String,
+    deadline: Instant,
+}
+
+fn salt_error(e: &SaltError) -> PluginError {
+    error(e.kind(), e.to_string())
+}
+
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+impl SaltExecutor {
+    fn run_recorded(
+        &self,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<salt_exec::Output, PluginError> {
+        {
+            let mut r = self.recorded.lock().unwrap_or_else(|p| p.into_inner());
+            if !r.iter().any(|c| c == command) {
+                r.push(command.to_string());
+            }
+        }
+        let budget = timeout.min(self.deadline.saturating_duration_since(Instant::now()));
+        if budget.is_zero() {
+            return Err(error(
+                "timeout",
+                format!("no time left to run `{command}` on {}", self.name),
+            ));
+        }
+        self.client
+            .run(&self.minion, command, budget)
+            .map_err(|e| salt_error(&e))
+    }
+}
+
+impl Executor for SaltExecutor {
+    fn run(&self, command: RStr<'_>, timeout_ms: u64) -> RResult<CommandOutput, PluginError> {
+        guarded("run", || {
+            match self.run_recorded(command.as_str(), Duration::from_millis(timeout_ms)) {
+                Ok(out) => RResult::ROk(CommandOutput {
+                    stdout: RVec::from(out.stdout),
+                    stderr: RVec::from(out.stderr),
+                    exit_code: match out.exit_code {
+                        Some(c) => ROption::RSome(c),
+                        None => ROption::RNone,
+                    },
+                }),
+                Err(e) => RResult::RErr(e),
+            }
+        })
+    }
+
+    /// A file read is a `cat` command, so that it is learned and prefetched like the others.
+    fn read_file(&self, path: RStr<'_>) -> RResult<RVec<u8>, PluginError> {
+        guarded("read_file", || {
+            let command = format!("cat -- {}", shell_quote(path.as_str()));
+            match self.run_recorded(&command, Duration::from_secs(30)) {
+                Ok(out) if out.exit_code == Some(0) => RResult::ROk(RVec::from(out.stdout)),
+                Ok(out) => {
+                    let stderr = String::from_utf8_lossy(&out.stderr);
+                    let kind = if stderr.contains("No such file") {
+                        "not_found"
+                    } else if stderr.contains("Permission denied") {
+                        "permission_denied"
+                    } else {
+                        "io"
+                    };
+                    RResult::RErr(error(kind, format!("{}: {}", path.as_str(), stderr.trim())))
+                }
+                Err(e) => RResult::RErr(e),
+            }
+        })
+    }
+
+    fn target_name(&self) -> RString {
+        self.name.as_str().into()
+    }
+}

@@ -1,0 +1,147 @@
+//! salt mode end to end: a real salt-master and minions (scripts/salt.sh; each minion with its own
+//! hostname and machine-id), collected by the real `auto-client` into the real `auto-server`.
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use crate::support::{self, bin, stderr, Key, Server};
+
+/// A master and minions of its own, stopped on drop.
+struct SaltBed {
+    dir: PathBuf,
+}
+
+impl SaltBed {
+    fn up(parent: &Path, minions: usize) -> SaltBed {
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "the salt tests need root; CI runs as root"
+        );
+        let bed = SaltBed {
+            dir: parent.join("salt"),
+        };
+        bed.script(&["up", &minions.to_string()]);
+        bed
+    }
+
+    fn script(&self, args: &[&str]) {
+        let out = Command::new(support::workspace_root().join("scripts/salt.sh"))
+            .args(args)
+            .arg("--dir")
+            .arg(&self.dir)
+            .output()
+            .expect("salt.sh runs");
+        assert!(out.status.success(), "salt.sh {args:?}: {}", stderr(&out));
+    }
+
+    fn config_dir(&self) -> PathBuf {
+        PathBuf::from(
+            std::fs::read_to_string(self.dir.join("master-config-dir"))
+                .expect("master-config-dir")
+                .trim(),
+        )
+    }
+}
+
+impl Drop for SaltBed {
+    fn drop(&mut self) {
+        let _ = Command::new(support::workspace_root().join("scripts/salt.sh"))
+            .arg("down")
+            .arg("--dir")
+            .arg(&self.dir)
+            .output();
+    }
+}
+
+#[test]
+fn minions_are_collected_through_the_master_and_a_stopped_minion_gets_its_own_error() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bed = SaltBed::up(tmp.path(), 4);
+    bed.script(&["stop-minion", "minion-04"]);
+
+    let built = support::cargo_build(
+        &[
+            "-p",
+            "collector-os",
+            "-p",
+            "collector-cpu",
+            "-p",
+            "collector-memory",
+            "-p",
+            "collector-disk",
+            "-p",
+            "collector-nic",
+            "-p",
+            "collector-board",
+        ],
+        None,
+    );
+    let mut toml = String::new();
+    for name in ["os", "cpu", "memory", "disk", "nic", "board"] {
+        let so = built
+            .libs
+            .get(&format!("collector-{name}"))
+            .expect("collector built");
+        // Long enough for Salt's own verdict on a minion that does not answer (its job timeout
+        // plus a find_job probe) to arrive before the host gives up on the collector.
+        toml += &format!(
+            "[plugins.{name}]\npath = {:?}\ntimeout = \"40s\"\n",
+            so.display().to_string()
+        );
+    }
+    let plugins = tmp.path().join("plugins.toml");
+    std::fs::write(&plugins, toml).expect("write");
+
+    let secret = Server::create_key(tmp.path(), "master");
+    let key = Key::new(tmp.path(), "master", &secret);
+    let server = Server::start(tmp.path(), 0, false);
+    let out = Command::new(bin("auto-client"))
+        .arg("--plugins")
+        .arg(&plugins)
+        .args(["run", "--mode", "salt", "--api", &server.url])
+        .args(["--hosts", "minion-01,minion-02,minion-03,minion-04"])
+        .args(["--key-id", "master"])
+        .arg("--key-file")
+        .arg(&key.file)
+        .arg("--salt-command")
+        .arg(support::workspace_root().join("target/salt-venv/bin/salt"))
+        .arg("--salt-config-dir")
+        .arg(bed.config_dir())
+        .arg("--spool-dir")
+        .arg(tmp.path().join("spool"))
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("auto-client runs");
+    let err = stderr(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a stopped minion gives exit code 1: {err}"
+    );
+
+    // The three answering minions are on the server, each its own machine, every collector ok.
+    let mut machine_ids = BTreeSet::new();
+    for name in ["minion-01", "minion-02", "minion-03"] {
+        let h = server.get_signed(&format!("/api/v1/hosts/{name}"), &key);
+        assert_eq!(h["hostname"], name, "{h}\n{err}");
+        assert_eq!(h["os"]["os_name"], "Debian GNU/Linux", "{h}");
+        assert!(h["cpu"]["threads"].as_u64().is_some_and(|t| t >= 1), "{h}");
+        assert!(machine_ids.insert(h["machine_id"].as_str().expect("machine_id").to_string()));
+    }
+    // The stopped minion: every collector says the minion did not answer, naming it.
+    let errors = server.get_signed("/api/v1/errors", &key).to_string();
+    assert!(
+        !errors.contains("minion-01") && !errors.contains("minion-02"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("minion-04") && errors.contains("unreachable"),
+        "{errors}"
+    );
+    assert!(err.contains("minion minion-04 is unreachable"), "{err}");
+}
