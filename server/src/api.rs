@@ -10,11 +10,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::Extension;
 use axum::Router;
 use serde_json::{json, Map, Value};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use crate::auth::PendingNonce;
 use crate::clock::{now, rfc3339};
 use crate::db::Db;
 use crate::ingest::{self, log_error};
@@ -69,22 +71,29 @@ pub fn problem_type(code: &str) -> String {
     format!("urn:auto-server:problem:{code}")
 }
 
-/// An `application/problem+json` response.
-pub fn problem(status: StatusCode, code: &str, detail: &str) -> Response {
+/// The JSON text of a problem.
+pub fn problem_body(status: u16, code: &str, detail: &str) -> String {
+    let title = StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("error")
+        .to_ascii_lowercase();
     let body = Problem {
         type_: problem_type(code),
-        title: status
-            .canonical_reason()
-            .unwrap_or("error")
-            .to_ascii_lowercase(),
-        status: status.as_u16(),
+        title,
+        status,
         detail: detail.to_owned(),
         code: code.to_owned(),
     };
+    serde_json::to_string(&body).unwrap_or_default()
+}
+
+/// An `application/problem+json` response.
+pub fn problem(status: StatusCode, code: &str, detail: &str) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "application/problem+json")],
-        serde_json::to_string(&body).unwrap_or_default(),
+        problem_body(status.as_u16(), code, detail),
     )
         .into_response()
 }
@@ -156,10 +165,28 @@ async fn openapi() -> Response {
     ok_json(crate::openapi::document())
 }
 
-async fn post_report(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+async fn post_report(
+    State(state): State<Arc<AppState>>,
+    nonce: Option<Extension<PendingNonce>>,
+    body: Bytes,
+) -> Response {
+    let nonce = nonce.map(|Extension(PendingNonce(n))| n);
     let checked = match report::check(&body, state.config.limits) {
         Ok(c) => c,
         Err(m) => {
+            if let Some(n) = &nonce {
+                match crate::auth::record_nonce(&state.db.write, n).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        return problem(
+                            StatusCode::UNAUTHORIZED,
+                            "bad_signature",
+                            crate::auth::REPLAYED,
+                        )
+                    }
+                    Err(e) => return db_failure(e),
+                }
+            }
             tracing::warn!(hostname = ?m.hostname, reason = %m.detail, "report refused: malformed");
             let message = format!("report refused: {}", m.detail);
             if let Err(e) = log_error(
@@ -178,7 +205,7 @@ async fn post_report(State(state): State<Arc<AppState>>, body: Bytes) -> Respons
             return problem(StatusCode::BAD_REQUEST, "malformed_report", &m.detail);
         }
     };
-    match ingest::ingest(&state.db, &checked).await {
+    match ingest::ingest(&state.db, &checked, nonce.as_deref()).await {
         Ok(answer) => json_response(
             StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             answer.body,

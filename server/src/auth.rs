@@ -7,7 +7,7 @@ use std::sync::Arc;
 use auto_proto::sign;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -16,6 +16,31 @@ use crate::api::{problem, AppState};
 /// Paths anyone may read without a signature: liveness, and the API's own description (it holds
 /// no data, and tools that check the API need it).
 pub const PUBLIC_PATHS: [&str; 2] = ["/healthz", "/api/v1/openapi.json"];
+
+const REPORTS_PATH: &str = "/api/v1/reports";
+
+/// The detail of a 401 for a nonce seen before.
+pub const REPLAYED: &str = "the nonce was used before: a replayed request";
+
+/// A verified request's nonce, not recorded yet: `POST /api/v1/reports` records it inside the
+/// report's transaction ([`crate::ingest::ingest`]); every other path records it here.
+#[derive(Debug, Clone)]
+pub struct PendingNonce(pub String);
+
+/// Records a nonce; `false` when it was seen before (a replay).
+pub async fn record_nonce<'e, E>(executor: E, nonce: &str) -> Result<bool, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let done = sqlx::query(
+        "INSERT INTO nonces (nonce, seen_at) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING",
+    )
+    .bind(nonce)
+    .bind(crate::clock::now())
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
@@ -32,7 +57,7 @@ pub async fn authenticate(
     request: Request,
     next: Next,
 ) -> Response {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let limit = state.config.max_body_bytes;
     let too_large = || {
         problem(
@@ -86,27 +111,25 @@ pub async fn authenticate(
                 "the signature does not match the request (method, path, timestamp, nonce or body)",
             );
         }
-        let now = crate::clock::now();
-        let fresh = sqlx::query(
-            "INSERT INTO nonces (nonce, seen_at) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING",
-        )
-        .bind(nonce.to_ascii_lowercase())
-        .bind(now)
-        .execute(&state.db.write)
-        .await;
-        match fresh {
-            Ok(done) if done.rows_affected() == 1 => {}
-            Ok(_) => {
-                tracing::warn!(key = %name, "request refused: nonce replayed");
-                return unauthorized("the nonce was used before: a replayed request");
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot record a nonce");
-                return problem(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "database_unavailable",
-                    "cannot record the request's nonce",
-                );
+        let nonce = nonce.to_ascii_lowercase();
+        if parts.method == Method::POST && parts.uri.path() == REPORTS_PATH {
+            // Recorded in the report's own transaction: one write to the database, not two.
+            parts.extensions.insert(PendingNonce(nonce));
+        } else {
+            match record_nonce(&state.db.write, &nonce).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(key = %name, "request refused: nonce replayed");
+                    return unauthorized(REPLAYED);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot record a nonce");
+                    return problem(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "database_unavailable",
+                        "cannot record the request's nonce",
+                    );
+                }
             }
         }
     }

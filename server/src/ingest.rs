@@ -44,11 +44,17 @@ impl HostRow {
 /// Applies a report, retrying when a concurrent transaction won a race (a name or report id
 /// taken between our read and our write).
 #[tracing::instrument(skip_all, fields(report_id = %checked.report.report_id, hostname = %checked.report.hostname))]
-pub async fn ingest(db: &Db, checked: &Checked) -> Result<Answer, sqlx::Error> {
+/// `nonce` is the request's, when it is to be recorded in this transaction: a nonce seen before
+/// is answered 401 and nothing is applied.
+pub async fn ingest(
+    db: &Db,
+    checked: &Checked,
+    nonce: Option<&str>,
+) -> Result<Answer, sqlx::Error> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match ingest_once(db, checked).await {
+        match ingest_once(db, checked, nonce).await {
             Err(e) if attempt < 4 && db::is_retryable(&e) => {
                 tracing::debug!(attempt, error = %e, "ingest lost a race, retrying");
             }
@@ -84,10 +90,23 @@ async fn find_host(
         .transpose()
 }
 
-async fn ingest_once(db: &Db, checked: &Checked) -> Result<Answer, sqlx::Error> {
+async fn ingest_once(
+    db: &Db,
+    checked: &Checked,
+    nonce: Option<&str>,
+) -> Result<Answer, sqlx::Error> {
     let report = &checked.report;
     let now = crate::clock::now();
     let mut tx = db.write.begin().await?;
+    if let Some(nonce) = nonce {
+        if !crate::auth::record_nonce(&mut *tx, nonce).await? {
+            tracing::warn!("request refused: nonce replayed");
+            return Ok(Answer {
+                status: 401,
+                body: crate::api::problem_body(401, "bad_signature", crate::auth::REPLAYED),
+            });
+        }
+    }
     if let Some(row) = sqlx::query("SELECT status, body FROM reports WHERE report_id = $1")
         .bind(&report.report_id)
         .fetch_optional(&mut *tx)
@@ -95,10 +114,12 @@ async fn ingest_once(db: &Db, checked: &Checked) -> Result<Answer, sqlx::Error> 
     {
         let status: i64 = row.try_get(0)?;
         tracing::info!(status, "report seen before, answering as the first time");
-        return Ok(Answer {
+        let answer = Answer {
             status: u16::try_from(status).unwrap_or(500),
             body: row.try_get(1)?,
-        });
+        };
+        tx.commit().await?; // keeps the nonce
+        return Ok(answer);
     }
 
     let by_name = find_host(&mut tx, db, &report.hostname).await?;
@@ -370,8 +391,12 @@ async fn apply(
                     upserts.push((item, new_text));
                 }
                 Some(old_text) => {
-                    let old: Value = serde_json::from_str(&old_text).unwrap_or(Value::Null);
-                    if old != item.value {
+                    // Same text is the common case and needs no parse; a different text may
+                    // still be the same value (key order), so compare values then.
+                    let same = old_text == new_text
+                        || serde_json::from_str::<Value>(&old_text)
+                            .is_ok_and(|old| old == item.value);
+                    if !same {
                         changes.push(Change {
                             kind: &item.kind,
                             item: &item.item,

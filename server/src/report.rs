@@ -5,6 +5,7 @@
 //! what is wrong with it.
 
 use auto_proto::{PluginReport, Report, SCHEMA};
+use serde::Deserialize;
 use serde_json::Value;
 
 /// Bounds on what a report may contain, past the body size.
@@ -171,7 +172,7 @@ pub fn check(body: &[u8], limits: Limits) -> Result<Checked, Malformed> {
     if let Some(problem) = long_string(&raw, limits.max_string_bytes, &mut String::from("$")) {
         return Err(malformed(problem, Some(&raw)));
     }
-    let report: Report = serde_json::from_value(raw.clone())
+    let report = Report::deserialize(&raw)
         .map_err(|e| malformed(format!("not a report: {e}"), Some(&raw)))?;
     let bad = |detail: String| Err(malformed(detail, Some(&raw)));
     if report.schema != SCHEMA {

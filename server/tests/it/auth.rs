@@ -66,6 +66,19 @@ fn a_replayed_nonce_is_refused_even_after_a_restart(b: Backend) {
     assert_refused(&s.raw("POST", PATH, &body, &h), "nonce was used before");
     s.restart();
     assert_refused(&s.raw("POST", PATH, &body, &h), "nonce was used before");
+    // Reads, and reports refused as malformed, record their nonce too.
+    let h = s.signed_headers("GET", "/api/v1/hosts", b"", now(), &random_hex(16));
+    assert_eq!(s.raw("GET", "/api/v1/hosts", b"", &h).status, 200);
+    assert_refused(
+        &s.raw("GET", "/api/v1/hosts", b"", &h),
+        "nonce was used before",
+    );
+    let h = s.signed_headers("POST", PATH, b"{}", now(), &random_hex(16));
+    assert_eq!(s.raw("POST", PATH, b"{}", &h).status, 400);
+    assert_refused(&s.raw("POST", PATH, b"{}", &h), "nonce was used before");
+    // A retried report (same report_id, new nonce) gets the first answer.
+    let h = s.signed_headers("POST", PATH, &body, now(), &random_hex(16));
+    assert_eq!(s.raw("POST", PATH, &body, &h).status, 201);
 }
 
 fn an_altered_body_or_path_is_refused(b: Backend) {
