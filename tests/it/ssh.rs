@@ -26,15 +26,20 @@ impl Testbed {
         );
         let dir = parent.join("testbed");
         let t = Testbed { dir };
+        let (net, name, bridge) = (
+            format!("10.{}", 240 + slot),
+            format!("e2e{slot}"),
+            format!("ae2e{slot}"),
+        );
         t.script(&[
             "up",
             &hosts.to_string(),
             "--net",
-            "10.249",
+            &net,
             "--name",
-            "e2e",
+            &name,
             "--bridge",
-            "ae2e0",
+            &bridge,
         ]);
         t
     }

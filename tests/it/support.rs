@@ -120,7 +120,6 @@ pub fn free_port() -> u16 {
 /// A real auto-server over a SQLite file in `dir`; killed on drop.
 pub struct Server {
     pub url: String,
-    pub db: String,
     child: Child,
 }
 
@@ -160,7 +159,7 @@ impl Server {
             .filter(|u| u.starts_with("http://"))
             .unwrap_or_else(|| panic!("unexpected first line from auto-server: {line:?}"))
             .to_string();
-        Server { url, db, child }
+        Server { url, child }
     }
 
     /// `auto-server keys create NAME`: the secret.
