@@ -220,7 +220,7 @@ start_minion() {
     local id="$1" d
     d="$(minion_dir "$id")"
     if pid_of "$(minion_pidfile "$id")" >/dev/null; then return 0; fi
-    [ -s "$d/machine-id" ] || od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$d/machine-id"
+    [ -s "$d/machine-id" ] || { od -An -N16 -tx1 /dev/urandom | tr -d ' \n'; echo; } >"$d/machine-id"
     unshare --uts --mount sh -c 'hostname "$1" && mount --bind "$2/machine-id" /etc/machine-id && exec "$3" -c "$2" -d' \
         _ "$id" "$d" "$SALT_VENV/bin/salt-minion"
 }

@@ -24,10 +24,20 @@ pub fn output_of_several_minions(client: &SaltClient) {
     let all = client
         .run_on(&ids, "cat /etc/machine-id", T)
         .expect("the job runs");
+    // scripts/salt.sh gives each minion a machine-id of its own (a private mount namespace), as
+    // real machines have: 32 hex digits and a newline, all different, none this machine's.
     let local = std::fs::read("/etc/machine-id").expect("this machine has a machine-id");
     assert_eq!(all.len(), 3);
+    let mut seen = std::collections::BTreeSet::new();
     for (m, r) in all {
-        assert_eq!(r.expect("each minion answers").stdout, local, "{m}");
+        let id = r.expect("each minion answers").stdout;
+        assert_eq!(id.len(), 33, "{m}: {id:?}");
+        assert!(
+            id[..32].iter().all(u8::is_ascii_hexdigit) && id[32] == b'\n',
+            "{m}: {id:?}"
+        );
+        assert_ne!(id, local, "{m} has its own machine-id");
+        assert!(seen.insert(id), "{m}: machine-ids are distinct");
     }
     // output is kept exactly, trailing newlines included
     let out = client
