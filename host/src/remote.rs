@@ -113,10 +113,12 @@ pub fn collect_fleet(
     let workers = workers.max(1);
     let total = targets.len();
     let hosts = ThreadPool::with_name("host".into(), workers);
-    // Collector calls wait on the network: as many threads as there can be calls in flight.
+    // Collector calls wait on the network, but one host's calls are serialised on its one
+    // connection: two threads per host in flight keep every connection busy; more only costs
+    // thread starts.
     let collectors = ThreadPool::with_name(
         "collector".into(),
-        (workers * registry.loaded.len().max(1)).min(512),
+        (workers * 2).min(512),
     );
     let progress = Arc::new(Progress::new(total));
     let results = Arc::new(Mutex::new(Vec::with_capacity(total)));
