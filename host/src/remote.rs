@@ -116,10 +116,7 @@ pub fn collect_fleet(
     // Collector calls wait on the network, but one host's calls are serialised on its one
     // connection: two threads per host in flight keep every connection busy; more only costs
     // thread starts.
-    let collectors = ThreadPool::with_name(
-        "collector".into(),
-        (workers * 2).min(512),
-    );
+    let collectors = ThreadPool::with_name("collector".into(), (workers * 2).min(512));
     let progress = Arc::new(Progress::new(total));
     let results = Arc::new(Mutex::new(Vec::with_capacity(total)));
     for target in targets {
