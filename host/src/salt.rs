@@ -1,10 +1,9 @@
 //! salt mode: the executor runs commands on minions through the Salt master (`salt-exec`: one
 //! long-lived Python helper using Salt's LocalClient).
 //!
-//! A Salt job costs far more than a command (Python start, publish, fork on the minion), so the
-//! fleet is collected in two steps: the first target is collected command by command while every
-//! command and file path the collectors ask for is recorded; then all those commands run on every
-//! other minion as ONE Salt job (`prefetch`), and the collectors' calls are answered from it.
+//! A Salt job costs far more than a command (publish, fork on the minion, the return), so the
+//! commands the collectors will ask for are learned by a dry run, run on every minion as ONE Salt
+//! job (`prefetch`), and the collectors' calls are answered from it (see `collect_fleet`).
 
 use std::{
     path::PathBuf,
@@ -43,8 +42,6 @@ pub struct SaltSettings {
 
 pub struct SaltConnector {
     client: Arc<SaltClient>,
-    /// Every command the collectors asked for, in order, without repeats.
-    recorded: Arc<Mutex<Vec<String>>>,
     batch_timeout: Duration,
 }
 
@@ -74,16 +71,8 @@ impl SaltConnector {
         };
         Ok(Self {
             client: Arc::new(client),
-            recorded: Arc::new(Mutex::new(Vec::new())),
             batch_timeout,
         })
-    }
-
-    fn recorded(&self) -> Vec<String> {
-        self.recorded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
     }
 }
 
@@ -103,16 +92,11 @@ impl Connector for SaltConnector {
         } else {
             target.name.clone()
         };
-        let (client, recorded, name) = (
-            Arc::clone(&self.client),
-            Arc::clone(&self.recorded),
-            target.name.clone(),
-        );
+        let (client, name) = (Arc::clone(&self.client), target.name.clone());
         Ok(Arc::new(move |deadline| {
             Executor_TO::from_value(
                 SaltExecutor {
                     client: Arc::clone(&client),
-                    recorded: Arc::clone(&recorded),
                     minion: minion.clone(),
                     name: name.clone(),
                     deadline,
@@ -127,8 +111,10 @@ impl Connector for SaltConnector {
     }
 }
 
-/// Collects the minions: the first one command by command (learning the commands), then the rest
-/// answered from one prefetched Salt job.
+/// Collects the minions: the commands the collectors will ask for are learned by a dry run
+/// (every collector against an executor that records and answers "not found"), run on every
+/// minion as ONE Salt job, and the collectors' calls answered from it. A command the dry run did
+/// not predict (one that depends on real output) is still run, live, on its own.
 pub fn collect_fleet(
     targets: Vec<RemoteTarget>,
     registry: &PluginRegistry,
@@ -136,21 +122,8 @@ pub fn collect_fleet(
     workers: usize,
     on_done: Arc<dyn Fn(&HostResult) + Send + Sync>,
 ) -> Vec<HostResult> {
-    let mut targets = targets.into_iter();
-    let first: Vec<RemoteTarget> = targets.by_ref().take(1).collect();
-    let rest: Vec<RemoteTarget> = targets.collect();
-    let mut results = remote::collect_fleet(
-        first,
-        registry,
-        connector.clone(),
-        workers,
-        Arc::clone(&on_done),
-    );
-    if rest.is_empty() {
-        return results;
-    }
-    let commands = connector.recorded();
-    let minions: Vec<String> = rest
+    let commands = dry_run(registry);
+    let minions: Vec<String> = targets
         .iter()
         .map(|t| {
             if t.address != t.name {
@@ -169,25 +142,74 @@ pub fn collect_fleet(
             minions = minions.len(),
             commands = commands.len(),
             took_ms = started.elapsed().as_millis() as u64,
-            "prefetched the collectors' commands as one Salt job"
+            "ran the collectors' commands as one Salt job"
         ),
-        Err(e) => tracing::warn!(error = %e, "prefetch failed: collecting command by command"),
+        Err(e) => tracing::warn!(error = %e, "the batch job failed: collecting command by command"),
     }
-    results.extend(remote::collect_fleet(
-        rest,
-        registry,
-        connector.clone(),
-        workers,
-        on_done,
-    ));
+    let results = remote::collect_fleet(targets, registry, connector.clone(), workers, on_done);
     connector.client.clear_prefetched();
     results
+}
+
+/// The commands (and file reads, as `cat` commands) the collectors ask for first.
+fn dry_run(registry: &PluginRegistry) -> Vec<String> {
+    let recorded = Arc::new(Mutex::new(Vec::new()));
+    let make: MakeExecutor = {
+        let recorded = Arc::clone(&recorded);
+        Arc::new(move |_deadline| {
+            Executor_TO::from_value(
+                Recorder {
+                    recorded: Arc::clone(&recorded),
+                },
+                TD_Opaque,
+            )
+        })
+    };
+    let pool = threadpool::ThreadPool::with_name("dry-run".into(), registry.loaded.len().max(1));
+    let _ = crate::runner::collect_all(&registry.loaded, &make, &pool);
+    let list = recorded.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    list
+}
+
+fn record(recorded: &Mutex<Vec<String>>, command: &str) {
+    let mut r = recorded.lock().unwrap_or_else(|p| p.into_inner());
+    if !r.iter().any(|c| c == command) {
+        r.push(command.to_string());
+    }
+}
+
+/// Records what a collector asks for and answers as a machine that has nothing would.
+struct Recorder {
+    recorded: Arc<Mutex<Vec<String>>>,
+}
+
+impl Executor for Recorder {
+    fn run(&self, command: RStr<'_>, _timeout_ms: u64) -> RResult<CommandOutput, PluginError> {
+        record(&self.recorded, command.as_str());
+        RResult::ROk(CommandOutput {
+            stdout: RVec::new(),
+            stderr: RVec::from(b"dry run\n".to_vec()),
+            exit_code: ROption::RSome(127),
+        })
+    }
+
+    fn read_file(&self, path: RStr<'_>) -> RResult<RVec<u8>, PluginError> {
+        record(&self.recorded, &cat_command(path.as_str()));
+        RResult::RErr(error("not_found", "dry run"))
+    }
+
+    fn target_name(&self) -> RString {
+        "dry-run".into()
+    }
+}
+
+fn cat_command(path: &str) -> String {
+    format!("cat -- {}", shell_quote(path))
 }
 
 /// One collector call's view of a minion.
 struct SaltExecutor {
     client: Arc<SaltClient>,
-    recorded: Arc<Mutex<Vec<String>>>,
     minion: String,
     name: String,
     deadline: Instant,
@@ -202,17 +224,11 @@ fn shell_quote(text: &str) -> String {
 }
 
 impl SaltExecutor {
-    fn run_recorded(
+    fn run_budgeted(
         &self,
         command: &str,
         timeout: Duration,
     ) -> Result<salt_exec::Output, PluginError> {
-        {
-            let mut r = self.recorded.lock().unwrap_or_else(|p| p.into_inner());
-            if !r.iter().any(|c| c == command) {
-                r.push(command.to_string());
-            }
-        }
         let budget = timeout.min(self.deadline.saturating_duration_since(Instant::now()));
         if budget.is_zero() {
             return Err(error(
@@ -229,7 +245,7 @@ impl SaltExecutor {
 impl Executor for SaltExecutor {
     fn run(&self, command: RStr<'_>, timeout_ms: u64) -> RResult<CommandOutput, PluginError> {
         guarded("run", || {
-            match self.run_recorded(command.as_str(), Duration::from_millis(timeout_ms)) {
+            match self.run_budgeted(command.as_str(), Duration::from_millis(timeout_ms)) {
                 Ok(out) => RResult::ROk(CommandOutput {
                     stdout: RVec::from(out.stdout),
                     stderr: RVec::from(out.stderr),
@@ -246,8 +262,8 @@ impl Executor for SaltExecutor {
     /// A file read is a `cat` command, so that it is learned and prefetched like the others.
     fn read_file(&self, path: RStr<'_>) -> RResult<RVec<u8>, PluginError> {
         guarded("read_file", || {
-            let command = format!("cat -- {}", shell_quote(path.as_str()));
-            match self.run_recorded(&command, Duration::from_secs(30)) {
+            let command = cat_command(path.as_str());
+            match self.run_budgeted(&command, Duration::from_secs(30)) {
                 Ok(out) if out.exit_code == Some(0) => RResult::ROk(RVec::from(out.stdout)),
                 Ok(out) => {
                     let stderr = String::from_utf8_lossy(&out.stderr);
