@@ -147,6 +147,10 @@ pub fn collect_fleet(
         Err(e) => tracing::warn!(error = %e, "the batch job failed: collecting command by command"),
     }
     let results = remote::collect_fleet(targets, registry, connector.clone(), workers, on_done);
+    tracing::info!(
+        jobs = connector.client.jobs(),
+        "salt jobs published for the fleet"
+    );
     connector.client.clear_prefetched();
     results
 }
@@ -166,7 +170,10 @@ fn dry_run(registry: &PluginRegistry) -> Vec<String> {
         })
     };
     let pool = threadpool::ThreadPool::with_name("dry-run".into(), registry.loaded.len().max(1));
-    let _ = crate::runner::collect_all(&registry.loaded, &make, &pool);
+    // the collectors fail against a machine that has nothing: not worth a warning each
+    tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+        crate::runner::collect_all(&registry.loaded, &make, &pool)
+    });
     let list = recorded.lock().unwrap_or_else(|p| p.into_inner()).clone();
     list
 }

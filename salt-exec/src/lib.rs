@@ -18,7 +18,8 @@ mod helper;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -55,6 +56,9 @@ pub struct SaltConfig {
     pub start_timeout: Duration,
     /// How long prefetched outputs answer [`SaltClient::run`] calls.
     pub prefetch_ttl: Duration,
+    /// How long a [`SaltClient::run`] that was not prefetched waits for other threads asking the
+    /// same command of other minions, so that they all go as ONE job. Zero: a job per call.
+    pub coalesce_window: Duration,
 }
 
 impl SaltConfig {
@@ -67,6 +71,7 @@ impl SaltConfig {
             grace: Duration::from_secs(3),
             start_timeout: Duration::from_secs(30),
             prefetch_ttl: Duration::from_secs(300),
+            coalesce_window: Duration::from_millis(50),
         }
     }
 
@@ -109,6 +114,26 @@ pub struct SaltClient {
     helper: Helper,
     /// (minion, command) -> when it was fetched, and what it gave
     prefetched: Mutex<HashMap<(String, String), (Instant, Result<Output, SaltError>)>>,
+    /// command -> the group of minions gathering for one job of it (see `run`)
+    gathering: Mutex<HashMap<String, Arc<Group>>>,
+    /// Salt jobs published so far.
+    jobs: AtomicU64,
+}
+
+/// The minions that asked for one command within the coalescing window, and then what the one
+/// job gave them.
+#[derive(Default)]
+struct Group {
+    state: Mutex<GroupState>,
+    done: Condvar,
+}
+
+#[derive(Default)]
+#[allow(clippy::type_complexity)] // named by its comment
+struct GroupState {
+    minions: Vec<String>,
+    /// the job's result per minion, or why it could not run; `None` until it has run
+    results: Option<Result<HashMap<String, Result<Output, SaltError>>, SaltError>>,
 }
 
 impl std::fmt::Debug for SaltClient {
@@ -135,11 +160,18 @@ impl SaltClient {
             config,
             helper,
             prefetched: Mutex::new(HashMap::new()),
+            gathering: Mutex::new(HashMap::new()),
+            jobs: AtomicU64::new(0),
         })
     }
 
     pub fn config(&self) -> &SaltConfig {
         &self.config
+    }
+
+    /// How many Salt jobs this client has published (`minions` lists keys without a job).
+    pub fn jobs(&self) -> u64 {
+        self.jobs.load(Ordering::Relaxed)
     }
 
     /// The ids of the minions whose keys the master has accepted.
@@ -161,10 +193,65 @@ impl SaltClient {
     /// Run a shell command on one minion (`cmd.run_all`, `python_shell=True`, output not
     /// stripped). A command that exits non-zero is an `Ok` with its exit code. Answered from
     /// [`prefetch`](Self::prefetch)ed outputs when there are fresh ones for this minion and command.
+    ///
+    /// Otherwise the call waits [`coalesce_window`](SaltConfig::coalesce_window) for other threads
+    /// asking the same command of other minions, and they all go as ONE job (with the first
+    /// caller's timeout): a fleet's collectors that ask a command nobody predicted cost one job,
+    /// not one per minion.
     pub fn run(&self, minion: &str, command: &str, timeout: Duration) -> Result<Output, SaltError> {
         if let Some(hit) = self.take_prefetched(minion, command) {
             return hit;
         }
+        if self.config.coalesce_window.is_zero() {
+            return self.run_one(minion, command, timeout);
+        }
+        let (group, leader) = {
+            let mut gathering = lock(&self.gathering);
+            match gathering.get(command) {
+                Some(group) => {
+                    // joined under the map's lock: the leader takes the list only after it has
+                    // removed the group from the map, so this minion is in its job
+                    lock(&group.state).minions.push(minion.to_string());
+                    (Arc::clone(group), false)
+                }
+                None => {
+                    let group = Arc::new(Group::default());
+                    lock(&group.state).minions.push(minion.to_string());
+                    gathering.insert(command.to_string(), Arc::clone(&group));
+                    (group, true)
+                }
+            }
+        };
+        if leader {
+            std::thread::sleep(self.config.coalesce_window);
+            lock(&self.gathering).remove(command);
+            let mut minions = std::mem::take(&mut lock(&group.state).minions);
+            minions.sort();
+            minions.dedup();
+            let results = self
+                .run_on(&minions, command, timeout)
+                .map(|r| r.into_iter().collect::<HashMap<_, _>>());
+            lock(&group.state).results = Some(results);
+            group.done.notify_all();
+        }
+        let mut state = lock(&group.state);
+        loop {
+            match state.results.as_ref() {
+                Some(Ok(per_minion)) => {
+                    return per_minion.get(minion).cloned().unwrap_or_else(|| {
+                        Err(SaltError::BadReturn {
+                            minion: minion.to_string(),
+                            detail: "no result for the minion".into(),
+                        })
+                    })
+                }
+                Some(Err(e)) => return Err(e.clone()),
+                None => state = group.done.wait(state).unwrap_or_else(|p| p.into_inner()),
+            }
+        }
+    }
+
+    fn run_one(&self, minion: &str, command: &str, timeout: Duration) -> Result<Output, SaltError> {
         let results = self.run_on(&[minion.to_string()], command, timeout)?;
         results
             .into_iter()
@@ -355,6 +442,7 @@ impl SaltClient {
         });
         // the helper answers by deadline + probe; the rest is slack for a loaded master
         let wait = deadline + self.config.probe_timeout + Duration::from_secs(10);
+        self.jobs.fetch_add(1, Ordering::Relaxed);
         let messages = self.helper.call(request, wait)?;
         let mut answers = HashMap::new();
         for msg in messages {

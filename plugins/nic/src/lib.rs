@@ -290,6 +290,17 @@ pub fn parse_ip_text(stdout: &str) -> Vec<Value> {
 pub fn collect(target: &Target<'_>, options: &Value) -> Result<Value, CollectError> {
     let filter = Filter::from_options(options)?;
     let mut reasons = Map::new();
+    // Speeds first: a command whatever `ip` gives, so that a dry run (salt mode's) learns it.
+    let speeds = match target.run_ok(SPEEDS, TIMEOUT) {
+        Ok(out) => parse_speeds(&out),
+        Err(e) => {
+            reasons.insert(
+                "speed_mbps".into(),
+                json!(format!("speeds unreadable: {e}")),
+            );
+            BTreeMap::new()
+        }
+    };
     // JSON first; the text form where this iproute2 has no JSON or prints a broken one.
     let links = match target.run_ok(IP_ADDR, TIMEOUT).and_then(|out| {
         serde_json::from_str::<Vec<Value>>(&out)
@@ -314,16 +325,6 @@ pub fn collect(target: &Target<'_>, options: &Value) -> Result<Value, CollectErr
                 ))
             }
         },
-    };
-    let speeds = match target.run_ok(SPEEDS, TIMEOUT) {
-        Ok(out) => parse_speeds(&out),
-        Err(e) => {
-            reasons.insert(
-                "speed_mbps".into(),
-                json!(format!("speeds unreadable: {e}")),
-            );
-            BTreeMap::new()
-        }
     };
     let interfaces = interfaces_of(&links, &speeds, &filter);
     Ok(json!({

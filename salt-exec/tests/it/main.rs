@@ -112,6 +112,7 @@ fn salt_master_and_minions() {
     run::unknown_minion(&client);
     run::batch_and_prefetch(&client);
     run::concurrent_callers(&client);
+    run::concurrent_runs_of_one_command_go_as_one_job(&client);
     files::read_file(&client);
     files::missing_file(&client);
     unreachable::stopped_minion_is_a_clear_error(&bed, &client);

@@ -142,3 +142,31 @@ pub fn concurrent_callers(client: &SaltClient) {
         }
     });
 }
+
+pub fn concurrent_runs_of_one_command_go_as_one_job(client: &SaltClient) {
+    // the collectors of a fleet ask the same unpredicted command of every minion at about the
+    // same time: each gets its own minion's output, and the master sees one job
+    let before = client.jobs();
+    let client = Arc::new(client);
+    thread::scope(|s| {
+        let handles: Vec<_> = MINIONS
+            .iter()
+            .map(|&m| {
+                let client = Arc::clone(&client);
+                s.spawn(move || {
+                    let out = client.run(m, WHO_AM_I, T).expect("runs");
+                    let text = String::from_utf8_lossy(&out.stdout);
+                    assert!(text.contains(&format!("/minions/{m}")), "{m} got {text}");
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().expect("no panic");
+        }
+    });
+    assert_eq!(
+        client.jobs() - before,
+        1,
+        "three concurrent runs of one command should be one Salt job"
+    );
+}
