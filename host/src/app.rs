@@ -325,7 +325,9 @@ fn collect_fleet(
     let workers = remote_args.workers.or(file.workers).unwrap_or(32);
     match mode {
         Mode::Ssh => {
-            let connector = Arc::new(SshConnector::new(&ssh_settings(remote_args, file))?);
+            let connector = Arc::new(
+                SshConnector::new(&ssh_settings(remote_args, file))?.prefetching(registry),
+            );
             Ok(remote::collect_fleet(
                 targets, registry, connector, workers, on_done,
             ))

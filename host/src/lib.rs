@@ -7,10 +7,12 @@
 
 pub mod agent;
 pub mod app;
+pub mod batch;
 pub mod config;
 pub mod delivery;
 pub mod executor;
 pub mod identity;
+pub mod learn;
 pub mod output;
 pub mod plugins_file;
 pub mod registry;

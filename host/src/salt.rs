@@ -7,7 +7,7 @@
 
 use std::{
     path::PathBuf,
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -22,6 +22,7 @@ use serde::Deserialize;
 
 use crate::{
     executor::{error, guarded},
+    learn::{self, cat_command},
     registry::PluginRegistry,
     remote::{self, Connector, HostFailure, HostResult, RemoteTarget},
     runner::MakeExecutor,
@@ -122,7 +123,10 @@ pub fn collect_fleet(
     workers: usize,
     on_done: Arc<dyn Fn(&HostResult) + Send + Sync>,
 ) -> Vec<HostResult> {
-    let commands = dry_run(registry);
+    let commands: Vec<String> = learn::dry_run(registry)
+        .into_iter()
+        .map(|a| a.command)
+        .collect();
     let minions: Vec<String> = targets
         .iter()
         .map(|t| {
@@ -155,65 +159,6 @@ pub fn collect_fleet(
     results
 }
 
-/// The commands (and file reads, as `cat` commands) the collectors ask for first.
-fn dry_run(registry: &PluginRegistry) -> Vec<String> {
-    let recorded = Arc::new(Mutex::new(Vec::new()));
-    let make: MakeExecutor = {
-        let recorded = Arc::clone(&recorded);
-        Arc::new(move |_deadline| {
-            Executor_TO::from_value(
-                Recorder {
-                    recorded: Arc::clone(&recorded),
-                },
-                TD_Opaque,
-            )
-        })
-    };
-    let pool = threadpool::ThreadPool::with_name("dry-run".into(), registry.loaded.len().max(1));
-    // the collectors fail against a machine that has nothing: not worth a warning each
-    tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
-        crate::runner::collect_all(&registry.loaded, &make, &pool)
-    });
-    let list = recorded.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    list
-}
-
-fn record(recorded: &Mutex<Vec<String>>, command: &str) {
-    let mut r = recorded.lock().unwrap_or_else(|p| p.into_inner());
-    if !r.iter().any(|c| c == command) {
-        r.push(command.to_string());
-    }
-}
-
-/// Records what a collector asks for and answers as a machine that has nothing would.
-struct Recorder {
-    recorded: Arc<Mutex<Vec<String>>>,
-}
-
-impl Executor for Recorder {
-    fn run(&self, command: RStr<'_>, _timeout_ms: u64) -> RResult<CommandOutput, PluginError> {
-        record(&self.recorded, command.as_str());
-        RResult::ROk(CommandOutput {
-            stdout: RVec::new(),
-            stderr: RVec::from(b"dry run\n".to_vec()),
-            exit_code: ROption::RSome(127),
-        })
-    }
-
-    fn read_file(&self, path: RStr<'_>) -> RResult<RVec<u8>, PluginError> {
-        record(&self.recorded, &cat_command(path.as_str()));
-        RResult::RErr(error("not_found", "dry run"))
-    }
-
-    fn target_name(&self) -> RString {
-        "dry-run".into()
-    }
-}
-
-fn cat_command(path: &str) -> String {
-    format!("cat -- {}", shell_quote(path))
-}
-
 /// One collector call's view of a minion.
 struct SaltExecutor {
     client: Arc<SaltClient>,
@@ -224,10 +169,6 @@ struct SaltExecutor {
 
 fn salt_error(e: &SaltError) -> PluginError {
     error(e.kind(), e.to_string())
-}
-
-fn shell_quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "'\\''"))
 }
 
 impl SaltExecutor {

@@ -1,6 +1,12 @@
 //! ssh mode: the executor over one SSH connection per host (`ssh-exec`, libssh2).
+//!
+//! Each SSH request is a round trip and a channel's worth of client CPU, so the commands the
+//! collectors will ask for (learned once by a dry run, `learn`) run on each host in ONE `exec` as
+//! soon as it is connected (`batch`), and the collectors' calls are answered from those outputs; a
+//! command that was not learned, or whose block did not come back, runs on its own.
 
 use std::{
+    collections::HashMap,
     path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
@@ -18,7 +24,10 @@ use ssh_exec::{
 };
 
 use crate::{
+    batch,
     executor::{error, guarded},
+    learn::{self, cat_command},
+    registry::PluginRegistry,
     remote::{Connector, HostFailure, RemoteTarget},
     runner::MakeExecutor,
     Mode,
@@ -50,6 +59,10 @@ pub struct SshConnector {
     options: ConnectOptions,
     user: String,
     port: u16,
+    /// What runs on each host right after it is connected (see the module doc); empty: nothing.
+    prefetch: Vec<(String, Duration)>,
+    /// How long that batch may take on one host.
+    prefetch_timeout: Duration,
 }
 
 impl SshConnector {
@@ -99,7 +112,62 @@ impl SshConnector {
             options,
             user: s.user.clone().unwrap_or_else(|| "root".to_string()),
             port: s.port.unwrap_or(22),
+            prefetch: Vec::new(),
+            prefetch_timeout: Duration::ZERO,
         })
+    }
+
+    /// Learn the collectors' commands by a dry run, to run them on each host in one request. Each
+    /// command keeps the timeout its collector gives it (a file read gets the shortest collector
+    /// timeout); the batch as a whole gets the shortest collector timeout, as no collector would
+    /// wait longer.
+    pub fn prefetching(mut self, registry: &PluginRegistry) -> Self {
+        let Some(shortest) = registry.loaded.iter().map(|p| p.timeout()).min() else {
+            return self;
+        };
+        self.prefetch = learn::dry_run(registry)
+            .into_iter()
+            .map(|a| (a.command, a.timeout.unwrap_or(shortest).min(shortest)))
+            .collect();
+        self.prefetch_timeout = shortest;
+        self
+    }
+
+    /// Run the learned commands on a freshly connected host; what came back, by command.
+    fn run_prefetch(&self, session: &SshSession, host: &str) -> HashMap<String, batch::Output> {
+        if self.prefetch.is_empty() {
+            return HashMap::new();
+        }
+        let nonce = batch::nonce();
+        let script = batch::script(&self.prefetch, &nonce);
+        match session.run(&script, self.prefetch_timeout) {
+            Ok(out) if out.exit_code == Some(0) => {
+                let outputs = batch::parse(&out.stdout, self.prefetch.len(), &nonce);
+                let answered: HashMap<String, batch::Output> = self
+                    .prefetch
+                    .iter()
+                    .zip(outputs)
+                    .filter_map(|((command, _), o)| Some((command.clone(), o?)))
+                    .collect();
+                tracing::debug!(
+                    host,
+                    commands = self.prefetch.len(),
+                    answered = answered.len(),
+                    "ran the collectors' commands in one request"
+                );
+                answered
+            }
+            Ok(out) => {
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                tracing::warn!(host, exit_code = ?out.exit_code, stderr = %stderr.lines().next().unwrap_or(""),
+                    "the batch of the collectors' commands failed: running them one by one");
+                HashMap::new()
+            }
+            Err(e) => {
+                tracing::warn!(host, error = %e, "the batch of the collectors' commands failed: running them one by one");
+                HashMap::new()
+            }
+        }
     }
 }
 
@@ -117,12 +185,14 @@ impl Connector for SshConnector {
                     kind: e.kind().to_string(),
                     message: e.to_string(),
                 })?;
+        let prefetched = Arc::new(self.run_prefetch(&session, &target.name));
         let session = Arc::new(session);
         let name = target.name.clone();
         Ok(Arc::new(move |deadline| {
             Executor_TO::from_value(
                 SshExecutor {
                     session: Arc::clone(&session),
+                    prefetched: Arc::clone(&prefetched),
                     name: name.clone(),
                     deadline,
                 },
@@ -139,6 +209,8 @@ impl Connector for SshConnector {
 /// One collector call's view of a host's SSH session.
 struct SshExecutor {
     session: Arc<SshSession>,
+    /// The batch's outputs, by command.
+    prefetched: Arc<HashMap<String, batch::Output>>,
     name: String,
     deadline: Instant,
 }
@@ -151,9 +223,46 @@ fn ssh_error(e: &SshError) -> PluginError {
     error(kind, e.to_string())
 }
 
+/// A batched command's output as the executor gives it.
+fn from_batch(
+    name: &str,
+    command: &str,
+    out: &batch::Output,
+) -> RResult<CommandOutput, PluginError> {
+    if out.timed_out {
+        return RResult::RErr(error(
+            "timeout",
+            format!("ssh {name}: command timed out (killed on the host): {command}"),
+        ));
+    }
+    RResult::ROk(CommandOutput {
+        stdout: RVec::from(out.stdout.clone()),
+        stderr: RVec::from(out.stderr.clone()),
+        exit_code: match out.exit_code {
+            Some(c) => ROption::RSome(c),
+            None => ROption::RNone,
+        },
+    })
+}
+
+/// A file read's error kind from what `cat` said (`not_found`, `permission_denied`, ...).
+fn read_error_kind(text: &str) -> Option<&'static str> {
+    let text = text.to_lowercase();
+    if text.contains("no such file") {
+        Some("not_found")
+    } else if text.contains("permission denied") {
+        Some("permission_denied")
+    } else {
+        None
+    }
+}
+
 impl Executor for SshExecutor {
     fn run(&self, command: RStr<'_>, timeout_ms: u64) -> RResult<CommandOutput, PluginError> {
         guarded("run", || {
+            if let Some(out) = self.prefetched.get(command.as_str()) {
+                return from_batch(&self.name, command.as_str(), out);
+            }
             let budget = Duration::from_millis(timeout_ms)
                 .min(self.deadline.saturating_duration_since(Instant::now()));
             if budget.is_zero() {
@@ -178,17 +287,35 @@ impl Executor for SshExecutor {
 
     fn read_file(&self, path: RStr<'_>) -> RResult<RVec<u8>, PluginError> {
         guarded("read_file", || {
+            let command = cat_command(path.as_str());
+            if let Some(out) = self.prefetched.get(&command) {
+                if out.exit_code == Some(0) && !out.timed_out {
+                    return RResult::ROk(RVec::from(out.stdout.clone()));
+                }
+                if !out.timed_out {
+                    // the words ssh-exec's own read_file uses: "cannot read PATH: REASON"
+                    let stderr = String::from_utf8_lossy(&out.stderr);
+                    let first = stderr.lines().next().unwrap_or("").trim();
+                    let reason = first.rsplit_once(": ").map(|(_, r)| r).unwrap_or(first);
+                    let kind = read_error_kind(reason).unwrap_or("read_failed");
+                    let reason = if reason.is_empty() {
+                        format!("cat exited with {:?}", out.exit_code)
+                    } else {
+                        reason.to_lowercase()
+                    };
+                    return RResult::RErr(error(
+                        kind,
+                        format!("ssh {}: cannot read {}: {reason}", self.name, path.as_str()),
+                    ));
+                }
+            }
             match self.session.read_file(Path::new(path.as_str())) {
                 Ok(bytes) => RResult::ROk(RVec::from(bytes)),
                 Err(e) => {
                     let text = e.to_string();
-                    let kind = if text.contains("No such file") {
-                        "not_found".to_string()
-                    } else if text.contains("Permission denied") {
-                        "permission_denied".to_string()
-                    } else {
-                        ssh_error(&e).kind.into_string()
-                    };
+                    let kind = read_error_kind(&text)
+                        .map(str::to_string)
+                        .unwrap_or_else(|| ssh_error(&e).kind.into_string());
                     RResult::RErr(error(&kind, text))
                 }
             }
