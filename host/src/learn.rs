@@ -49,6 +49,9 @@ pub fn dry_run(registry: &PluginRegistry) -> Vec<Ask> {
         crate::runner::collect_all(&registry.loaded, &make, &pool)
     });
     let list = recorded.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    for ask in &list {
+        tracing::debug!(command = %ask.command, timeout = ?ask.timeout, "learned by the dry run");
+    }
     list
 }
 

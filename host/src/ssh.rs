@@ -139,8 +139,16 @@ impl SshConnector {
             return HashMap::new();
         }
         let nonce = batch::nonce();
-        let script = batch::script(&self.prefetch, &nonce);
-        match session.run(&script, self.prefetch_timeout) {
+        let commands: Vec<String> = self.prefetch.iter().map(|(c, _)| c.clone()).collect();
+        let limit = self
+            .prefetch
+            .iter()
+            .map(|(_, t)| *t)
+            .max()
+            .unwrap_or_default();
+        let script = batch::script(&commands, limit, &nonce);
+        // the watchdog kills at `limit`; the rest is for the outputs' way back
+        match session.run(&script, self.prefetch_timeout + Duration::from_secs(2)) {
             Ok(out) if out.exit_code == Some(0) => {
                 let outputs = batch::parse(&out.stdout, self.prefetch.len(), &nonce);
                 let answered: HashMap<String, batch::Output> = self
