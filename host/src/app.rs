@@ -13,7 +13,6 @@ use abi_stable::sabi_trait::TD_Opaque;
 use anyhow::{bail, Context, Result};
 use auto_proto::Report;
 use plugin_api::Executor_TO;
-use threadpool::ThreadPool;
 use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, Layer};
 
 use crate::{
@@ -269,7 +268,7 @@ pub fn collect_local(
             TD_Opaque,
         )
     });
-    let pool = ThreadPool::with_name("collector".into(), registry.loaded.len().max(1));
+    let pool = crate::pool::Pool::new("collector", registry.loaded.len());
     let mut plugins = runner::collect_all(&registry.loaded, &make, &pool);
     for failure in &registry.failed {
         plugins.insert(failure.name.clone(), runner::load_failure(failure));

@@ -43,7 +43,7 @@ pub fn dry_run(registry: &PluginRegistry) -> Vec<Ask> {
             )
         })
     };
-    let pool = threadpool::ThreadPool::with_name("dry-run".into(), registry.loaded.len().max(1));
+    let pool = crate::pool::Pool::new("dry-run", registry.loaded.len());
     // the collectors fail against a machine that has nothing: not worth a warning each
     tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
         crate::runner::collect_all(&registry.loaded, &make, &pool)

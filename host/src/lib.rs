@@ -15,6 +15,7 @@ pub mod identity;
 pub mod learn;
 pub mod output;
 pub mod plugins_file;
+pub mod pool;
 pub mod registry;
 pub mod remote;
 pub mod report;

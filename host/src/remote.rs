@@ -15,9 +15,9 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 use auto_proto::Report;
-use threadpool::ThreadPool;
 
 use crate::{
+    pool::Pool,
     registry::PluginRegistry,
     report,
     runner::{self, MakeExecutor},
@@ -112,11 +112,11 @@ pub fn collect_fleet(
 ) -> Vec<HostResult> {
     let workers = workers.max(1);
     let total = targets.len();
-    let hosts = ThreadPool::with_name("host".into(), workers);
+    let hosts = Pool::new("host", workers);
     // Collector calls wait on the network, but one host's calls are serialised on its one
     // connection: two threads per host in flight keep every connection busy; more only costs
     // thread starts.
-    let collectors = ThreadPool::with_name("collector".into(), (workers * 2).min(512));
+    let collectors = Pool::new("collector", (workers * 2).min(512));
     let progress = Arc::new(Progress::new(total));
     let results = Arc::new(Mutex::new(Vec::with_capacity(total)));
     for target in targets {

@@ -7,11 +7,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::pool::Pool;
 use abi_stable::std_types::RBox;
 use auto_proto::{PluginFailure, PluginReport};
 use crossbeam_channel::RecvTimeoutError;
 use plugin_api::Executor_TO;
-use threadpool::ThreadPool;
 
 use crate::registry::{CollectResult, LoadFailure, LoadedPlugin};
 
@@ -41,7 +41,7 @@ enum State {
 pub fn collect_all(
     plugins: &[LoadedPlugin],
     make_executor: &MakeExecutor,
-    pool: &ThreadPool,
+    pool: &Pool,
 ) -> BTreeMap<String, PluginReport> {
     let (tx, rx) = crossbeam_channel::unbounded::<(usize, Event)>();
     let submitted = Instant::now();

@@ -147,6 +147,7 @@ impl SshConnector {
             .max()
             .unwrap_or_default();
         let script = batch::script(&commands, limit, &nonce);
+        let started = Instant::now();
         // the watchdog kills at `limit`; the rest is for the outputs' way back
         match session.run(&script, self.prefetch_timeout + Duration::from_secs(2)) {
             Ok(out) if out.exit_code == Some(0) => {
@@ -161,6 +162,7 @@ impl SshConnector {
                     host,
                     commands = self.prefetch.len(),
                     answered = answered.len(),
+                    took_ms = started.elapsed().as_millis() as u64,
                     "ran the collectors' commands in one request"
                 );
                 answered
@@ -187,12 +189,14 @@ impl Connector for SshConnector {
             port: target.port.unwrap_or(self.port),
             user: self.user.clone(),
         };
+        let started = Instant::now();
         let session =
             SshSession::connect(&ssh_target, &self.auth, &self.known_hosts, &self.options)
                 .map_err(|e| HostFailure {
                     kind: e.kind().to_string(),
                     message: e.to_string(),
                 })?;
+        tracing::debug!(took_ms = started.elapsed().as_millis() as u64, "connected");
         let prefetched = Arc::new(self.run_prefetch(&session, &target.name));
         let session = Arc::new(session);
         let name = target.name.clone();
@@ -271,6 +275,10 @@ impl Executor for SshExecutor {
             if let Some(out) = self.prefetched.get(command.as_str()) {
                 return from_batch(&self.name, command.as_str(), out);
             }
+            tracing::debug!(
+                command = command.as_str(),
+                "not prefetched: running it on its own"
+            );
             let budget = Duration::from_millis(timeout_ms)
                 .min(self.deadline.saturating_duration_since(Instant::now()));
             if budget.is_zero() {
@@ -317,6 +325,10 @@ impl Executor for SshExecutor {
                     ));
                 }
             }
+            tracing::debug!(
+                path = path.as_str(),
+                "not prefetched: reading it on its own"
+            );
             match self.session.read_file(Path::new(path.as_str())) {
                 Ok(bytes) => RResult::ROk(RVec::from(bytes)),
                 Err(e) => {
