@@ -44,7 +44,7 @@ pub fn script(commands: &[String], limit: Duration, nonce: &str) -> String {
         "( trap 'kill $__s 2>/dev/null; exit 0' TERM; sleep {secs} & __s=$!; wait $__s; \
          : >\"$__b/k\"; for __q in {pids}; do pkill -9 -P $__q; done; kill -9 {pids} \
          ) >/dev/null 2>&1 </dev/null &\n__w=$!\n",
-        secs = limit.as_secs().max(1),
+        secs = limit.as_millis().div_ceil(1000).max(1),
     ));
     for i in 0..n {
         s.push_str(&format!("wait $__p{i}; __r{i}=$?\n"));

@@ -287,6 +287,23 @@ impl Executor for SshExecutor {
                     format!("no time left to run `{}`", command.as_str()),
                 ));
             }
+            // as a batch of one, so that the host kills it at its timeout (a plain `exec` that
+            // times out is only abandoned: libssh2 cannot signal the remote process)
+            let nonce = batch::nonce();
+            let script = batch::script(&[command.as_str().to_string()], budget, &nonce);
+            if let Ok(out) = self.session.run(&script, budget + Duration::from_secs(2)) {
+                if let Some(Some(one)) = batch::parse(&out.stdout, 1, &nonce).pop() {
+                    return from_batch(&self.name, command.as_str(), &one);
+                }
+            }
+            // no batch on this host (no mktemp or stat?), or it failed: the command as it is
+            let budget = budget.min(self.deadline.saturating_duration_since(Instant::now()));
+            if budget.is_zero() {
+                return RResult::RErr(error(
+                    "timeout",
+                    format!("ssh {}: command timed out: {}", self.name, command.as_str()),
+                ));
+            }
             match self.session.run(command.as_str(), budget) {
                 Ok(out) => RResult::ROk(CommandOutput {
                     stdout: RVec::from(out.stdout),

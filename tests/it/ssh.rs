@@ -294,3 +294,58 @@ fn password_login_works_and_a_wrong_password_is_refused_clearly() {
     assert!(err.contains("auth_failed") && err.contains(&name), "{err}");
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn a_command_that_hangs_on_the_host_is_killed_there_at_its_timeout() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let tb = Testbed::up(tmp.path(), 1, 3);
+    let (name, address) = tb.hosts().remove(0);
+    // a sleep no other test runs, so that the process table tells whether it was left behind
+    let marker = "sleep 47.125";
+    let plugins = tmp.path().join("plugins.toml");
+    std::fs::write(
+        &plugins,
+        support::misbehaving(
+            "hangs",
+            r#"behaviour = "hang_command", sleep = "47.125""#,
+            r#"timeout = "2s""#,
+        ) + &support::misbehaving("fine", r#"behaviour = "ok""#, ""),
+    )
+    .expect("write plugins.toml");
+    let out = Command::new(bin("auto-client"))
+        .arg("--plugins")
+        .arg(&plugins)
+        .args([
+            "collect",
+            "--mode",
+            "ssh",
+            "--hosts",
+            &format!("{name}={address}"),
+        ])
+        .arg("--ssh-identity")
+        .arg(tb.dir.join("id_ed25519"))
+        .arg("--known-hosts")
+        .arg(tb.dir.join("known_hosts"))
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("auto-client runs");
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("one report ({e}): {}", stderr(&out)));
+    assert_eq!(report["plugins"]["hangs"]["status"], "error", "{report}");
+    assert_eq!(
+        report["plugins"]["hangs"]["error"]["kind"], "timeout",
+        "{report}"
+    );
+    assert_eq!(report["plugins"]["fine"]["status"], "ok", "{report}");
+    // the host's watchdog killed it: give the kill a moment to land, then look
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let left = Command::new("pgrep")
+        .args(["-f", marker])
+        .output()
+        .expect("pgrep runs");
+    assert!(
+        left.stdout.is_empty(),
+        "`{marker}` still runs on the host: pids {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+}
