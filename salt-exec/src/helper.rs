@@ -149,6 +149,15 @@ impl Helper {
         }
     }
 
+    pub(crate) fn pid(&self) -> u32 {
+        lock(&self.child).id()
+    }
+
+    /// The helper process has ended.
+    pub(crate) fn exited(&self) -> bool {
+        matches!(lock(&self.child).try_wait(), Ok(Some(_)))
+    }
+
     /// `: <last stderr line>` when the helper said something, else nothing.
     fn tail_suffix(&self) -> String {
         let tail = lock(&self.stderr_tail);

@@ -111,7 +111,8 @@ pub type MinionResult = (String, Result<Output, SaltError>);
 #[allow(clippy::type_complexity)] // one private map, named by its comment
 pub struct SaltClient {
     config: SaltConfig,
-    helper: Helper,
+    /// Replaced by a fresh one when it has died (see `call`).
+    helper: Mutex<Arc<Helper>>,
     /// (minion, command) -> when it was fetched, and what it gave
     prefetched: Mutex<HashMap<(String, String), (Instant, Result<Output, SaltError>)>>,
     /// command -> the group of minions gathering for one job of it (see `run`)
@@ -158,7 +159,7 @@ impl SaltClient {
         let helper = Helper::start(&config.python, &config.config_dir, config.start_timeout)?;
         Ok(SaltClient {
             config,
-            helper,
+            helper: Mutex::new(Arc::new(helper)),
             prefetched: Mutex::new(HashMap::new()),
             gathering: Mutex::new(HashMap::new()),
             jobs: AtomicU64::new(0),
@@ -169,6 +170,41 @@ impl SaltClient {
         &self.config
     }
 
+    /// The process id of the Python helper now in use.
+    pub fn helper_pid(&self) -> u32 {
+        lock(&self.helper).pid()
+    }
+
+    /// One request to the helper. If the helper has died (killed, out of memory, a crash in
+    /// Salt), a new one is started and the request is sent to it once more; the minions may then
+    /// run a command twice, which is harmless for collectors' read-only commands.
+    fn call(&self, request: Value, wait: Duration) -> Result<Vec<Value>, SaltError> {
+        let helper = Arc::clone(&lock(&self.helper));
+        match helper.call(request.clone(), wait) {
+            Err(SaltError::Helper { message }) if helper.exited() => {
+                let fresh = {
+                    let mut current = lock(&self.helper);
+                    if Arc::ptr_eq(&current, &helper) {
+                        let started = Helper::start(
+                            &self.config.python,
+                            &self.config.config_dir,
+                            self.config.start_timeout,
+                        )
+                        .map_err(|e| SaltError::Helper {
+                            message: format!(
+                                "the helper died ({message}) and did not restart: {e}"
+                            ),
+                        })?;
+                        *current = Arc::new(started);
+                    }
+                    Arc::clone(&current)
+                };
+                fresh.call(request, wait)
+            }
+            other => other,
+        }
+    }
+
     /// How many Salt jobs this client has published (`minions` lists keys without a job).
     pub fn jobs(&self) -> u64 {
         self.jobs.load(Ordering::Relaxed)
@@ -176,9 +212,7 @@ impl SaltClient {
 
     /// The ids of the minions whose keys the master has accepted.
     pub fn minions(&self) -> Result<Vec<String>, SaltError> {
-        let messages = self
-            .helper
-            .call(json!({"op": "minions"}), self.config.start_timeout)?;
+        let messages = self.call(json!({"op": "minions"}), self.config.start_timeout)?;
         let mut ids = Vec::new();
         for msg in &messages {
             if let Some(list) = msg.get("minions").and_then(Value::as_array) {
@@ -443,7 +477,7 @@ impl SaltClient {
         // the helper answers by deadline + probe; the rest is slack for a loaded master
         let wait = deadline + self.config.probe_timeout + Duration::from_secs(10);
         self.jobs.fetch_add(1, Ordering::Relaxed);
-        let messages = self.helper.call(request, wait)?;
+        let messages = self.call(request, wait)?;
         let mut answers = HashMap::new();
         for msg in messages {
             if let Some(err) = salt_error(&msg) {

@@ -113,6 +113,7 @@ fn salt_master_and_minions() {
     run::batch_and_prefetch(&client);
     run::concurrent_callers(&client);
     run::concurrent_runs_of_one_command_go_as_one_job(&client);
+    run::a_dead_helper_is_replaced_and_the_call_still_answers(&client);
     files::read_file(&client);
     files::missing_file(&client);
     unreachable::stopped_minion_is_a_clear_error(&bed, &client);

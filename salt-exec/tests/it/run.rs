@@ -170,3 +170,18 @@ pub fn concurrent_runs_of_one_command_go_as_one_job(client: &SaltClient) {
         "three concurrent runs of one command should be one Salt job"
     );
 }
+
+pub fn a_dead_helper_is_replaced_and_the_call_still_answers(client: &SaltClient) {
+    let old = client.helper_pid();
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &old.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let out = client
+        .run("minion-02", WHO_AM_I, T)
+        .expect("answered by a new helper");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("/minions/minion-02"));
+    assert_ne!(client.helper_pid(), old, "a new helper process");
+}
