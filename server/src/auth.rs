@@ -50,6 +50,55 @@ fn unauthorized(reason: &str) -> Response {
     problem(StatusCode::UNAUTHORIZED, "bad_signature", reason)
 }
 
+/// A refused body is still read (and dropped) up to this many times the limit, for at most
+/// `DRAIN_TIME`, so that a client still sending it reads the 413 instead of a reset connection.
+const DRAIN_FACTOR: usize = 16;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The body if it fits in `limit` bytes; `None` if it does not (after draining what the client
+/// still sends, within `DRAIN_FACTOR` and `DRAIN_TIME`) or cannot be read.
+async fn read_limited(mut body: Body, limit: usize, declared: Option<usize>) -> Option<Bytes> {
+    use axum::body::HttpBody;
+    async fn next(body: &mut Body) -> Option<Result<Bytes, ()>> {
+        let frame =
+            std::future::poll_fn(|cx| std::pin::Pin::new(&mut *body).poll_frame(cx)).await?;
+        Some(
+            frame
+                .map(|f| f.into_data().unwrap_or_default())
+                .map_err(drop),
+        )
+    }
+    let mut seen = 0usize;
+    if declared.is_none_or(|n| n <= limit) {
+        let mut kept: Vec<u8> = Vec::with_capacity(declared.unwrap_or(0));
+        loop {
+            match next(&mut body).await {
+                None => return Some(Bytes::from(kept)),
+                Some(Err(())) => return None,
+                Some(Ok(data)) => {
+                    seen += data.len();
+                    if seen > limit {
+                        break;
+                    }
+                    kept.extend_from_slice(&data);
+                }
+            }
+        }
+    }
+    // too large: drop the rest as it comes, within bounds, then answer
+    let cap = limit.saturating_mul(DRAIN_FACTOR);
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(data)) = next(&mut body).await {
+            seen += data.len();
+            if seen > cap {
+                break;
+            }
+        }
+    })
+    .await;
+    None
+}
+
 /// Reads the body (at most the limit), then checks the signature unless the path is public or the
 /// server runs without auth.
 pub async fn authenticate(
@@ -79,13 +128,9 @@ pub async fn authenticate(
         }
     };
 
-    if declared.is_some_and(|n| n > limit) {
-        state.log_too_large(&parts.uri, declared).await;
-        return too_large();
-    }
-    let bytes: Bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(b) => b,
-        Err(_) => {
+    let bytes: Bytes = match read_limited(body, limit, declared).await {
+        Some(b) => b,
+        None => {
             state.log_too_large(&parts.uri, declared).await;
             return too_large();
         }
