@@ -356,7 +356,8 @@ fn frozen_sshd_is_handshake_timeout(bed: &Testbed) {
         ),
         "{e}"
     );
-    assert!(took < Duration::from_millis(1500), "{took:?}");
+    // far below the 10 s default: the option took effect (slack for a loaded CI machine)
+    assert!(took < Duration::from_secs(5), "{took:?}");
 }
 
 fn hanging_command_times_out_other_hosts_fine(bed: &Testbed) {
@@ -378,7 +379,8 @@ fn hanging_command_times_out_other_hosts_fine(bed: &Testbed) {
         let (e, took) = waiter.join().expect("join");
         assert!(matches!(e, SshError::CommandTimeout { .. }), "{e}");
         assert!(e.to_string().contains("node-007"), "{e}");
-        assert!(took < Duration::from_millis(1800), "{took:?}");
+        // far below the 30 s default (slack for a loaded CI machine)
+        assert!(took < Duration::from_secs(6), "{took:?}");
     });
     bed.script(&["restore", "node-007"]).expect("restore");
 }
