@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use abi_stable::std_types::{ROption, RResult, RStr, RString, RVec};
+use abi_stable::std_types::{RResult, RStr, RString, RVec};
 use plugin_api::{CommandOutput, Executor, PluginError};
 
 /// Runs commands on this machine, each in its own process group, killed as a group at its timeout.
@@ -19,6 +19,15 @@ use plugin_api::{CommandOutput, Executor, PluginError};
 pub struct LocalExecutor {
     pub target_name: String,
     pub deadline: Instant,
+}
+
+/// What a command left behind, as the executor hands it to a collector (every executor's shape).
+pub fn command_output(stdout: Vec<u8>, stderr: Vec<u8>, exit_code: Option<i32>) -> CommandOutput {
+    CommandOutput {
+        stdout: stdout.into(),
+        stderr: stderr.into(),
+        exit_code: exit_code.into(),
+    }
 }
 
 pub fn error(kind: &str, message: impl Into<String>) -> PluginError {
@@ -124,22 +133,15 @@ pub fn run_command(command: &str, timeout: Duration) -> Result<CommandOutput, Pl
     let out = match run_process(cmd, &[], timeout, &format!("`{command}`"), false) {
         Err(e) if plain && e.message.contains("No such file or directory") => {
             let program = command.split_whitespace().next().unwrap_or_default();
-            return Ok(CommandOutput {
-                stdout: RVec::new(),
-                stderr: format!("sh: 1: {program}: not found\n").into_bytes().into(),
-                exit_code: ROption::RSome(127),
-            });
+            return Ok(command_output(
+                Vec::new(),
+                format!("sh: 1: {program}: not found\n").into_bytes(),
+                Some(127),
+            ));
         }
         other => other?,
     };
-    Ok(CommandOutput {
-        stdout: out.stdout.into(),
-        stderr: out.stderr.into(),
-        exit_code: match out.status.code() {
-            Some(c) => ROption::RSome(c),
-            None => ROption::RNone,
-        },
-    })
+    Ok(command_output(out.stdout, out.stderr, out.status.code()))
 }
 
 /// What a finished process gave.
@@ -244,6 +246,7 @@ fn round_ms(d: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use abi_stable::std_types::ROption;
 
     #[test]
     fn a_command_gives_its_output_and_exit_code() {

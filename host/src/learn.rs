@@ -15,11 +15,15 @@ use std::{
 
 use abi_stable::{
     sabi_trait::TD_Opaque,
-    std_types::{ROption, RResult, RStr, RString, RVec},
+    std_types::{RResult, RStr, RString, RVec},
 };
 use plugin_api::{CommandOutput, Executor, Executor_TO, PluginError};
 
-use crate::{executor::error, registry::PluginRegistry, runner::MakeExecutor};
+use crate::{
+    executor::{command_output, error},
+    registry::PluginRegistry,
+    runner::MakeExecutor,
+};
 
 /// A command the collectors will ask for, and the timeout they give it (`None`: a file read).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,11 +90,7 @@ impl Executor for Recorder {
                 timeout: Some(Duration::from_millis(timeout_ms)),
             },
         );
-        RResult::ROk(CommandOutput {
-            stdout: RVec::new(),
-            stderr: RVec::from(b"dry run\n".to_vec()),
-            exit_code: ROption::RSome(127),
-        })
+        RResult::ROk(command_output(Vec::new(), b"dry run\n".to_vec(), Some(127)))
     }
 
     fn read_file(&self, path: RStr<'_>) -> RResult<RVec<u8>, PluginError> {

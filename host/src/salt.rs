@@ -13,7 +13,7 @@ use std::{
 
 use abi_stable::{
     sabi_trait::TD_Opaque,
-    std_types::{ROption, RResult, RStr, RString, RVec},
+    std_types::{RResult, RStr, RString, RVec},
 };
 use anyhow::{Context, Result};
 use plugin_api::{CommandOutput, Executor, Executor_TO, PluginError};
@@ -21,7 +21,7 @@ use salt_exec::{SaltClient, SaltConfig, SaltError};
 use serde::Deserialize;
 
 use crate::{
-    executor::{error, guarded},
+    executor::{command_output, error, guarded},
     learn::{self, cat_command},
     registry::PluginRegistry,
     remote::{self, Connector, HostFailure, HostResult, RemoteTarget},
@@ -194,14 +194,7 @@ impl Executor for SaltExecutor {
     fn run(&self, command: RStr<'_>, timeout_ms: u64) -> RResult<CommandOutput, PluginError> {
         guarded("run", || {
             match self.run_budgeted(command.as_str(), Duration::from_millis(timeout_ms)) {
-                Ok(out) => RResult::ROk(CommandOutput {
-                    stdout: RVec::from(out.stdout),
-                    stderr: RVec::from(out.stderr),
-                    exit_code: match out.exit_code {
-                        Some(c) => ROption::RSome(c),
-                        None => ROption::RNone,
-                    },
-                }),
+                Ok(out) => RResult::ROk(command_output(out.stdout, out.stderr, out.exit_code)),
                 Err(e) => RResult::RErr(e),
             }
         })

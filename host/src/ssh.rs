@@ -14,7 +14,7 @@ use std::{
 
 use abi_stable::{
     sabi_trait::TD_Opaque,
-    std_types::{ROption, RResult, RStr, RString, RVec},
+    std_types::{RResult, RStr, RString, RVec},
 };
 use anyhow::{Context, Result};
 use plugin_api::{CommandOutput, Executor, Executor_TO, PluginError};
@@ -25,7 +25,7 @@ use ssh_exec::{
 
 use crate::{
     batch,
-    executor::{error, guarded},
+    executor::{command_output, error, guarded},
     learn::{self, cat_command},
     registry::PluginRegistry,
     remote::{Connector, HostFailure, RemoteTarget},
@@ -247,14 +247,11 @@ fn from_batch(
             format!("ssh {name}: command timed out (killed on the host): {command}"),
         ));
     }
-    RResult::ROk(CommandOutput {
-        stdout: RVec::from(out.stdout.clone()),
-        stderr: RVec::from(out.stderr.clone()),
-        exit_code: match out.exit_code {
-            Some(c) => ROption::RSome(c),
-            None => ROption::RNone,
-        },
-    })
+    RResult::ROk(command_output(
+        out.stdout.clone(),
+        out.stderr.clone(),
+        out.exit_code,
+    ))
 }
 
 /// A file read's error kind from what `cat` said (`not_found`, `permission_denied`, ...).
@@ -305,14 +302,7 @@ impl Executor for SshExecutor {
                 ));
             }
             match self.session.run(command.as_str(), budget) {
-                Ok(out) => RResult::ROk(CommandOutput {
-                    stdout: RVec::from(out.stdout),
-                    stderr: RVec::from(out.stderr),
-                    exit_code: match out.exit_code {
-                        Some(c) => ROption::RSome(c),
-                        None => ROption::RNone,
-                    },
-                }),
+                Ok(out) => RResult::ROk(command_output(out.stdout, out.stderr, out.exit_code)),
                 Err(e) => RResult::RErr(ssh_error(&e)),
             }
         })
