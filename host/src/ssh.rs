@@ -310,33 +310,29 @@ impl Executor for SshExecutor {
 
     fn read_file(&self, path: RStr<'_>) -> RResult<RVec<u8>, PluginError> {
         guarded("read_file", || {
-            let command = cat_command(path.as_str());
-            if let Some(out) = self.prefetched.get(&command) {
-                if out.exit_code == Some(0) && !out.timed_out {
-                    return RResult::ROk(RVec::from(out.stdout.clone()));
+            let batched = self
+                .prefetched
+                .get(&cat_command(path.as_str()))
+                .filter(|out| !out.timed_out);
+            let read = match batched {
+                Some(out) => ssh_exec::cat_result(
+                    &self.name,
+                    path.as_str(),
+                    ssh_exec::Output {
+                        stdout: out.stdout.clone(),
+                        stderr: out.stderr.clone(),
+                        exit_code: out.exit_code,
+                    },
+                ),
+                None => {
+                    tracing::debug!(
+                        path = path.as_str(),
+                        "not prefetched: reading it on its own"
+                    );
+                    self.session.read_file(Path::new(path.as_str()))
                 }
-                if !out.timed_out {
-                    // the words ssh-exec's own read_file uses: "cannot read PATH: REASON"
-                    let stderr = String::from_utf8_lossy(&out.stderr);
-                    let first = stderr.lines().next().unwrap_or("").trim();
-                    let reason = first.rsplit_once(": ").map(|(_, r)| r).unwrap_or(first);
-                    let kind = read_error_kind(reason).unwrap_or("read_failed");
-                    let reason = if reason.is_empty() {
-                        format!("cat exited with {:?}", out.exit_code)
-                    } else {
-                        reason.to_lowercase()
-                    };
-                    return RResult::RErr(error(
-                        kind,
-                        format!("ssh {}: cannot read {}: {reason}", self.name, path.as_str()),
-                    ));
-                }
-            }
-            tracing::debug!(
-                path = path.as_str(),
-                "not prefetched: reading it on its own"
-            );
-            match self.session.read_file(Path::new(path.as_str())) {
+            };
+            match read {
                 Ok(bytes) => RResult::ROk(RVec::from(bytes)),
                 Err(e) => {
                     let text = e.to_string();

@@ -37,4 +37,4 @@ mod session;
 pub use auth::{PrivateKey, Secret, SshAuth};
 pub use error::{HostKeyInfo, SetupError, SshError};
 pub use known_hosts::{HostKeyPolicy, KnownHosts};
-pub use session::{ConnectOptions, Output, SshSession, SshTarget};
+pub use session::{cat_result, ConnectOptions, Output, SshSession, SshTarget};

@@ -286,26 +286,7 @@ impl SshSession {
         let path_text = path.to_string_lossy();
         let command = format!("cat -- {}", shell_quote(&path_text));
         let output = self.run(&command, self.command_timeout)?;
-        if output.exit_code == Some(0) {
-            return Ok(output.stdout);
-        }
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let first = stderr.lines().next().unwrap_or("").trim();
-        // "cat: /x: No such file or directory" -> "No such file or directory"
-        let detail = first
-            .rsplit_once(": ")
-            .map(|(_, reason)| reason)
-            .unwrap_or(first);
-        let detail = if detail.is_empty() {
-            format!("cat exited with {:?}", output.exit_code)
-        } else {
-            detail.to_lowercase()
-        };
-        Err(SshError::ReadFailed {
-            host: self.host.clone(),
-            path: path_text.into_owned(),
-            detail,
-        })
+        cat_result(&self.host, &path_text, output)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -765,6 +746,31 @@ fn wait_socket(probe: &Session, fd: RawFd, deadline: Instant) -> Result<(), Fail
 }
 
 /// Quote for a POSIX shell: 'it'\''s'.
+/// What `cat -- PATH` left behind on `host`, as a file read: the bytes, or
+/// [`SshError::ReadFailed`] with cat's reason ("cat: /x: No such file or directory" -> "no such file
+/// or directory"). For callers that ran the `cat` themselves (in a batch of commands).
+pub fn cat_result(host: &str, path: &str, output: Output) -> Result<Vec<u8>, SshError> {
+    if output.exit_code == Some(0) {
+        return Ok(output.stdout);
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let first = stderr.lines().next().unwrap_or("").trim();
+    let detail = first
+        .rsplit_once(": ")
+        .map(|(_, reason)| reason)
+        .unwrap_or(first);
+    let detail = if detail.is_empty() {
+        format!("cat exited with {:?}", output.exit_code)
+    } else {
+        detail.to_lowercase()
+    };
+    Err(SshError::ReadFailed {
+        host: host.to_string(),
+        path: path.to_string(),
+        detail,
+    })
+}
+
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
