@@ -60,7 +60,9 @@ pub struct SshConnector {
     user: String,
     port: u16,
     /// What runs on each host right after it is connected (see the module doc); empty: nothing.
-    prefetch: Vec<(String, Duration)>,
+    prefetch: Vec<String>,
+    /// When the batch's watchdog kills what still runs: the longest of the commands' timeouts.
+    prefetch_limit: Duration,
     /// How long that batch may take on one host.
     prefetch_timeout: Duration,
 }
@@ -113,22 +115,23 @@ impl SshConnector {
             user: s.user.clone().unwrap_or_else(|| "root".to_string()),
             port: s.port.unwrap_or(22),
             prefetch: Vec::new(),
+            prefetch_limit: Duration::ZERO,
             prefetch_timeout: Duration::ZERO,
         })
     }
 
-    /// Learn the collectors' commands by a dry run, to run them on each host in one request. Each
-    /// command keeps the timeout its collector gives it (a file read gets the shortest collector
-    /// timeout); the batch as a whole gets the shortest collector timeout, as no collector would
-    /// wait longer.
+    /// Learn the collectors' commands by a dry run, to run them on each host in one request. The
+    /// batch's watchdog kills at the longest of the commands' timeouts, each capped by the shortest
+    /// collector timeout (as no collector would wait longer; a file read counts as that).
     pub fn prefetching(mut self, registry: &PluginRegistry) -> Self {
         let Some(shortest) = registry.loaded.iter().map(|p| p.timeout()).min() else {
             return self;
         };
-        self.prefetch = learn::dry_run(registry)
-            .into_iter()
-            .map(|a| (a.command, a.timeout.unwrap_or(shortest).min(shortest)))
-            .collect();
+        for ask in learn::dry_run(registry) {
+            let timeout = ask.timeout.unwrap_or(shortest).min(shortest);
+            self.prefetch_limit = self.prefetch_limit.max(timeout);
+            self.prefetch.push(ask.command);
+        }
         self.prefetch_timeout = shortest;
         self
     }
@@ -139,14 +142,7 @@ impl SshConnector {
             return HashMap::new();
         }
         let nonce = batch::nonce();
-        let commands: Vec<String> = self.prefetch.iter().map(|(c, _)| c.clone()).collect();
-        let limit = self
-            .prefetch
-            .iter()
-            .map(|(_, t)| *t)
-            .max()
-            .unwrap_or_default();
-        let script = batch::script(&commands, limit, &nonce);
+        let script = batch::script(&self.prefetch, self.prefetch_limit, &nonce);
         let started = Instant::now();
         // the watchdog kills at `limit`; the rest is for the outputs' way back
         match session.run(&script, self.prefetch_timeout + Duration::from_secs(2)) {
@@ -156,7 +152,7 @@ impl SshConnector {
                     .prefetch
                     .iter()
                     .zip(outputs)
-                    .filter_map(|((command, _), o)| Some((command.clone(), o?)))
+                    .filter_map(|(command, o)| Some((command.clone(), o?)))
                     .collect();
                 tracing::debug!(
                     host,
