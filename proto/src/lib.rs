@@ -4,6 +4,7 @@
 //! Both sides depend on this crate, so the client and the server cannot drift apart. It knows nothing
 //! about HTTP clients or servers, databases or plugins: types, and the signature function.
 
+pub mod data;
 pub mod sign;
 
 use std::collections::BTreeMap;
@@ -11,8 +12,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// The version of the report document.
-pub const SCHEMA: u32 = 1;
+/// The version of the report document. Each collector's `data` follows [`data`] (schema 2,
+/// `docs/report-schema.md`); schema 1 reports are refused by the server.
+pub const SCHEMA: u32 = 2;
 
 /// One target's collection: what `auto-client collect` prints and `POST /api/v1/reports` takes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -44,16 +44,30 @@ impl Backend {
 
     fn migrations(self) -> &'static [(i64, &'static str, &'static str)] {
         match self {
-            Backend::Sqlite => &[(
-                1,
-                "init",
-                include_str!("../migrations/sqlite/0001_init.sql"),
-            )],
-            Backend::Postgres => &[(
-                1,
-                "init",
-                include_str!("../migrations/postgres/0001_init.sql"),
-            )],
+            Backend::Sqlite => &[
+                (
+                    1,
+                    "init",
+                    include_str!("../migrations/sqlite/0001_init.sql"),
+                ),
+                (
+                    2,
+                    "contract_and_trust",
+                    include_str!("../migrations/sqlite/0002_contract_and_trust.sql"),
+                ),
+            ],
+            Backend::Postgres => &[
+                (
+                    1,
+                    "init",
+                    include_str!("../migrations/postgres/0001_init.sql"),
+                ),
+                (
+                    2,
+                    "contract_and_trust",
+                    include_str!("../migrations/postgres/0002_contract_and_trust.sql"),
+                ),
+            ],
         }
     }
 }
