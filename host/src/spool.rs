@@ -205,6 +205,128 @@ mod tests {
         assert!(listed.iter().map(|s| s.bytes).sum::<u64>() <= one * 2);
     }
 
+    /// Set in the child of [`a_write_torn_by_a_kill_mid_file_is_never_listed_nor_sent`]: the spool
+    /// directory it writes into.
+    const CRASH_CHILD: &str = "AUTO_CLIENT_SPOOL_CRASH_CHILD";
+
+    /// A real torn write: a child process (this test binary, re-executed for this one test) puts a
+    /// 64 KiB report under `RLIMIT_FSIZE` = 4 KiB, so the kernel kills it with SIGXFSZ in the
+    /// middle of the file, as a crash or a kill would. What it leaves must never be listed (so
+    /// never sent), is removed at the next open, and the spool keeps counting right afterwards.
+    /// Writing straight to the final name (no temporary file + rename) fails this test.
+    #[test]
+    fn a_write_torn_by_a_kill_mid_file_is_never_listed_nor_sent() {
+        if let Some(dir) = std::env::var_os(CRASH_CHILD) {
+            let spool = Spool::open(Path::new(&dir), 10, u64::MAX).expect("open");
+            let mut big = report("torn");
+            big.hostname = "x".repeat(64 << 10);
+            let _ = spool.put(&big);
+            // Not reached when the kernel enforces the limit; the parent checks how we ended.
+            std::process::exit(0);
+        }
+        use std::os::unix::process::{CommandExt, ExitStatusExt};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"));
+        child
+            .args([
+                "spool::tests::a_write_torn_by_a_kill_mid_file_is_never_listed_nor_sent",
+                "--exact",
+                "--test-threads=1",
+                "--nocapture",
+            ])
+            .env(CRASH_CHILD, dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        // SAFETY: setrlimit is async-signal-safe and touches only the child's own limits.
+        unsafe {
+            child.pre_exec(|| {
+                let fsize = libc::rlimit {
+                    rlim_cur: 4096,
+                    rlim_max: 4096,
+                };
+                let core = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &fsize) != 0
+                    || libc::setrlimit(libc::RLIMIT_CORE, &core) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let status = child.status().expect("the child runs");
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGXFSZ),
+            "the child was to be killed mid-write: {status}"
+        );
+        // The torn file is there (the crash really happened mid-file) ...
+        let left: Vec<(String, u64)> = std::fs::read_dir(dir.path())
+            .expect("read_dir")
+            .flatten()
+            .map(|e| {
+                let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+                (e.file_name().to_string_lossy().into_owned(), len)
+            })
+            .collect();
+        assert_eq!(left.len(), 1, "one partial file: {left:?}");
+        assert!(left[0].1 > 0 && left[0].1 <= 4096, "{left:?}");
+        // ... and is not a report the spool would hand out, neither now nor after a restart.
+        let spool = Spool::open(dir.path(), 10, u64::MAX).expect("open");
+        let listed = spool.list().expect("list");
+        assert!(
+            listed.is_empty(),
+            "a torn write is listed (it would be sent): {listed:?}"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).expect("read_dir").count(),
+            0,
+            "the partial file is removed at the next open"
+        );
+        // What is spooled afterwards is counted and read back whole, in order.
+        for id in ["r1", "r2", "r3"] {
+            spool.put(&report(id)).expect("put");
+        }
+        let listed = spool.list().expect("list");
+        assert_eq!(listed.len(), 3, "{listed:?}");
+        let ids: Vec<String> = listed
+            .iter()
+            .map(|s| spool.read(s).expect("a complete report").report_id)
+            .collect();
+        assert_eq!(ids, ["r1", "r2", "r3"]);
+    }
+
+    /// A file under a report's name that is not a complete report (a disk that lost the tail of a
+    /// write): reading it fails, and once quarantined it is never listed again.
+    #[test]
+    fn a_truncated_report_under_its_final_name_is_refused_and_quarantined() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = Spool::open(dir.path(), 10, u64::MAX).expect("open");
+        spool.put(&report("good")).expect("put");
+        let whole = serde_json::to_vec(&report("cut")).expect("json");
+        std::fs::write(
+            dir.path().join(format!("{:024}-cut.json", 0)),
+            &whole[..whole.len() / 2],
+        )
+        .expect("write");
+        let listed = spool.list().expect("list");
+        assert_eq!(listed.len(), 2);
+        let err = spool
+            .read(&listed[0])
+            .expect_err("a torn report is refused");
+        assert!(format!("{err:#}").contains("not a valid report"), "{err:#}");
+        spool.quarantine(&listed[0], "torn");
+        let listed = spool.list().expect("list");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(spool.read(&listed[0]).expect("read").report_id, "good");
+        assert!(dir
+            .path()
+            .join(format!("rejected/{:024}-cut.json", 0))
+            .exists());
+    }
+
     #[test]
     fn a_write_killed_before_its_rename_is_cleaned_up_and_never_listed() {
         let dir = tempfile::tempdir().expect("tempdir");
