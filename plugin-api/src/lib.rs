@@ -1,18 +1,75 @@
 //! The stable interface between `auto-client` and its collector plugins.
 //!
 //! This is the only crate a collector author depends on. A collector is a `cdylib` with one function
-//! and one export line:
+//! and one export line; its data is built with [`Data`], which follows report schema 2 (see
+//! [`data`]) and refuses anything the server would refuse. A complete collector, `gpu`, that lists
+//! the GPUs `nvidia-smi` sees as a part list and says so when it cannot see them:
 //!
-//! ```ignore
-//! use plugin_api::{export_collector, serde_json::{json, Value}, CollectError, Target};
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! use plugin_api::{export_collector, serde_json::{json, Value}, CollectError, Data, Target};
+//!
+//! const QUERY: &str =
+//!     "nvidia-smi --query-gpu=serial,name,memory.total,driver_version --format=csv,noheader,nounits";
 //!
 //! fn collect(target: &Target<'_>, _options: &Value) -> Result<Value, CollectError> {
+//!     let mut data = Data::new();
+//!     // A volatile value is stored but never change-logged.
 //!     let uptime = target.read_to_string("/proc/uptime")?;
-//!     Ok(json!({ "uptime": uptime.trim() }))
+//!     let seconds = uptime.split('.').next().and_then(|s| s.parse::<u64>().ok());
+//!     data.volatile("uptime_seconds", seconds);
+//!     match target.run_ok(QUERY, Duration::from_secs(8)) {
+//!         Ok(csv) => {
+//!             // Parts are identified by their serial, else by their position; `id` is unique.
+//!             let gpus = data.list("gpus", &["serial", "index"]);
+//!             for (index, line) in csv.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+//!                 let f: Vec<&str> = line.split(',').map(str::trim).collect();
+//!                 let serial = f.first().filter(|s| !s.is_empty() && **s != "[N/A]");
+//!                 let mib = f.get(2).and_then(|m| m.parse::<u64>().ok());
+//!                 let id = serial.map_or_else(|| index.to_string(), |s| s.to_string());
+//!                 gpus.part(id, json!({
+//!                     "index": index,
+//!                     "serial": serial,
+//!                     "model": f.get(1),
+//!                     "memory_bytes": mib.map(|m| m * 1024 * 1024),
+//!                 }));
+//!             }
+//!             let driver = csv.lines().next().and_then(|l| l.split(',').nth(3)).map(str::trim);
+//!             data.fact("driver_version", driver);
+//!         }
+//!         // Not an empty list: the GPUs are unknown, not gone.
+//!         Err(e) => {
+//!             data.unavailable("gpus", format!("nvidia-smi: {e}"));
+//!             data.fact("driver_version", Value::Null).reason("driver_version", "no nvidia-smi");
+//!         }
+//!     }
+//!     // Checks the data (names, units, unique ids); a mistake is an `invalid_data` error.
+//!     data.build()
 //! }
 //!
-//! export_collector!(name = "uptime", description = "seconds since boot", collect = collect);
+//! export_collector!(name = "gpu", description = "NVIDIA GPUs (nvidia-smi)", collect = collect);
 //! ```
+//!
+//! Its data, on a machine with one GPU:
+//!
+//! ```json
+//! { "facts": { "driver_version": "535.104.05" },
+//!   "volatile": { "uptime_seconds": 86400 },
+//!   "lists": { "gpus": { "key": ["serial", "index"], "parts": [
+//!       { "id": "1320221030212", "index": 0, "serial": "1320221030212",
+//!         "model": "NVIDIA A100-SXM4-40GB", "memory_bytes": 42949672960 } ] } },
+//!   "reasons": {} }
+//! ```
+//!
+//! The other members are `identity` ([`Data::identity`]: `hostname`, `machine_id`, `serial`,
+//! `system_uuid`, declared only when their source could be read) and `reasons`
+//! ([`Data::reason`]: why a value is null). Names are `[a-z][a-z0-9_]{0,63}` and end in their
+//! unit: `_bytes`, `_count`, `_seconds`, `_ms`, `_kib` hold non-negative whole numbers, `_mbps`,
+//! `_mts`, `_mhz`, `_rpm`, `_watts`, `_percent`, `_gts` non-negative numbers.
+//!
+//! Test a collector with [`testing::FixtureExecutor`] (recorded outputs of real machines) and
+//! [`testing::golden`] (its output on each fixture, kept in `output.json`).
 //!
 //! What crosses the boundary is only the `#[repr(C)]` types of this crate ([`CollectorMod`],
 //! [`Executor_TO`], [`PluginInfo`], [`PluginError`], [`CommandOutput`]) built from abi_stable's `R*`
@@ -48,7 +105,10 @@ pub mod __private {
 }
 
 pub mod batch;
+pub mod data;
 pub mod testing;
+
+pub use data::{Data, List};
 
 /// The symbol under which [`export_collector!`] exports the module header when no symbol is given.
 ///

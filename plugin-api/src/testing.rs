@@ -3,6 +3,10 @@
 //!
 //! [`FixtureExecutor::record_command`] and [`FixtureExecutor::record_file`] record from the machine
 //! the test runs on, for a collector's `live_this_machine` test.
+//!
+//! [`golden`] compares a collector's output on a fixture case with the `output.json` recorded in
+//! that case's directory (and rewrites it with `AUTO_UPDATE_GOLDEN=1`), after checking that the
+//! output follows report schema 2: the server's tests read these files as real collector output.
 
 use std::collections::HashMap;
 
@@ -140,6 +144,50 @@ impl Executor for FixtureExecutor {
     }
 }
 
+/// The environment variable that makes [`golden`] rewrite the recorded outputs.
+pub const UPDATE_GOLDEN: &str = "AUTO_UPDATE_GOLDEN";
+
+/// Checks a collector's output `data` on the fixture case in `case_dir` against
+/// `case_dir/output.json`, after checking that `data` follows report schema 2
+/// (`auto_proto::data::validate` with the default limits).
+///
+/// With `AUTO_UPDATE_GOLDEN=1` in the environment the file is (re)written instead. Panics, naming
+/// the case, when the data is invalid, the file is missing or unreadable, or the data differs.
+pub fn golden(case_dir: impl AsRef<std::path::Path>, data: &serde_json::Value) {
+    let update = std::env::var(UPDATE_GOLDEN).is_ok_and(|v| v == "1");
+    golden_with(case_dir.as_ref(), data, update);
+}
+
+fn golden_with(dir: &std::path::Path, data: &serde_json::Value, update: bool) {
+    let path = dir.join("output.json");
+    if let Err(e) = auto_proto::data::validate(data, &auto_proto::data::DataLimits::default()) {
+        panic!(
+            "{}: the output breaks report schema 2: {e}\n{data:#}",
+            dir.display()
+        );
+    }
+    let text = serde_json::to_string_pretty(data).expect("a Value serialises") + "\n";
+    if update {
+        std::fs::write(&path, text)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        return;
+    }
+    let recorded = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read {}: {e} (write it with {UPDATE_GOLDEN}=1 cargo test)",
+            path.display()
+        )
+    });
+    let recorded: serde_json::Value = serde_json::from_str(&recorded)
+        .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
+    assert!(
+        recorded == *data,
+        "{}: the collector's output differs from the recorded one (if the change is meant, \
+         rewrite it with {UPDATE_GOLDEN}=1 cargo test)\nrecorded: {recorded:#}\nnow: {data:#}",
+        path.display()
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +208,27 @@ mod tests {
         assert_eq!(out.exit_code, Some(3));
         // Ended by a signal: no exit code.
         assert_eq!(recorded("kill -9 $$").exit_code, None);
+    }
+
+    #[test]
+    fn golden_validates_compares_and_refuses_a_difference() {
+        let dir = std::env::temp_dir().join(format!("plugin-api-golden-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let data = serde_json::json!({"facts": {"core_count": 2}, "reasons": {}});
+        std::fs::write(dir.join("output.json"), data.to_string()).expect("write");
+        golden_with(&dir, &data, false);
+        let other = serde_json::json!({"facts": {"core_count": 3}, "reasons": {}});
+        let differs = std::panic::catch_unwind(|| golden_with(&dir, &other, false));
+        let invalid = std::panic::catch_unwind(|| {
+            golden_with(
+                &dir,
+                &serde_json::json!({"facts": {"core_count": -1}}),
+                true,
+            )
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(differs.is_err(), "a different output is refused");
+        assert!(invalid.is_err(), "invalid data is refused");
     }
 
     #[test]
