@@ -9,7 +9,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 use crate::api::{problem, AppState};
 
@@ -19,24 +19,94 @@ pub const PUBLIC_PATHS: [&str; 2] = ["/healthz", "/api/v1/openapi.json"];
 
 const REPORTS_PATH: &str = "/api/v1/reports";
 
-/// The detail of a 401 for a nonce seen before.
-pub const REPLAYED: &str = "the nonce was used before: a replayed request";
+/// The one detail every authentication failure answers with (code `unauthorized`): which check
+/// failed (unknown key, bad signature, stale timestamp, replayed nonce) goes to the server log
+/// only, so that a client learns nothing, not even whether a key name exists.
+pub const UNAUTHORIZED: &str =
+    "the request is not authenticated: check the key name, its secret and the client's clock";
 
-/// A verified request's nonce, not recorded yet: `POST /api/v1/reports` records it inside the
-/// report's transaction ([`crate::ingest::ingest`]); every other path records it here.
+/// What a verified request may do, from its key's scope. The middleware inserts it into the
+/// request's extensions (with `--no-auth`: a `Fleet` principal named `-`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub key: String,
+    pub scope: Scope,
+}
+
+/// A key's scope (`api_keys.scope`, `api_keys.host_id`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// ssh/salt controllers and admins: may report for any host and register hosts.
+    Fleet,
+    /// An agent's own key: may report for this one host only (bound to its id, so a rename by the
+    /// identity rule keeps the binding).
+    Host { host_id: i64 },
+    /// Dashboards and exports: `GET` only.
+    Read,
+}
+
+impl Scope {
+    /// The scope a stored key has; `None` for a value this version does not know (refused).
+    pub fn from_row(scope: &str, host_id: Option<i64>) -> Option<Scope> {
+        match (scope, host_id) {
+            ("fleet", _) => Some(Scope::Fleet),
+            ("read", _) => Some(Scope::Read),
+            ("host", Some(host_id)) => Some(Scope::Host { host_id }),
+            _ => None,
+        }
+    }
+}
+
+/// A verified request's nonce and timestamp, not recorded yet: `POST /api/v1/reports` records it
+/// inside the report's transaction; every other path records it in the middleware.
 #[derive(Debug, Clone)]
-pub struct PendingNonce(pub String);
+pub struct PendingNonce {
+    pub nonce: String,
+    pub timestamp: i64,
+}
 
-/// Records a nonce; `false` when it was seen before (a replay).
-pub async fn record_nonce<'e, E>(executor: E, nonce: &str) -> Result<bool, sqlx::Error>
+/// The accepted clock skew, in seconds, for the nonce expiry [`record_nonce`] computes; set once
+/// by `serve` from `--clock-skew-secs`.
+static CLOCK_SKEW_SECS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(300);
+
+/// How long past its window a nonce is kept: covers a clock step and the gap between the
+/// timestamp check and the insert.
+pub const NONCE_MARGIN_SECS: i64 = 5;
+
+pub fn set_clock_skew(secs: i64) {
+    CLOCK_SKEW_SECS.store(secs, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// When a nonce stamped `timestamp` may be forgotten: once its timestamp has left the window a
+/// request is accepted in, `timestamp + skew`, and never before `now + skew` (a timestamp in the
+/// past is refused from `timestamp + skew` on, but keeping it for the full window costs nothing
+/// and survives a clock step back), plus a margin.
+pub fn nonce_expiry(timestamp: i64, now: i64, skew: i64) -> i64 {
+    timestamp
+        .max(now)
+        .saturating_add(skew)
+        .saturating_add(NONCE_MARGIN_SECS)
+}
+
+/// Records a nonce with its expiry; `false` when it was seen before (a replay). Takes any
+/// executor: the pool, or `&mut *tx` for a [`crate::db::WriteTx`].
+pub async fn record_nonce<'e, E>(
+    executor: E,
+    nonce: &str,
+    timestamp: i64,
+) -> Result<bool, sqlx::Error>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
+    let now = crate::clock::now();
+    let skew = CLOCK_SKEW_SECS.load(std::sync::atomic::Ordering::Relaxed);
     let done = sqlx::query(
-        "INSERT INTO nonces (nonce, seen_at) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING",
+        "INSERT INTO nonces (nonce, seen_at, expires_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (nonce) DO NOTHING",
     )
     .bind(nonce)
-    .bind(crate::clock::now())
+    .bind(now)
+    .bind(nonce_expiry(timestamp, now, skew))
     .execute(executor)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -46,8 +116,66 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// The answer to every authentication failure: one status, one code, one detail. `reason` (and
+/// whatever the caller logs) stays in the server log, rate-limited.
 fn unauthorized(reason: &str) -> Response {
-    problem(StatusCode::UNAUTHORIZED, "bad_signature", reason)
+    refused_log(StatusCode::UNAUTHORIZED, reason);
+    problem(StatusCode::UNAUTHORIZED, "unauthorized", UNAUTHORIZED)
+}
+
+fn forbidden(detail: &str) -> Response {
+    problem(StatusCode::FORBIDDEN, "forbidden", detail)
+}
+
+/// 503 with `Retry-After`: the database cannot be read or written now; the client retries.
+fn database_unavailable(detail: &str) -> Response {
+    let mut response = problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "database_unavailable",
+        detail,
+    );
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("30"),
+    );
+    response
+}
+
+/// At most this many lines a second about refused unauthenticated requests; the rest are counted
+/// and the count logged with the next line that gets through. A flood of forged requests costs
+/// the log a few lines a second, and the database nothing.
+const REFUSED_LINES_PER_SEC: u64 = 10;
+
+struct RefusedLog {
+    second: std::sync::atomic::AtomicI64,
+    in_second: std::sync::atomic::AtomicU64,
+    suppressed: std::sync::atomic::AtomicU64,
+}
+
+static REFUSED: RefusedLog = RefusedLog {
+    second: std::sync::atomic::AtomicI64::new(0),
+    in_second: std::sync::atomic::AtomicU64::new(0),
+    suppressed: std::sync::atomic::AtomicU64::new(0),
+};
+
+/// Logs a refused request (before or without authentication), rate-limited.
+pub fn refused_log(status: StatusCode, reason: &str) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let now = crate::clock::now();
+    if REFUSED.second.swap(now, Relaxed) != now {
+        REFUSED.in_second.store(0, Relaxed);
+    }
+    if REFUSED.in_second.fetch_add(1, Relaxed) >= REFUSED_LINES_PER_SEC {
+        REFUSED.suppressed.fetch_add(1, Relaxed);
+        return;
+    }
+    let suppressed = REFUSED.suppressed.swap(0, Relaxed);
+    tracing::warn!(
+        status = status.as_u16(),
+        reason,
+        suppressed,
+        "request refused"
+    );
 }
 
 /// A refused body is still read (and dropped) up to this many times the limit, for at most
@@ -99,8 +227,12 @@ async fn read_limited(mut body: Body, limit: usize, declared: Option<usize>) -> 
     None
 }
 
-/// Reads the body (at most the limit), then checks the signature unless the path is public or the
-/// server runs without auth.
+/// Authenticates a request before anything is written for it: header checks (format, time
+/// window), then the body (at most the limit: a larger one is refused with 413 whatever the key,
+/// so that 413 says nothing about key names), then the key and the signature. A request that
+/// fails any of these gets a generic 401 (or 413), a rate-limited log line, and no database write.
+/// A verified request gets a [`Principal`]; a `read` key may only `GET`; the nonce is recorded
+/// here, or for `POST /api/v1/reports` in the report's own transaction ([`PendingNonce`]).
 pub async fn authenticate(
     State(state): State<Arc<AppState>>,
     request: Request,
@@ -109,6 +241,7 @@ pub async fn authenticate(
     let (mut parts, body) = request.into_parts();
     let limit = state.config.max_body_bytes;
     let too_large = || {
+        refused_log(StatusCode::PAYLOAD_TOO_LARGE, "body over the limit");
         problem(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
@@ -118,73 +251,107 @@ pub async fn authenticate(
     let declared = header(&parts.headers, "content-length").and_then(|v| v.parse::<usize>().ok());
     let public = PUBLIC_PATHS.contains(&parts.uri.path());
 
-    // Header checks first: they cost nothing and need no body.
-    let key = if state.config.no_auth || public {
-        None
-    } else {
-        match check_headers(&state, &parts.headers).await {
-            Ok(k) => Some(k),
-            Err(response) => return response,
-        }
-    };
-
-    let bytes: Bytes = match read_limited(body, limit, declared).await {
-        Some(b) => b,
-        None => {
-            state.log_too_large(&parts.uri, declared).await;
+    if state.config.no_auth || public {
+        let Some(bytes) = read_limited(body, limit, declared).await else {
             return too_large();
+        };
+        if state.config.no_auth {
+            parts.extensions.insert(Principal {
+                key: "-".to_owned(),
+                scope: Scope::Fleet,
+            });
+        }
+        return next
+            .run(Request::from_parts(parts, Body::from(bytes)))
+            .await;
+    }
+
+    // Header checks first: they cost nothing, need no body and tell nothing about keys.
+    let signed = match check_headers(&state, &parts.headers) {
+        Ok(s) => s,
+        Err(response) => return response,
+    };
+    let Some(bytes) = read_limited(body, limit, declared).await else {
+        return too_large();
+    };
+    let Some(master) = &state.master else {
+        return unauthorized("the server has no master key");
+    };
+    let key = match crate::keys::lookup(&state.db, master, &signed.key).await {
+        Ok(Some(k)) => k,
+        Ok(None) => {
+            return unauthorized(&format!("no active key named {:?}", signed.key));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the keys");
+            return database_unavailable("cannot read the keys");
         }
     };
-
-    if let Some((name, secret, timestamp, nonce, given)) = key {
-        let path = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        if !sign::verify(
-            &secret,
-            parts.method.as_str(),
-            path,
-            timestamp,
-            &nonce,
-            &bytes,
-            &given,
-        ) {
-            tracing::warn!(key = %name, path, "request refused: signature does not match");
-            return unauthorized(
-                "the signature does not match the request (method, path, timestamp, nonce or body)",
-            );
-        }
-        let nonce = nonce.to_ascii_lowercase();
-        if parts.method == Method::POST && parts.uri.path() == REPORTS_PATH {
-            // Recorded in the report's own transaction: one write to the database, not two.
-            parts.extensions.insert(PendingNonce(nonce));
-        } else {
-            match record_nonce(&state.db.write, &nonce).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    tracing::warn!(key = %name, "request refused: nonce replayed");
-                    return unauthorized(REPLAYED);
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot record a nonce");
-                    return problem(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "database_unavailable",
-                        "cannot record the request's nonce",
-                    );
-                }
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    if !sign::verify(
+        &key.secret,
+        parts.method.as_str(),
+        path,
+        signed.timestamp,
+        &signed.nonce,
+        &bytes,
+        &signed.signature,
+    ) {
+        return unauthorized(&format!(
+            "key {:?}: the signature does not match the request",
+            signed.key
+        ));
+    }
+    let reads_only = matches!(parts.method, Method::GET | Method::HEAD);
+    if key.scope == Scope::Read && !reads_only {
+        tracing::warn!(key = %signed.key, method = %parts.method, "request refused: a read key may only GET");
+        return forbidden("this key may only read (GET)");
+    }
+    let reports = parts.uri.path() == REPORTS_PATH;
+    if matches!(key.scope, Scope::Host { .. }) && !reads_only && !reports {
+        tracing::warn!(key = %signed.key, method = %parts.method, path = parts.uri.path(), "request refused: a host key may only send its host's reports");
+        return forbidden("this key may only send its own host's reports");
+    }
+    let nonce = signed.nonce.to_ascii_lowercase();
+    if parts.method == Method::POST && reports {
+        // Recorded in the report's own transaction: one write to the database, not two.
+        parts.extensions.insert(PendingNonce {
+            nonce,
+            timestamp: signed.timestamp,
+        });
+    } else {
+        match record_nonce(&state.db.write, &nonce, signed.timestamp).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return unauthorized(&format!("key {:?}: nonce replayed", signed.key));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot record a nonce");
+                return database_unavailable("cannot record the request's nonce");
             }
         }
     }
+    parts.extensions.insert(Principal {
+        key: signed.key,
+        scope: key.scope,
+    });
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
 }
 
-type Verified = (String, Vec<u8>, i64, String, String);
+/// The signature headers of a request, checked for form and time window (not verified yet).
+struct Signed {
+    key: String,
+    timestamp: i64,
+    nonce: String,
+    signature: String,
+}
 
-async fn check_headers(state: &AppState, headers: &HeaderMap) -> Result<Verified, Response> {
+fn check_headers(state: &AppState, headers: &HeaderMap) -> Result<Signed, Response> {
     let (Some(name), Some(ts), Some(nonce), Some(sig)) = (
         header(headers, sign::HEADER_KEY),
         header(headers, sign::HEADER_TIMESTAMP),
@@ -192,7 +359,7 @@ async fn check_headers(state: &AppState, headers: &HeaderMap) -> Result<Verified
         header(headers, sign::HEADER_SIGNATURE),
     ) else {
         return Err(unauthorized(
-            "the request is not signed: x-auto-key, x-auto-timestamp, x-auto-nonce and x-auto-signature are required",
+            "the request is not signed (x-auto-* headers missing)",
         ));
     };
     let Ok(timestamp) = ts.parse::<i64>() else {
@@ -202,61 +369,66 @@ async fn check_headers(state: &AppState, headers: &HeaderMap) -> Result<Verified
     let now = crate::clock::now();
     if timestamp < now - skew {
         return Err(unauthorized(&format!(
-            "the timestamp is {} s old, more than the allowed {skew} s: check the client's clock",
+            "key {name:?}: the timestamp is {} s old, more than the allowed {skew} s",
             now - timestamp
         )));
     }
     if timestamp > now + skew {
         return Err(unauthorized(&format!(
-            "the timestamp is {} s in the future, more than the allowed {skew} s: check the client's clock",
+            "key {name:?}: the timestamp is {} s in the future, more than the allowed {skew} s",
             timestamp - now
         )));
     }
     if nonce.len() < 32 || nonce.len() > 128 || !nonce.bytes().all(|c| c.is_ascii_hexdigit()) {
-        return Err(unauthorized(
-            "x-auto-nonce must be 32 to 128 hex digits (16 random bytes or more)",
-        ));
+        return Err(unauthorized("x-auto-nonce is not 32 to 128 hex digits"));
     }
-    let Some(master) = &state.master else {
-        return Err(unauthorized("the server has no master key"));
-    };
-    match crate::keys::secret(&state.db, master, name).await {
-        Ok(Some(secret)) => Ok((
-            name.to_owned(),
-            secret,
-            timestamp,
-            nonce.to_owned(),
-            sig.to_owned(),
-        )),
-        Ok(None) => {
-            tracing::warn!(key = %name, "request refused: unknown or revoked key");
-            Err(unauthorized(&format!("no active key named {name:?}")))
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read the keys");
-            Err(problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "database_unavailable",
-                "cannot read the keys",
-            )
-            .into_response())
-        }
-    }
+    Ok(Signed {
+        key: name.to_owned(),
+        timestamp,
+        nonce: nonce.to_owned(),
+        signature: sig.to_owned(),
+    })
 }
 
-/// Forgets nonces older than the window: a request that old is refused by its timestamp anyway.
-pub async fn prune_nonces(state: Arc<AppState>) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+/// Forgets the nonces whose own timestamp has left the window (`expires_at`, see
+/// [`nonce_expiry`]): a request that old is refused by its timestamp anyway.
+pub async fn prune_nonces(state: Arc<AppState>, every: std::time::Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let cutoff = crate::clock::now() - state.config.clock_skew_secs - 60;
-        match sqlx::query("DELETE FROM nonces WHERE seen_at < $1")
-            .bind(cutoff)
+        match sqlx::query("DELETE FROM nonces WHERE expires_at < $1")
+            .bind(crate::clock::now())
             .execute(&state.db.write)
             .await
         {
             Ok(done) => tracing::debug!(pruned = done.rows_affected(), "nonces pruned"),
             Err(e) => tracing::warn!(error = %e, "cannot prune nonces"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nonce_outlives_its_own_window() {
+        // stamped at the edge of the future window: valid until now + 2 x skew
+        assert_eq!(nonce_expiry(1300, 1000, 300), 1600 + NONCE_MARGIN_SECS);
+        // stamped in the past: kept for a full window from now
+        assert_eq!(nonce_expiry(800, 1000, 300), 1300 + NONCE_MARGIN_SECS);
+    }
+
+    #[test]
+    fn scopes_read_back_from_their_rows() {
+        assert_eq!(Scope::from_row("fleet", None), Some(Scope::Fleet));
+        assert_eq!(Scope::from_row("read", None), Some(Scope::Read));
+        assert_eq!(
+            Scope::from_row("host", Some(7)),
+            Some(Scope::Host { host_id: 7 })
+        );
+        assert_eq!(Scope::from_row("host", None), None);
+        assert_eq!(Scope::from_row("admin", None), None);
     }
 }

@@ -2,6 +2,7 @@
 //! Precedence: flag, then environment variable (`AUTO_SERVER_*`), then config file, then default.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
@@ -81,16 +82,52 @@ pub struct ServeArgs {
     /// Database connections (readers on SQLite, which has one writer; default 8).
     #[arg(long, env = "AUTO_SERVER_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<u32>,
+    /// Seconds a client has to send a request's headers once it started (default 10); then the
+    /// connection is closed.
+    #[arg(long, env = "AUTO_SERVER_HEADER_TIMEOUT_SECS", value_name = "SECONDS")]
+    pub header_timeout_secs: Option<u64>,
+    /// Seconds a client has to send a request's body once its headers are in (default 30); then
+    /// 408.
+    #[arg(long, env = "AUTO_SERVER_BODY_TIMEOUT_SECS", value_name = "SECONDS")]
+    pub body_timeout_secs: Option<u64>,
+    /// Seconds a connection may sit idle (a new one before its first request, a kept-alive one
+    /// between requests) before it is closed (default 15).
+    #[arg(long, env = "AUTO_SERVER_KEEP_ALIVE_SECS", value_name = "SECONDS")]
+    pub keep_alive_secs: Option<u64>,
+    /// Most client connections open at once (default 512); one more is answered 503 and closed.
+    #[arg(long, env = "AUTO_SERVER_MAX_CLIENTS", value_name = "N")]
+    pub max_clients: Option<usize>,
+    /// Seconds between two prunings of expired nonces (default 60).
+    #[arg(long, env = "AUTO_SERVER_NONCE_PRUNE_SECS", value_name = "SECONDS")]
+    pub nonce_prune_secs: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Create a key and print its secret on stdout (shown once; the HMAC key is its text).
-    Create { name: String },
-    /// List the keys (names and dates, never secrets).
+    Create {
+        name: String,
+        /// What the key may do: fleet (report for any host, register hosts: ssh/salt
+        /// controllers), host (report for the one host of --host: an agent), read (GET only).
+        #[arg(long, value_enum, default_value_t = KeyScope::Fleet)]
+        scope: KeyScope,
+        /// The host a `--scope host` key is bound to (registered if unknown; the binding is to
+        /// the host's id, so a rename keeps it).
+        #[arg(long, value_name = "HOSTNAME")]
+        host: Option<String>,
+    },
+    /// List the keys (names, dates, scope and bound host; never secrets).
     List,
     /// Revoke a key: requests signed with it are refused.
     Revoke { name: String },
+}
+
+/// The scope of a new key (`keys create --scope`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeyScope {
+    Fleet,
+    Host,
+    Read,
 }
 
 #[derive(Debug, Subcommand)]
@@ -121,6 +158,11 @@ pub struct FileConfig {
     pub max_string_bytes: Option<usize>,
     pub clock_skew_secs: Option<i64>,
     pub max_connections: Option<u32>,
+    pub header_timeout_secs: Option<u64>,
+    pub body_timeout_secs: Option<u64>,
+    pub keep_alive_secs: Option<u64>,
+    pub max_clients: Option<usize>,
+    pub nonce_prune_secs: Option<u64>,
 }
 
 impl FileConfig {
@@ -148,6 +190,17 @@ pub struct Serve {
     pub listen: String,
     pub max_connections: u32,
     pub config: crate::api::ServeConfig,
+    pub net: NetLimits,
+    pub nonce_prune: Duration,
+}
+
+/// The connection limits of `serve` (see [`crate::serve_connections`]).
+#[derive(Debug, Clone, Copy)]
+pub struct NetLimits {
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub keep_alive: Duration,
+    pub max_clients: usize,
 }
 
 pub fn common(args: &Args, file: &FileConfig) -> Common {
@@ -190,7 +243,47 @@ pub fn serve(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Serve> {
     if !(1..=86_400).contains(&clock_skew_secs) {
         bail!("clock_skew_secs {clock_skew_secs} must be 1 to 86400");
     }
+    let secs = |flag: Option<u64>, file: Option<u64>, default: u64, name: &str| {
+        let n = flag.or(file).unwrap_or(default);
+        if !(1..=86_400).contains(&n) {
+            bail!("{name} {n} must be 1 to 86400 seconds");
+        }
+        Ok(Duration::from_secs(n))
+    };
+    let max_clients = args.max_clients.or(file.max_clients).unwrap_or(512);
+    if !(1..=1_000_000).contains(&max_clients) {
+        bail!("max_clients {max_clients} must be 1 to 1000000");
+    }
+    let net = NetLimits {
+        header_timeout: secs(
+            args.header_timeout_secs,
+            file.header_timeout_secs,
+            10,
+            "header_timeout_secs",
+        )?,
+        body_timeout: secs(
+            args.body_timeout_secs,
+            file.body_timeout_secs,
+            30,
+            "body_timeout_secs",
+        )?,
+        keep_alive: secs(
+            args.keep_alive_secs,
+            file.keep_alive_secs,
+            15,
+            "keep_alive_secs",
+        )?,
+        max_clients,
+    };
+    let nonce_prune = secs(
+        args.nonce_prune_secs,
+        file.nonce_prune_secs,
+        60,
+        "nonce_prune_secs",
+    )?;
     Ok(Serve {
+        net,
+        nonce_prune,
         listen: args
             .listen
             .clone()
@@ -220,6 +313,9 @@ mod tests {
         assert!(file.master_key.is_some() && file.log.is_some() && file.max_body_bytes.is_some());
         assert!(file.max_json_depth.is_some() && file.max_string_bytes.is_some());
         assert!(file.clock_skew_secs.is_some() && file.max_connections.is_some());
+        assert!(file.header_timeout_secs.is_some() && file.body_timeout_secs.is_some());
+        assert!(file.keep_alive_secs.is_some() && file.max_clients.is_some());
+        assert!(file.nonce_prune_secs.is_some());
     }
 
     #[test]

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Row};
 
 /// Which server sits behind the URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,16 +112,20 @@ impl Db {
                 let full = format!("sqlite://{}?mode=rwc", path.display());
                 let options = AnyConnectOptions::from_str(&full)
                     .with_context(|| format!("bad sqlite url {url:?}"))?;
-                let pool = |n: u32| {
+                // The writer commits with `synchronous = FULL`: the WAL is synced at every commit,
+                // so an acknowledged report survives a power cut too, not only a process exit
+                // (`NORMAL` would keep it on a crash of the process but could lose the last
+                // commits on a crash of the machine). Readers never write: `NORMAL` is enough.
+                let pool = |n: u32, synchronous: &'static str| {
                     AnyPoolOptions::new()
                         .max_connections(n)
                         .min_connections(1)
                         .acquire_timeout(Duration::from_secs(30))
-                        .after_connect(|conn, _meta| {
+                        .after_connect(move |conn, _meta| {
                             Box::pin(async move {
                                 for pragma in [
                                     "PRAGMA journal_mode = WAL",
-                                    "PRAGMA synchronous = NORMAL",
+                                    synchronous,
                                     "PRAGMA busy_timeout = 10000",
                                     "PRAGMA foreign_keys = ON",
                                     "PRAGMA cache_size = -16000",
@@ -131,11 +136,11 @@ impl Db {
                             })
                         })
                 };
-                let write = pool(1)
+                let write = pool(1, "PRAGMA synchronous = FULL")
                     .connect_with(options.clone())
                     .await
                     .with_context(|| format!("cannot open sqlite database {}", path.display()))?;
-                let read = pool(max_connections.max(1))
+                let read = pool(max_connections.max(1), "PRAGMA synchronous = NORMAL")
                     .connect_with(options)
                     .await
                     .with_context(|| format!("cannot open sqlite database {}", path.display()))?;
@@ -188,7 +193,7 @@ impl Db {
             if done.contains(version) {
                 continue;
             }
-            let mut tx = self.write.begin().await?;
+            let mut tx = self.begin_write().await?;
             for statement in split_statements(sql) {
                 sqlx::query(&statement)
                     .execute(&mut *tx)
@@ -208,6 +213,118 @@ impl Db {
             applied += 1;
         }
         Ok(applied)
+    }
+}
+
+/// A write transaction on the write pool that never leaves a connection inside a transaction.
+///
+/// sqlx's own `Transaction` counts its depth on the connection and only lowers it when `COMMIT` or
+/// `ROLLBACK` succeeds: after a `COMMIT` that failed (SQLite's `SQLITE_FULL` on a full disk) the
+/// connection went back to the pool believing it was still in a transaction, so the next `begin`
+/// issued a `SAVEPOINT` inside a transaction that nobody would ever commit, and every later
+/// "commit" only released that savepoint: reports acknowledged and never stored, and the database
+/// locked for every other connection. Here `BEGIN`/`COMMIT` are plain statements, and a
+/// connection goes back to the pool only after a `COMMIT` (or an explicit `ROLLBACK`) succeeded;
+/// otherwise it is detached from the pool and closed, which rolls back whatever it held, and the
+/// pool opens a fresh one for the next write.
+///
+/// `&mut *tx` is an executor (`WriteTx` dereferences to the connection).
+pub struct WriteTx {
+    conn: Option<PoolConnection<Any>>,
+}
+
+impl Db {
+    /// Starts a write transaction: `BEGIN IMMEDIATE` on SQLite (takes the write lock now, so the
+    /// transaction never fails half-way on a lock upgrade), `BEGIN` on PostgreSQL.
+    pub async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
+        let mut conn = self.write.acquire().await?;
+        let begin = match self.backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        };
+        match conn.execute(begin).await {
+            Ok(_) => Ok(WriteTx { conn: Some(conn) }),
+            Err(e) => {
+                // whether the BEGIN took effect is unknown: the connection is not reused
+                discard(conn);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl WriteTx {
+    /// Commits. `Ok` means the database acknowledged the `COMMIT` (durable, see the pragmas in
+    /// [`Db::connect`]); on an error nothing of the transaction is kept and the connection is
+    /// closed instead of going back to the pool.
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        let Some(mut conn) = self.conn.take() else {
+            return Err(sqlx::Error::PoolClosed);
+        };
+        match conn.execute("COMMIT").await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::error!(error = %e, "COMMIT failed: the transaction is lost, its connection closed");
+                discard(conn);
+                Err(e)
+            }
+        }
+    }
+
+    /// Rolls back; the connection goes back to the pool only when the `ROLLBACK` succeeded.
+    /// (Dropping a `WriteTx` rolls back too, by closing its connection.)
+    pub async fn rollback(mut self) -> Result<(), sqlx::Error> {
+        let Some(mut conn) = self.conn.take() else {
+            return Ok(());
+        };
+        match conn.execute("ROLLBACK").await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                discard(conn);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        self.conn
+            .as_deref()
+            .expect("a WriteTx holds its connection until commit or drop")
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        self.conn
+            .as_deref_mut()
+            .expect("a WriteTx holds its connection until commit or drop")
+    }
+}
+
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            tracing::debug!("write transaction dropped without commit: its connection is closed");
+            discard(conn);
+        }
+    }
+}
+
+/// Takes a connection out of its pool for good and closes it (closing rolls back any open
+/// transaction: SQLite's `sqlite3_close`, PostgreSQL's end of session). The pool opens a new one
+/// when it needs it.
+fn discard(conn: PoolConnection<Any>) {
+    let raw = conn.detach();
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(5), raw.close()).await;
+            });
+        }
+        Err(_) => drop(raw),
     }
 }
 

@@ -15,6 +15,7 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use sqlx::Row;
 
+use crate::auth::Scope;
 use crate::db::Db;
 
 /// The server's master key, loaded from its file.
@@ -104,35 +105,103 @@ fn check_name(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Makes a key and returns its secret (64 hex digits; the HMAC key is this text's bytes).
-pub async fn create(db: &Db, master: &MasterKey, name: &str) -> anyhow::Result<String> {
+/// Makes a key with a scope and returns its secret (64 hex digits; the HMAC key is this text's
+/// bytes). A host key is bound to the host's id: the host is registered (without an address) if
+/// no host has that name yet, and a rename keeps the binding.
+pub async fn create(
+    db: &Db,
+    master: &MasterKey,
+    name: &str,
+    scope: ScopeRequest<'_>,
+) -> anyhow::Result<String> {
     check_name(name)?;
     let secret = hex::encode(random_bytes::<32>()?);
     let sealed = master.seal(name, &secret)?;
+    let mut tx = db
+        .begin_write()
+        .await
+        .context("cannot reach the database")?;
+    let (scope_name, host_id) = match scope {
+        ScopeRequest::Fleet => ("fleet", None),
+        ScopeRequest::Read => ("read", None),
+        ScopeRequest::Host(hostname) => {
+            if !crate::report::valid_hostname(hostname) {
+                bail!("{hostname:?} is not a valid host name");
+            }
+            sqlx::query(
+                "INSERT INTO hosts (hostname, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(hostname)
+            .bind(crate::clock::now())
+            .execute(&mut *tx)
+            .await
+            .context("cannot register the host")?;
+            let id: i64 = sqlx::query("SELECT id FROM hosts WHERE lower(hostname) = lower($1)")
+                .bind(hostname)
+                .fetch_one(&mut *tx)
+                .await
+                .context("cannot read the host")?
+                .try_get(0)?;
+            ("host", Some(id))
+        }
+    };
     let done = sqlx::query(
-        "INSERT INTO api_keys (name, secret_enc, created_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (name) DO NOTHING",
+        "INSERT INTO api_keys (name, secret_enc, created_at, scope, host_id) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING",
     )
     .bind(name)
     .bind(sealed)
     .bind(crate::clock::now())
-    .execute(&db.write)
+    .bind(scope_name)
+    .bind(host_id)
+    .execute(&mut *tx)
     .await
     .context("cannot store the key")?;
     if done.rows_affected() == 0 {
         bail!("key {name:?} exists already: revoke it or choose another name");
     }
+    tx.commit().await.context("cannot store the key")?;
     Ok(secret)
 }
 
-/// One line per key: name, created, revoked.
-pub async fn list(db: &Db) -> anyhow::Result<Vec<(String, i64, Option<i64>)>> {
-    let rows = sqlx::query("SELECT name, created_at, revoked_at FROM api_keys ORDER BY name")
-        .fetch_all(&db.read)
-        .await
-        .context("cannot list the keys")?;
+/// The scope asked for on the command line (a host by name; stored as its id).
+#[derive(Debug, Clone, Copy)]
+pub enum ScopeRequest<'a> {
+    Fleet,
+    Host(&'a str),
+    Read,
+}
+
+/// One key, as `keys list` shows it.
+#[derive(Debug)]
+pub struct KeyRow {
+    pub name: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+    pub scope: String,
+    /// The bound host's current name (host keys).
+    pub hostname: Option<String>,
+}
+
+/// Every key: name, created, revoked, scope and bound host (never secrets).
+pub async fn list(db: &Db) -> anyhow::Result<Vec<KeyRow>> {
+    let rows = sqlx::query(
+        "SELECT k.name, k.created_at, k.revoked_at, k.scope, h.hostname \
+         FROM api_keys k LEFT JOIN hosts h ON h.id = k.host_id ORDER BY k.name",
+    )
+    .fetch_all(&db.read)
+    .await
+    .context("cannot list the keys")?;
     rows.iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .map(|r| {
+            Ok(KeyRow {
+                name: r.try_get(0)?,
+                created_at: r.try_get(1)?,
+                revoked_at: r.try_get(2)?,
+                scope: r.try_get(3)?,
+                hostname: r.try_get(4)?,
+            })
+        })
         .collect()
 }
 
@@ -151,23 +220,38 @@ pub async fn revoke(db: &Db, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The secret of an active key, for verifying a request.
-pub async fn secret(
+/// An active key's secret and scope, for verifying a request.
+pub struct ActiveKey {
+    pub secret: Vec<u8>,
+    pub scope: Scope,
+}
+
+/// The active key of that name; `None` when there is none, it does not open under the master key,
+/// or its scope is unknown to this version (each logged).
+pub async fn lookup(
     db: &Db,
     master: &MasterKey,
     name: &str,
-) -> Result<Option<Vec<u8>>, sqlx::Error> {
-    let row = sqlx::query("SELECT secret_enc FROM api_keys WHERE name = $1 AND revoked_at IS NULL")
-        .bind(name)
-        .fetch_optional(&db.read)
-        .await?;
+) -> Result<Option<ActiveKey>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT secret_enc, scope, host_id FROM api_keys WHERE name = $1 AND revoked_at IS NULL",
+    )
+    .bind(name)
+    .fetch_optional(&db.read)
+    .await?;
     let Some(row) = row else { return Ok(None) };
     let sealed: String = row.try_get(0)?;
-    let secret = master.open(name, &sealed);
-    if secret.is_none() {
+    let scope_name: String = row.try_get(1)?;
+    let host_id: Option<i64> = row.try_get(2)?;
+    let Some(scope) = Scope::from_row(&scope_name, host_id) else {
+        tracing::error!(key = %name, scope = %scope_name, "stored key has an unknown scope: refused");
+        return Ok(None);
+    };
+    let Some(secret) = master.open(name, &sealed) else {
         tracing::error!(key = %name, "stored key does not open under the master key: wrong master key file?");
-    }
-    Ok(secret)
+        return Ok(None);
+    };
+    Ok(Some(ActiveKey { secret, scope }))
 }
 
 #[cfg(test)]

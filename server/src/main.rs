@@ -10,10 +10,12 @@ mod auth;
 mod cli;
 mod clock;
 mod db;
+mod error;
 mod ingest;
 mod keys;
 mod openapi;
 mod report;
+mod store;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -96,21 +98,53 @@ async fn run_async(args: Args, file: cli::FileConfig, common: cli::Common) -> Re
         Command::Keys { command } => {
             let db = open(&common, 2).await?;
             match command {
-                KeysCommand::Create { name } => {
+                KeysCommand::Create { name, scope, host } => {
+                    let request = match (scope, host.as_deref()) {
+                        (cli::KeyScope::Host, Some(h)) => keys::ScopeRequest::Host(h),
+                        (cli::KeyScope::Host, None) => {
+                            return Err(fatal(anyhow::anyhow!(
+                                "a --scope host key needs --host HOSTNAME"
+                            )))
+                        }
+                        (_, Some(_)) => {
+                            return Err(fatal(anyhow::anyhow!(
+                                "--host is for --scope host keys only"
+                            )))
+                        }
+                        (cli::KeyScope::Fleet, None) => keys::ScopeRequest::Fleet,
+                        (cli::KeyScope::Read, None) => keys::ScopeRequest::Read,
+                    };
                     let master =
                         keys::MasterKey::load_or_create(&common.master_key).map_err(fatal)?;
-                    let secret = keys::create(&db, &master, &name).await.map_err(failed)?;
-                    eprintln!("auto-server: key {name:?} created; its secret follows, shown once");
+                    let secret = keys::create(&db, &master, &name, request)
+                        .await
+                        .map_err(failed)?;
+                    let what = match request {
+                        keys::ScopeRequest::Host(h) => format!("host key for {h:?}"),
+                        keys::ScopeRequest::Fleet => "fleet key".to_owned(),
+                        keys::ScopeRequest::Read => "read key".to_owned(),
+                    };
+                    eprintln!(
+                        "auto-server: {what} {name:?} created; its secret follows, shown once"
+                    );
                     println!("{secret}");
                 }
                 KeysCommand::List => {
                     let mut out = std::io::stdout().lock();
-                    for (name, created, revoked) in keys::list(&db).await.map_err(failed)? {
-                        let state = revoked.map_or("active".to_owned(), |t| {
+                    for key in keys::list(&db).await.map_err(failed)? {
+                        let state = key.revoked_at.map_or("active".to_owned(), |t| {
                             format!("revoked {}", clock::rfc3339(t))
                         });
-                        let _ =
-                            writeln!(out, "{name}\tcreated {}\t{state}", clock::rfc3339(created));
+                        let scope = match &key.hostname {
+                            Some(h) => format!("{} {h}", key.scope),
+                            None => key.scope.clone(),
+                        };
+                        let _ = writeln!(
+                            out,
+                            "{}\t{scope}\tcreated {}\t{state}",
+                            key.name,
+                            clock::rfc3339(key.created_at)
+                        );
                     }
                 }
                 KeysCommand::Revoke { name } => {
@@ -174,7 +208,8 @@ async fn serve(common: cli::Common, settings: cli::Serve) -> Result<(), Failure>
         config: settings.config,
         master,
     });
-    tokio::spawn(auth::prune_nonces(state.clone()));
+    auth::set_clock_skew(state.config.clock_skew_secs);
+    tokio::spawn(auth::prune_nonces(state.clone(), settings.nonce_prune));
     let backend = format!("{:?}", state.db.backend).to_ascii_lowercase();
     tracing::info!(%addr, backend, auth = !state.config.no_auth, "auto-server listening");
     println!("auto-server listening on http://{addr}");
