@@ -1,22 +1,83 @@
 //! Applies a checked report: host identity, current state, change log and error log, all in one
-//! transaction. The answer (status and body) is stored with the `report_id`, so a retried report is
-//! applied once and answered with the first answer.
+//! transaction. The answer is stored with the `report_id`, so a retried report is applied once and
+//! answered with the first answer.
+//!
+//! Nothing here knows any collector: every `ok` collector's data is the contract's generic shape
+//! (`auto_proto::data`), kept as components `(kind, item)`: facts under kind `PLUGIN` (item = the
+//! fact's name), parts under kind `PLUGIN.LIST` (item = the part's id). A part list the collector
+//! could not see (`unavailable`) keeps its stored parts, marked unknown since then; a fact that is
+//! `null` with a `reasons` entry is unknown too and keeps its stored value.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
+use auto_proto::data::PartList;
 use auto_proto::{IngestResponse, Problem, Warning};
 use serde_json::Value;
-use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, AnyConnection, Row};
 
 use crate::db::{self, Db};
-use crate::report::{is_placeholder, Checked, Item};
+use crate::report::{is_placeholder, Checked};
 
-/// The HTTP status and JSON body of an ingest.
-#[derive(Debug, Clone)]
-pub struct Answer {
-    pub status: u16,
-    pub body: String,
+/// What a key may write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteScope {
+    /// Any host (a fleet key: ssh or salt mode's controller, or the server without auth).
+    AnyHost,
+    /// Only the host with this id (an agent's own key).
+    Host(i64),
+}
+
+/// What became of a report; the HTTP layer renders it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Applied: 201 (`created`) or 200 (`updated`, `renamed`).
+    Applied {
+        status: u16,
+        response: IngestResponse,
+    },
+    /// The name belongs to another host: nothing stored but the error row (409).
+    Conflict { detail: String },
+    /// This `report_id` was seen before: its first answer, nothing changed.
+    Repeat { status: u16, body: String },
+    /// The request's nonce was seen before: a replay (401), nothing changed.
+    Replayed,
+    /// The key may not write this host (403), nothing changed.
+    Forbidden { detail: String },
+}
+
+impl Outcome {
+    /// The status and JSON body the client gets (and, for a stored answer, gets again).
+    pub fn status_and_body(&self) -> (u16, String) {
+        match self {
+            Outcome::Applied { status, response } => {
+                (*status, serde_json::to_string(response).unwrap_or_default())
+            }
+            Outcome::Conflict { detail } => (409, problem_text(409, "hostname_taken", detail)),
+            Outcome::Repeat { status, body } => (*status, body.clone()),
+            Outcome::Replayed => (
+                401,
+                problem_text(401, "unauthorized", crate::auth::UNAUTHORIZED),
+            ),
+            Outcome::Forbidden { detail } => (403, problem_text(403, "forbidden", detail)),
+        }
+    }
+}
+
+fn problem_text(status: u16, code: &str, detail: &str) -> String {
+    let title = match status {
+        401 => "unauthorized",
+        403 => "forbidden",
+        409 => "conflict",
+        _ => "error",
+    };
+    serde_json::to_string(&Problem {
+        type_: format!("urn:auto-server:problem:{code}"),
+        title: title.into(),
+        status,
+        detail: detail.to_owned(),
+        code: code.to_owned(),
+    })
+    .unwrap_or_default()
 }
 
 struct HostRow {
@@ -28,33 +89,20 @@ struct HostRow {
     system_uuid: Option<String>,
 }
 
-impl HostRow {
-    fn from_row(r: &AnyRow) -> Result<HostRow, sqlx::Error> {
-        Ok(HostRow {
-            id: r.try_get(0)?,
-            hostname: r.try_get(1)?,
-            last_report_at: r.try_get(2)?,
-            machine_id: r.try_get(3)?,
-            serial: r.try_get(4)?,
-            system_uuid: r.try_get(5)?,
-        })
-    }
-}
-
 /// Applies a report, retrying when a concurrent transaction won a race (a name or report id
-/// taken between our read and our write).
+/// taken between our read and our write). `nonce` is the request's, recorded in the same
+/// transaction: a nonce seen before is a replay and nothing is applied.
 #[tracing::instrument(skip_all, fields(report_id = %checked.report.report_id, hostname = %checked.report.hostname))]
-/// `nonce` is the request's, when it is to be recorded in this transaction: a nonce seen before
-/// is answered 401 and nothing is applied.
 pub async fn ingest(
     db: &Db,
     checked: &Checked,
-    nonce: Option<&str>,
-) -> Result<Answer, sqlx::Error> {
+    nonce: Option<(&str, i64)>,
+    scope: WriteScope,
+) -> Result<Outcome, sqlx::Error> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match ingest_once(db, checked, nonce).await {
+        match ingest_once(db, checked, nonce, scope).await {
             Err(e) if attempt < 4 && db::is_retryable(&e) => {
                 tracing::debug!(attempt, error = %e, "ingest lost a race, retrying");
             }
@@ -73,38 +121,67 @@ enum Plan {
 }
 
 async fn find_host(
-    tx: &mut Transaction<'static, Any>,
+    conn: &mut AnyConnection,
     db: &Db,
     hostname: &str,
 ) -> Result<Option<HostRow>, sqlx::Error> {
     let sql = format!(
-        "SELECT id, hostname, last_report_at, machine_id, serial, system_uuid FROM hosts WHERE hostname = $1{}",
+        "SELECT id, hostname, last_report_at, machine_id, serial, system_uuid FROM hosts \
+         WHERE lower(hostname) = lower($1){}",
         db.backend.for_update()
     );
-    sqlx::query(&sql)
+    let Some(r) = sqlx::query(&sql)
         .bind(hostname)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *conn)
         .await?
-        .as_ref()
-        .map(HostRow::from_row)
-        .transpose()
+    else {
+        return Ok(None);
+    };
+    Ok(Some(HostRow {
+        id: r.try_get("id")?,
+        hostname: r.try_get("hostname")?,
+        last_report_at: r.try_get("last_report_at")?,
+        machine_id: r.try_get("machine_id")?,
+        serial: r.try_get("serial")?,
+        system_uuid: r.try_get("system_uuid")?,
+    }))
+}
+
+/// Which host the report is for, by the identity rule (names compared case-insensitively).
+async fn plan(conn: &mut AnyConnection, db: &Db, checked: &Checked) -> Result<Plan, sqlx::Error> {
+    let report = &checked.report;
+    let by_name = find_host(conn, db, &report.hostname).await?;
+    let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+    Ok(match (&report.previous_hostname, by_name) {
+        (None, None) => Plan::Create,
+        (None, Some(h)) if h.last_report_at.is_none() => Plan::Claim(h),
+        (None, Some(_)) => Plan::Conflict,
+        (Some(prev), Some(h)) if same(prev, &report.hostname) => Plan::Update(h),
+        (Some(prev), None) if same(prev, &report.hostname) => Plan::Create,
+        (Some(prev), by_name) => match (find_host(conn, db, prev).await?, by_name) {
+            (Some(old), None) => Plan::Rename(old),
+            (Some(old), Some(h)) if old.id == h.id => Plan::Update(h),
+            (Some(old), Some(_)) => Plan::KeepOldName(old),
+            (None, None) => Plan::Create,
+            (None, Some(h)) if h.last_report_at.is_none() => Plan::Claim(h),
+            (None, Some(_)) => Plan::Conflict,
+        },
+    })
 }
 
 async fn ingest_once(
     db: &Db,
     checked: &Checked,
-    nonce: Option<&str>,
-) -> Result<Answer, sqlx::Error> {
+    nonce: Option<(&str, i64)>,
+    scope: WriteScope,
+) -> Result<Outcome, sqlx::Error> {
     let report = &checked.report;
     let now = crate::clock::now();
-    let mut tx = db.write.begin().await?;
-    if let Some(nonce) = nonce {
-        if !crate::auth::record_nonce(&mut *tx, nonce).await? {
+    let mut tx = db.begin_write().await?;
+    if let Some((nonce, timestamp)) = nonce {
+        if !crate::auth::record_nonce(&mut *tx, nonce, timestamp).await? {
             tracing::warn!("request refused: nonce replayed");
-            return Ok(Answer {
-                status: 401,
-                body: crate::api::problem_body(401, "bad_signature", crate::auth::REPLAYED),
-            });
+            return Ok(Outcome::Replayed);
         }
     }
     if let Some(row) = sqlx::query("SELECT status, body FROM reports WHERE report_id = $1")
@@ -112,31 +189,33 @@ async fn ingest_once(
         .fetch_optional(&mut *tx)
         .await?
     {
-        let status: i64 = row.try_get(0)?;
+        let status: i64 = row.try_get("status")?;
         tracing::info!(status, "report seen before, answering as the first time");
-        let answer = Answer {
+        let outcome = Outcome::Repeat {
             status: u16::try_from(status).unwrap_or(500),
-            body: row.try_get(1)?,
+            body: row.try_get("body")?,
         };
         tx.commit().await?; // keeps the nonce
-        return Ok(answer);
+        return Ok(outcome);
     }
 
-    let by_name = find_host(&mut tx, db, &report.hostname).await?;
-    let plan = match (&report.previous_hostname, by_name) {
-        (None, None) => Plan::Create,
-        (None, Some(h)) if h.last_report_at.is_none() => Plan::Claim(h),
-        (None, Some(_)) => Plan::Conflict,
-        (Some(prev), Some(h)) if *prev == report.hostname => Plan::Update(h),
-        (Some(prev), None) if *prev == report.hostname => Plan::Create,
-        (Some(prev), by_name) => match (find_host(&mut tx, db, prev).await?, by_name) {
-            (Some(old), None) => Plan::Rename(old),
-            (Some(old), Some(_)) => Plan::KeepOldName(old),
-            (None, None) => Plan::Create,
-            (None, Some(h)) if h.last_report_at.is_none() => Plan::Claim(h),
-            (None, Some(_)) => Plan::Conflict,
-        },
-    };
+    let plan = plan(&mut tx, db, checked).await?;
+    if let WriteScope::Host(allowed) = scope {
+        let target = match &plan {
+            Plan::Claim(h) | Plan::Update(h) | Plan::Rename(h) | Plan::KeepOldName(h) => Some(h.id),
+            Plan::Create | Plan::Conflict => None,
+        };
+        if target != Some(allowed) {
+            tracing::warn!("report refused: the key is bound to another host");
+            // The transaction (and with it the nonce) is dropped: nothing is written.
+            return Ok(Outcome::Forbidden {
+                detail: format!(
+                    "this key may only report for its own host, not for {:?}",
+                    report.hostname
+                ),
+            });
+        }
+    }
 
     let mut warnings = Vec::new();
     let (host, outcome, status) = match plan {
@@ -155,26 +234,20 @@ async fn ingest_once(
                 &detail,
             )
             .await?;
-            let problem = Problem {
-                type_: crate::api::problem_type("hostname_taken"),
-                title: "hostname taken".into(),
-                status: 409,
-                detail,
-                code: "hostname_taken".into(),
-            };
-            let body = serde_json::to_string(&problem).unwrap_or_default();
+            let outcome = Outcome::Conflict { detail };
+            let (status, body) = outcome.status_and_body();
             store_answer(
                 &mut tx,
                 &report.report_id,
                 &report.hostname,
                 now,
-                409,
+                status,
                 &body,
             )
             .await?;
             tx.commit().await?;
             tracing::warn!(outcome = "conflict", "report refused: hostname taken");
-            return Ok(Answer { status: 409, body });
+            return Ok(outcome);
         }
         Plan::Create => {
             let row = sqlx::query(
@@ -185,7 +258,7 @@ async fn ingest_once(
             .fetch_one(&mut *tx)
             .await?;
             let host = HostRow {
-                id: row.try_get(0)?,
+                id: row.try_get("id")?,
                 hostname: report.hostname.clone(),
                 last_report_at: None,
                 machine_id: None,
@@ -195,13 +268,16 @@ async fn ingest_once(
             (host, "created", 201)
         }
         Plan::Claim(h) => (h, "created", 201),
-        Plan::Update(h) => (h, "updated", 200),
+        Plan::Update(mut h) => {
+            if h.hostname != report.hostname && h.hostname.eq_ignore_ascii_case(&report.hostname) {
+                // The same DNS name in another spelling: keep the one the host reports now.
+                set_hostname(&mut tx, h.id, &report.hostname).await?;
+                h.hostname = report.hostname.clone();
+            }
+            (h, "updated", 200)
+        }
         Plan::Rename(mut h) => {
-            sqlx::query("UPDATE hosts SET hostname = $1 WHERE id = $2")
-                .bind(&report.hostname)
-                .bind(h.id)
-                .execute(&mut *tx)
-                .await?;
+            set_hostname(&mut tx, h.id, &report.hostname).await?;
             tracing::info!(old = %h.hostname, new = %report.hostname, "host renamed");
             h.hostname = report.hostname.clone();
             (h, "renamed", 200)
@@ -231,13 +307,16 @@ async fn ingest_once(
 
     apply(&mut tx, now, &host, checked).await?;
 
-    let response = IngestResponse {
-        outcome: outcome.into(),
-        hostname: host.hostname.clone(),
-        report_id: report.report_id.clone(),
-        warnings,
+    let outcome = Outcome::Applied {
+        status,
+        response: IngestResponse {
+            outcome: outcome.into(),
+            hostname: host.hostname.clone(),
+            report_id: report.report_id.clone(),
+            warnings,
+        },
     };
-    let body = serde_json::to_string(&response).unwrap_or_default();
+    let (status, body) = outcome.status_and_body();
     store_answer(
         &mut tx,
         &report.report_id,
@@ -248,12 +327,25 @@ async fn ingest_once(
     )
     .await?;
     tx.commit().await?;
-    tracing::info!(outcome, host = %host.hostname, "report applied");
-    Ok(Answer { status, body })
+    tracing::info!(status, host = %host.hostname, "report applied");
+    Ok(outcome)
+}
+
+async fn set_hostname(
+    conn: &mut AnyConnection,
+    id: i64,
+    hostname: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE hosts SET hostname = $1 WHERE id = $2")
+        .bind(hostname)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 async fn store_answer(
-    tx: &mut Transaction<'static, Any>,
+    conn: &mut AnyConnection,
     report_id: &str,
     hostname: &str,
     now: i64,
@@ -268,7 +360,7 @@ async fn store_answer(
     .bind(now)
     .bind(i64::from(status))
     .bind(body)
-    .execute(&mut **tx)
+    .execute(conn)
     .await?;
     Ok(())
 }
@@ -300,6 +392,77 @@ where
     Ok(())
 }
 
+/// One component the report says the host has now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Wanted {
+    pub kind: String,
+    pub item: String,
+    pub value: Value,
+    pub volatile: bool,
+}
+
+/// What the report's `ok` collectors say, as components: the ones the host has now, the kinds
+/// they speak for (anything stored of those kinds and not wanted has been removed), the items
+/// they could not see (kept as they are), and the state of each part list.
+#[derive(Debug, Default)]
+pub struct Desired {
+    pub wanted: Vec<Wanted>,
+    pub owned: HashSet<String>,
+    pub unknown: HashSet<(String, String)>,
+    /// Seen lists (`None`) and unavailable ones (`Some(reason)`), by kind.
+    pub lists: Vec<(String, Option<String>)>,
+}
+
+/// Turns the checked report into components. Pure: the stored kinds are passed in, so that a
+/// list a collector no longer reports at all is owned (and its parts removed).
+pub fn desired(checked: &Checked, stored_kinds: &HashSet<String>) -> Desired {
+    let mut d = Desired::default();
+    for (plugin, data) in &checked.plugins {
+        d.owned.insert(plugin.clone());
+        let prefix = format!("{plugin}.");
+        for kind in stored_kinds.iter().filter(|k| k.starts_with(&prefix)) {
+            d.owned.insert(kind.clone());
+        }
+        for (values, volatile) in [(&data.facts, false), (&data.volatile, true)] {
+            for (name, value) in values {
+                if value.is_null() {
+                    if data.reasons.contains_key(name) {
+                        d.unknown.insert((plugin.clone(), name.clone()));
+                    }
+                    continue;
+                }
+                d.wanted.push(Wanted {
+                    kind: plugin.clone(),
+                    item: name.clone(),
+                    value: value.clone(),
+                    volatile,
+                });
+            }
+        }
+        for (list, parts) in &data.lists {
+            let kind = format!("{plugin}.{list}");
+            match parts {
+                PartList::Seen { parts, .. } => {
+                    d.owned.insert(kind.clone());
+                    d.wanted.extend(parts.iter().map(|p| Wanted {
+                        kind: kind.clone(),
+                        item: p.id.clone(),
+                        value: Value::Object(p.attrs.clone()),
+                        volatile: false,
+                    }));
+                    d.lists.push((kind, None));
+                }
+                PartList::Unavailable { reason } => {
+                    d.owned.remove(&kind);
+                    d.lists.push((kind, Some(reason.clone())));
+                }
+            }
+        }
+    }
+    d
+}
+
+#[derive(Debug)]
 struct Change<'a> {
     kind: &'a str,
     item: &'a str,
@@ -308,11 +471,31 @@ struct Change<'a> {
     new: Option<String>,
 }
 
-/// Rows per multi-row INSERT: well under SQLite's and PostgreSQL's bound-parameter limits.
+/// Rows per multi-row statement: well under SQLite's and PostgreSQL's bound-parameter limits.
 const BATCH: usize = 200;
 
+/// `($1, ...)` groups for a multi-row statement: `fixed` shared parameters, then `per_row` each.
+fn values_list(rows: usize, fixed: usize, per_row: usize, shared: &str) -> String {
+    let mut sql = String::new();
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        sql.push_str(shared);
+        for j in 0..per_row {
+            if !shared.is_empty() || j > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", fixed + i * per_row + j + 1));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 async fn apply(
-    tx: &mut Transaction<'static, Any>,
+    conn: &mut AnyConnection,
     now: i64,
     host: &HostRow,
     checked: &Checked,
@@ -320,30 +503,29 @@ async fn apply(
     let report = &checked.report;
     let id = &checked.identity;
 
-    // Host columns: a field whose collector failed keeps its value (COALESCE with a flag).
+    // Identity columns: a field no collector declared keeps its value.
     sqlx::query(
         "UPDATE hosts SET last_report_at = $1, last_report_id = $2, \
-         uptime_seconds = CASE WHEN $3 = 1 THEN $4 ELSE uptime_seconds END, \
-         machine_id = CASE WHEN $3 = 1 THEN $5 ELSE machine_id END, \
-         serial = CASE WHEN $6 = 1 THEN $7 ELSE serial END, \
-         system_uuid = CASE WHEN $6 = 1 THEN $8 ELSE system_uuid END \
+         machine_id = CASE WHEN $3 = 1 THEN $4 ELSE machine_id END, \
+         serial = CASE WHEN $5 = 1 THEN $6 ELSE serial END, \
+         system_uuid = CASE WHEN $7 = 1 THEN $8 ELSE system_uuid END \
          WHERE id = $9",
     )
     .bind(now)
     .bind(&report.report_id)
     .bind(i64::from(id.machine_id.is_some()))
-    .bind(id.uptime_seconds.flatten())
     .bind(id.machine_id.clone().flatten())
     .bind(i64::from(id.serial.is_some()))
     .bind(id.serial.clone().flatten())
+    .bind(i64::from(id.system_uuid.is_some()))
     .bind(id.system_uuid.clone().flatten())
     .bind(host.id)
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await?;
 
     for (plugin, kind, message) in &checked.failures {
         log_error(
-            &mut **tx,
+            &mut *conn,
             now,
             "plugin_failed",
             Some(&host.hostname),
@@ -354,58 +536,57 @@ async fn apply(
         .await?;
     }
 
-    // Current items of the kinds this report's collectors own.
-    let owned: Vec<&str> = checked
-        .facts
-        .iter()
-        .flat_map(|(_, f)| f.owned.iter().map(String::as_str))
-        .collect();
     let mut current: HashMap<(String, String), String> = HashMap::new();
-    if !owned.is_empty() {
+    let mut stored_kinds = HashSet::new();
+    if !checked.plugins.is_empty() {
         let rows = sqlx::query("SELECT kind, item, data FROM components WHERE host_id = $1")
             .bind(host.id)
-            .fetch_all(&mut **tx)
+            .fetch_all(&mut *conn)
             .await?;
         for r in &rows {
-            let kind: String = r.try_get(0)?;
-            if owned.contains(&kind.as_str()) {
-                current.insert((kind, r.try_get(1)?), r.try_get(2)?);
-            }
+            let kind: String = r.try_get("kind")?;
+            stored_kinds.insert(kind.clone());
+            current.insert((kind, r.try_get("item")?), r.try_get("data")?);
         }
     }
+    let d = desired(checked, &stored_kinds);
+    current.retain(|(kind, item), _| {
+        d.owned.contains(kind) && !d.unknown.contains(&(kind.clone(), item.clone()))
+    });
 
     let mut changes: Vec<Change> = Vec::new();
-    let mut upserts: Vec<(&Item, String)> = Vec::new();
-    for (_, facts) in &checked.facts {
-        for item in &facts.items {
-            let new_text = serde_json::to_string(&item.value).unwrap_or_default();
-            match current.remove(&(item.kind.clone(), item.item.clone())) {
-                None => {
+    let mut upserts: Vec<(&Wanted, String)> = Vec::new();
+    for w in &d.wanted {
+        let new_text = serde_json::to_string(&w.value).unwrap_or_default();
+        match current.remove(&(w.kind.clone(), w.item.clone())) {
+            None => {
+                if !w.volatile {
                     changes.push(Change {
-                        kind: &item.kind,
-                        item: &item.item,
+                        kind: &w.kind,
+                        item: &w.item,
                         action: "added",
                         old: None,
                         new: Some(new_text.clone()),
                     });
-                    upserts.push((item, new_text));
                 }
-                Some(old_text) => {
-                    // Same text is the common case and needs no parse; a different text may
-                    // still be the same value (key order), so compare values then.
-                    let same = old_text == new_text
-                        || serde_json::from_str::<Value>(&old_text)
-                            .is_ok_and(|old| old == item.value);
-                    if !same {
+                upserts.push((w, new_text));
+            }
+            Some(old_text) => {
+                // Same text is the common case and needs no parse; a different text may still
+                // be the same value (key order), so compare values then.
+                let same = old_text == new_text
+                    || serde_json::from_str::<Value>(&old_text).is_ok_and(|old| old == w.value);
+                if !same {
+                    if !w.volatile {
                         changes.push(Change {
-                            kind: &item.kind,
-                            item: &item.item,
+                            kind: &w.kind,
+                            item: &w.item,
                             action: "changed",
                             old: Some(old_text),
                             new: Some(new_text.clone()),
                         });
-                        upserts.push((item, new_text));
                     }
+                    upserts.push((w, new_text));
                 }
             }
         }
@@ -413,13 +594,26 @@ async fn apply(
     // What is left of an owned kind was not in the report: removed.
     let mut removed: Vec<((String, String), String)> = current.into_iter().collect();
     removed.sort();
+    for chunk in removed.chunks(BATCH) {
+        let mut sql = String::from("DELETE FROM components WHERE host_id = $1 AND (");
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push_str(" OR ");
+            }
+            sql.push_str(&format!(
+                "(kind = ${} AND item = ${})",
+                2 + 2 * i,
+                3 + 2 * i
+            ));
+        }
+        sql.push(')');
+        let mut q = sqlx::query(&sql).bind(host.id);
+        for ((kind, item), _) in chunk {
+            q = q.bind(kind).bind(item);
+        }
+        q.execute(&mut *conn).await?;
+    }
     for ((kind, item), old) in &removed {
-        sqlx::query("DELETE FROM components WHERE host_id = $1 AND kind = $2 AND item = $3")
-            .bind(host.id)
-            .bind(kind)
-            .bind(item)
-            .execute(&mut **tx)
-            .await?;
         changes.push(Change {
             kind,
             item,
@@ -430,43 +624,28 @@ async fn apply(
     }
 
     for chunk in upserts.chunks(BATCH) {
-        let mut sql =
-            String::from("INSERT INTO components (host_id, kind, item, data, updated_at) VALUES ");
-        for i in 0..chunk.len() {
-            let b = i * 3;
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!("($1, ${}, ${}, ${}, $2)", b + 3, b + 4, b + 5));
-        }
-        sql.push_str(
-            " ON CONFLICT (host_id, kind, item) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
+        let sql = format!(
+            "INSERT INTO components (host_id, updated_at, kind, item, data, volatile) VALUES {} \
+             ON CONFLICT (host_id, kind, item) DO UPDATE SET data = excluded.data, \
+             updated_at = excluded.updated_at, volatile = excluded.volatile",
+            values_list(chunk.len(), 2, 4, "$1, $2")
         );
         let mut q = sqlx::query(&sql).bind(host.id).bind(now);
-        for (item, text) in chunk {
-            q = q.bind(&item.kind).bind(&item.item).bind(text.as_str());
+        for (w, text) in chunk {
+            q = q
+                .bind(&w.kind)
+                .bind(&w.item)
+                .bind(text.as_str())
+                .bind(i64::from(w.volatile));
         }
-        q.execute(&mut **tx).await?;
+        q.execute(&mut *conn).await?;
     }
 
     for chunk in changes.chunks(BATCH) {
-        let mut sql = String::from(
-            "INSERT INTO changes (host_id, report_id, at, component, item, action, old_value, new_value) VALUES ",
+        let sql = format!(
+            "INSERT INTO changes (host_id, report_id, at, component, item, action, old_value, new_value) VALUES {}",
+            values_list(chunk.len(), 3, 5, "$1, $2, $3")
         );
-        for i in 0..chunk.len() {
-            let b = i * 5;
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!(
-                "($1, $2, $3, ${}, ${}, ${}, ${}, ${})",
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7,
-                b + 8
-            ));
-        }
         let mut q = sqlx::query(&sql)
             .bind(host.id)
             .bind(&report.report_id)
@@ -479,10 +658,41 @@ async fn apply(
                 .bind(c.old.clone())
                 .bind(c.new.clone());
         }
-        q.execute(&mut **tx).await?;
+        q.execute(&mut *conn).await?;
     }
     if !changes.is_empty() {
         tracing::debug!(changes = changes.len(), "change log written");
+    }
+
+    // Part lists: when each was last seen, and since when it could not be seen.
+    for (kind, unavailable) in &d.lists {
+        sqlx::query(
+            "INSERT INTO part_lists (host_id, kind, unavailable, unavailable_since, last_seen_at, last_seen_report_id) \
+             VALUES ($1, $2, $3, CASE WHEN $4 = 1 THEN $5 ELSE NULL END, CASE WHEN $4 = 1 THEN NULL ELSE $5 END, \
+                     CASE WHEN $4 = 1 THEN NULL ELSE $6 END) \
+             ON CONFLICT (host_id, kind) DO UPDATE SET unavailable = excluded.unavailable, \
+             unavailable_since = CASE WHEN $4 = 1 THEN COALESCE(part_lists.unavailable_since, excluded.unavailable_since) ELSE NULL END, \
+             last_seen_at = CASE WHEN $4 = 1 THEN part_lists.last_seen_at ELSE excluded.last_seen_at END, \
+             last_seen_report_id = CASE WHEN $4 = 1 THEN part_lists.last_seen_report_id ELSE excluded.last_seen_report_id END",
+        )
+        .bind(host.id)
+        .bind(kind)
+        .bind(unavailable.as_deref())
+        .bind(i64::from(unavailable.is_some()))
+        .bind(now)
+        .bind(&report.report_id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    // A list no collector reports any more is gone with its parts.
+    for kind in d.owned.iter().filter(|k| k.contains('.')) {
+        if !d.lists.iter().any(|(k, _)| k == kind) {
+            sqlx::query("DELETE FROM part_lists WHERE host_id = $1 AND kind = $2")
+                .bind(host.id)
+                .bind(kind)
+                .execute(&mut *conn)
+                .await?;
+        }
     }
 
     // Identity values new to this host: flag (never merge) other hosts that share them.
@@ -508,10 +718,10 @@ async fn apply(
         let others: Vec<String> = sqlx::query(&sql)
             .bind(value)
             .bind(host.id)
-            .fetch_all(&mut **tx)
+            .fetch_all(&mut *conn)
             .await?
             .iter()
-            .map(|r| r.try_get(0))
+            .map(|r| r.try_get("hostname"))
             .collect::<Result<_, _>>()?;
         if !others.is_empty() {
             let message = format!(
@@ -521,7 +731,7 @@ async fn apply(
             );
             tracing::warn!(host = %host.hostname, column, value = %value, "identity shared with other hosts");
             log_error(
-                &mut **tx,
+                &mut *conn,
                 now,
                 "identity_shared",
                 Some(&host.hostname),
@@ -533,4 +743,84 @@ async fn apply(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{check, Limits};
+
+    fn checked(plugins: serde_json::Value) -> Checked {
+        let body = serde_json::json!({
+            "schema": 2, "report_id": "0b0e0a5e-1111-4222-8333-944455556666",
+            "hostname": "web-1", "previous_hostname": null, "collected_at": "2026-11-23T09:00:00Z",
+            "agent": {"version": "0.1.0", "mode": "agent"}, "plugins": plugins
+        });
+        let limits = Limits {
+            max_depth: 32,
+            max_string_bytes: 4096,
+        };
+        check(&serde_json::to_vec(&body).expect("json"), limits).expect("valid")
+    }
+
+    fn ok(data: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({"status": "ok", "version": "1", "duration_ms": 1, "data": data})
+    }
+
+    #[test]
+    fn facts_and_parts_become_components_of_generic_kinds() {
+        let c = checked(serde_json::json!({
+            "gpu": ok(serde_json::json!({
+                "facts": {"driver": "550", "cuda": null},
+                "volatile": {"uptime_seconds": 3},
+                "lists": {"gpus": {"key": ["serial"], "parts": [{"id": "G1", "memory_bytes": 1}]}},
+                "reasons": {"cuda": "nvidia-smi says nothing"}
+            }))
+        }));
+        let d = desired(
+            &c,
+            &HashSet::from(["gpu.old_list".to_owned(), "os".to_owned()]),
+        );
+        let items: Vec<(&str, &str, bool)> = d
+            .wanted
+            .iter()
+            .map(|w| (w.kind.as_str(), w.item.as_str(), w.volatile))
+            .collect();
+        assert_eq!(
+            items,
+            [
+                ("gpu", "driver", false),
+                ("gpu", "uptime_seconds", true),
+                ("gpu.gpus", "G1", false)
+            ]
+        );
+        // a null fact with a reason is unknown (kept), a list no longer reported is owned (removed)
+        assert!(d.unknown.contains(&("gpu".to_owned(), "cuda".to_owned())));
+        assert!(d.owned.contains("gpu.old_list") && !d.owned.contains("os"));
+    }
+
+    #[test]
+    fn an_unavailable_list_is_not_owned() {
+        let c = checked(serde_json::json!({
+            "memory": ok(serde_json::json!({"lists": {"modules": {"unavailable": "dmidecode: not found"}}}))
+        }));
+        let d = desired(&c, &HashSet::from(["memory.modules".to_owned()]));
+        assert!(!d.owned.contains("memory.modules"));
+        assert_eq!(
+            d.lists,
+            [(
+                "memory.modules".to_owned(),
+                Some("dmidecode: not found".to_owned())
+            )]
+        );
+    }
+
+    #[test]
+    fn values_lists_number_their_parameters() {
+        assert_eq!(
+            values_list(2, 2, 2, "$1, $2"),
+            "($1, $2, $3, $4),($1, $2, $5, $6)"
+        );
+        assert_eq!(values_list(1, 0, 2, ""), "($1, $2)");
+    }
 }

@@ -32,15 +32,23 @@ fn with_auth_errors(mut responses: Value) -> Value {
     if let Some(m) = responses.as_object_mut() {
         m.insert(
             "401".into(),
-            problem_response("missing, wrong, stale or replayed signature (`code`: `bad_signature`; `detail` says why)"),
+            problem_response("authentication failed: missing, wrong, stale or replayed signature, or an unknown key (`code`: `unauthorized`; one body for every cause, the server log says which)"),
         );
         m.insert(
             "413".into(),
             problem_response("body larger than the server's limit"),
         );
         m.insert(
+            "403".into(),
+            problem_response("the key's scope does not allow this (`code`: `forbidden`): a read key writing, a host key writing another host"),
+        );
+        m.insert(
             "503".into(),
-            problem_response("the database did not answer"),
+            json!({
+                "description": "the database cannot write now (disk full, connection lost): nothing was stored; retry after the Retry-After header's seconds (`code`: `database_unavailable`)",
+                "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds to wait"}},
+                "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+            }),
         );
     }
     responses
@@ -95,7 +103,7 @@ pub fn document() -> Value {
                 "responses": with_auth_errors(json!({
                     "201": json_response("a new host was created", schema_ref("IngestResponse")),
                     "200": json_response("an existing host was updated or renamed (a refused rename carries the warning hostname_taken)", schema_ref("IngestResponse")),
-                    "400": problem_response("malformed report (`code`: `malformed_report`; `detail` names the field)"),
+                    "400": problem_response("malformed report (`code`: `malformed_report`; `detail` names the field): not json, a key twice in one object, schema 1, a value against the contract (negative size, 2^64, a string where a number belongs, a part id twice), more parts than the limit"),
                     "409": problem_response("a new host's name belongs to another host (`code`: `hostname_taken`); nothing was stored")
                 }))
             }},
@@ -107,7 +115,7 @@ pub fn document() -> Value {
             "/api/v1/hosts": {
                 "get": {
                     "summary": "the inventory", "operationId": "listHosts",
-                    "responses": with_auth_errors(json!({"200": json_response("every host, by name", array_of("HostSummary"))}))
+                    "responses": with_auth_errors(json!({"200": json_response("every host, by name (case-insensitive)", array_of("HostSummary"))}))
                 },
                 "post": {
                     "summary": "register a host for ssh/salt collection (or change its address)", "operationId": "addHost",
@@ -181,7 +189,7 @@ fn schemas() -> Value {
             "type": "object", "additionalProperties": false,
             "required": ["schema", "report_id", "hostname", "collected_at", "agent", "plugins"],
             "properties": {
-                "schema": {"type": "integer", "enum": [1]},
+                "schema": {"type": "integer", "enum": [2], "description": "report schema 2 (docs/report-schema.md); schema 1 is refused with a 400 that says how to upgrade"},
                 "report_id": {"type": "string", "format": "uuid", "description": "new for every collection, kept across retries"},
                 "hostname": {"type": "string", "description": "what the target calls itself now"},
                 "previous_hostname": {"type": "string", "nullable": true, "description": "the name the API knows it by (the cert), null for a new host"},
@@ -203,7 +211,7 @@ fn schemas() -> Value {
             "properties": {
                 "status": {"type": "string", "enum": ["ok"]}, "version": {"type": "string"},
                 "duration_ms": {"type": "integer", "minimum": 0},
-                "data": {"description": "the collector's data; os, cpu, memory, disk, nic and board have the shapes of design.md"}
+                "data": schema_ref("CollectorData")
             }
         },
         "PluginError": {
@@ -243,34 +251,87 @@ fn schemas() -> Value {
         },
         "HostSummary": {
             "type": "object",
-            "required": ["hostname", "address", "port", "created_at", "last_report_at", "last_report_id"],
+            "required": ["hostname", "address", "port", "created_at", "last_report_at", "last_report_id", "machine_id", "serial", "system_uuid"],
             "properties": {
                 "hostname": {"type": "string"}, "address": nullable_string(),
                 "port": {"type": "integer"},
                 "created_at": {"type": "string", "format": "date-time"},
                 "last_report_at": {"type": "string", "format": "date-time", "nullable": true},
-                "last_report_id": nullable_string()
+                "last_report_id": nullable_string(),
+                "machine_id": nullable_string(), "serial": nullable_string(), "system_uuid": nullable_string()
             }
         },
         "HostDetail": {
             "allOf": [schema_ref("HostSummary"), {
                 "type": "object",
-                "required": ["uptime_seconds", "machine_id", "serial", "system_uuid", "os", "cpu", "memory", "disks", "nics", "board", "plugins"],
+                "required": ["plugins"],
                 "properties": {
-                    "uptime_seconds": {"type": "integer", "nullable": true},
-                    "machine_id": nullable_string(), "serial": nullable_string(), "system_uuid": nullable_string(),
-                    "os": {"type": "object", "description": "os_name, os_version, kernel, arch, machine_id"},
-                    "cpu": {"type": "object", "description": "model, sockets, cores, threads"},
-                    "memory": {"type": "object", "required": ["modules"], "properties": {
-                        "total_bytes": {"type": "integer"},
-                        "modules": {"type": "array", "items": {"type": "object"}}
-                    }},
-                    "disks": {"type": "array", "items": {"type": "object"}},
-                    "nics": {"type": "array", "items": {"type": "object"}},
-                    "board": {"type": "object", "nullable": true},
-                    "plugins": {"type": "object", "description": "data of collectors this server has no model for, by name"}
+                    "plugins": {"type": "object", "description": "every collector's stored data, by collector name",
+                        "additionalProperties": schema_ref("StoredPlugin")}
                 }
             }]
+        },
+        "StoredPlugin": {
+            "type": "object", "required": ["facts", "volatile", "lists"],
+            "properties": {
+                "facts": {"type": "object", "additionalProperties": schema_ref("Value")},
+                "volatile": {"type": "object", "additionalProperties": schema_ref("Value")},
+                "lists": {"type": "object", "additionalProperties": {
+                    "type": "object", "required": ["parts", "unavailable", "unavailable_since", "last_seen_at"],
+                    "properties": {
+                        "parts": {"type": "array", "items": schema_ref("Part")},
+                        "unavailable": {"type": "string", "nullable": true, "description": "why the last report could not see this list (its parts are then the last known ones)"},
+                        "unavailable_since": {"type": "string", "format": "date-time", "nullable": true},
+                        "last_seen_at": {"type": "string", "format": "date-time", "nullable": true}
+                    }
+                }}
+            }
+        },
+        "Scalar": {
+            "nullable": true,
+            "oneOf": [{"type": "string", "maxLength": 4096}, {"type": "number"}, {"type": "boolean"}]
+        },
+        "Value": {
+            "nullable": true,
+            "description": "a scalar, or an array of scalars or of flat objects of scalars. Unit suffixes: *_bytes, *_count, *_seconds, *_ms, *_kib are non-negative integers up to 2^63-1; *_mbps, *_mts, *_mhz, *_rpm, *_watts, *_percent, *_gts non-negative numbers",
+            "oneOf": [
+                {"type": "string", "maxLength": 4096}, {"type": "number"}, {"type": "boolean"},
+                {"type": "array", "items": {"nullable": true, "oneOf": [
+                    {"type": "string", "maxLength": 4096}, {"type": "number"}, {"type": "boolean"},
+                    {"type": "object", "additionalProperties": schema_ref("Scalar")}
+                ]}}
+            ]
+        },
+        "Part": {
+            "type": "object", "required": ["id"],
+            "properties": {"id": {"type": "string", "minLength": 1, "maxLength": 256, "description": "unique within its list; made of the list's key attributes"}},
+            "additionalProperties": schema_ref("Value")
+        },
+        "CollectorData": {
+            "type": "object", "additionalProperties": false,
+            "description": "report schema 2 (docs/report-schema.md): names are [a-z][a-z0-9_]{0,63}",
+            "properties": {
+                "facts": {"type": "object", "additionalProperties": schema_ref("Value"), "description": "change-logged facts; null with a reasons entry = unknown (the stored value is kept)"},
+                "volatile": {"type": "object", "additionalProperties": schema_ref("Value"), "description": "stored, never change-logged (uptime)"},
+                "identity": {
+                    "type": "object", "additionalProperties": false,
+                    "description": "identity hints; declared only when the collector could read their source",
+                    "properties": {
+                        "hostname": nullable_string(), "machine_id": nullable_string(),
+                        "serial": nullable_string(), "system_uuid": nullable_string()
+                    }
+                },
+                "lists": {"type": "object", "additionalProperties": {"oneOf": [
+                    {"type": "object", "additionalProperties": false, "required": ["key", "parts"],
+                     "properties": {
+                        "key": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+                        "parts": {"type": "array", "maxItems": 10000, "items": schema_ref("Part")}
+                     }},
+                    {"type": "object", "additionalProperties": false, "required": ["unavailable"],
+                     "properties": {"unavailable": {"type": "string", "minLength": 1, "description": "why the list could not be seen: its stored parts are kept, never logged as removed"}}}
+                ]}},
+                "reasons": {"type": "object", "additionalProperties": {"type": "string"}}
+            }
         },
         "Change": {
             "type": "object",
@@ -278,8 +339,8 @@ fn schemas() -> Value {
             "properties": {
                 "id": {"type": "integer"}, "hostname": {"type": "string"}, "report_id": {"type": "string"},
                 "at": {"type": "string", "format": "date-time"},
-                "component": {"type": "string", "description": "os, cpu, memory (host fields), memory_module, disk, nic, board, or another collector's name"},
-                "item": {"type": "string", "description": "the field name, or the component's key: disk name#serial, nic name, module slot"},
+                "component": {"type": "string", "description": "PLUGIN for its facts, PLUGIN.LIST for a part list (e.g. memory.modules)"},
+                "item": {"type": "string", "description": "the fact's name, or the part's id"},
                 "action": {"type": "string", "enum": ["added", "removed", "changed"]},
                 "old": {"description": "the value before (null when added)", "nullable": true},
                 "new": {"description": "the value after (null when removed)", "nullable": true}
@@ -289,7 +350,7 @@ fn schemas() -> Value {
             "type": "object", "required": ["id", "at", "code", "hostname", "report_id", "plugin", "message"],
             "properties": {
                 "id": {"type": "integer"}, "at": {"type": "string", "format": "date-time"},
-                "code": {"type": "string", "description": "plugin_failed, hostname_taken, identity_shared, malformed_report, report_too_large"},
+                "code": {"type": "string", "description": "plugin_failed, hostname_taken, identity_shared, malformed_report, hostname_case_duplicate"},
                 "hostname": nullable_string(), "report_id": nullable_string(), "plugin": nullable_string(),
                 "message": {"type": "string"}
             }

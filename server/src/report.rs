@@ -1,12 +1,18 @@
-//! Checks an incoming report and turns each collector's data into the items the server keeps.
+//! Checks an incoming report: the top level (`auto_proto::Report`) and every collector's data
+//! against the contract's own validation (`auto_proto::data::validate`, report schema 2). There is
+//! no code here for any particular collector.
 //!
 //! Everything here is pure: bytes in, a [`Checked`] report or a [`Malformed`] reason out. The
 //! reason is meant for a human: it names the field (`plugins.disk.data.disks[2].name`) and says
 //! what is wrong with it.
 
+use auto_proto::data::{validate, CollectorData, DataLimits};
 use auto_proto::{PluginReport, Report, SCHEMA};
 use serde::Deserialize;
 use serde_json::Value;
+
+/// The earliest `collected_at` accepted: 2000-01-01T00:00:00Z.
+pub const EARLIEST_COLLECTED_AT: i64 = 946_684_800;
 
 /// Bounds on what a report may contain, past the body size.
 #[derive(Debug, Clone, Copy)]
@@ -25,37 +31,21 @@ pub struct Malformed {
     pub report_id: Option<String>,
 }
 
-/// One thing the server tracks for a host: a host field (`os`/`kernel`) or a component
-/// (`disk`/`sda#S123`), with its data.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Item {
-    pub kind: String,
-    pub item: String,
-    pub value: Value,
-}
-
-/// What an `ok` collector says: the kinds it is the source of, and their current items. Kinds it
-/// owns but that are missing from `items` have been removed.
-#[derive(Debug, Default)]
-pub struct Facts {
-    pub owned: Vec<String>,
-    pub items: Vec<Item>,
-}
-
 /// A report that passed every check.
 #[derive(Debug)]
 pub struct Checked {
     pub report: Report,
-    pub facts: Vec<(String, Facts)>,
+    /// Every `ok` collector's data, checked against the contract (`auto_proto::data`).
+    pub plugins: Vec<(String, CollectorData)>,
     /// `(plugin, kind, message)` of every collector whose status is `error`.
     pub failures: Vec<(String, String, String)>,
     pub identity: Identity,
 }
 
-/// The values that identify a machine, for the fields whose collector answered (`Some`).
-#[derive(Debug, Default)]
+/// The identity hints of the report's collectors (contract fields, see
+/// `auto_proto::data::IDENTITY_FIELDS`), for the fields some collector declared (`Some`).
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Identity {
-    pub uptime_seconds: Option<Option<i64>>,
     pub machine_id: Option<Option<String>>,
     pub serial: Option<Option<String>>,
     pub system_uuid: Option<Option<String>>,
@@ -167,7 +157,7 @@ pub fn check(body: &[u8], limits: Limits) -> Result<Checked, Malformed> {
             None,
         ));
     }
-    let raw: Value = serde_json::from_slice(body)
+    let raw: Value = auto_proto::data::parse_strict(body)
         .map_err(|e| malformed(format!("body is not json: {e}"), None))?;
     if let Some(problem) = long_string(&raw, limits.max_string_bytes, &mut String::from("$")) {
         return Err(malformed(problem, Some(&raw)));
@@ -175,6 +165,12 @@ pub fn check(body: &[u8], limits: Limits) -> Result<Checked, Malformed> {
     let report = Report::deserialize(&raw)
         .map_err(|e| malformed(format!("not a report: {e}"), Some(&raw)))?;
     let bad = |detail: String| Err(malformed(detail, Some(&raw)));
+    if report.schema == 1 {
+        return bad(format!(
+            "schema 1 is no longer accepted: this server reads schema {SCHEMA} \
+             (docs/report-schema.md); upgrade auto-client to 0.2 or later"
+        ));
+    }
     if report.schema != SCHEMA {
         return bad(format!(
             "schema is {}, this server reads schema {SCHEMA}",
@@ -195,13 +191,26 @@ pub fn check(body: &[u8], limits: Limits) -> Result<Checked, Malformed> {
             return bad(format!("previous_hostname {prev:?} is not a host name"));
         }
     }
-    if crate::clock::parse_rfc3339(&report.collected_at).is_none() {
-        return bad(format!(
-            "collected_at {:?} is not an rfc 3339 time",
-            report.collected_at
-        ));
+    match crate::clock::parse_rfc3339(&report.collected_at) {
+        None => {
+            return bad(format!(
+                "collected_at {:?} is not an rfc 3339 time",
+                report.collected_at
+            ))
+        }
+        Some(t) if !(EARLIEST_COLLECTED_AT..=crate::clock::now() + 86_400).contains(&t) => {
+            return bad(format!(
+                "collected_at {:?} is not between 2000-01-01 and a day from now",
+                report.collected_at
+            ))
+        }
+        Some(_) => {}
     }
-    let mut facts = Vec::new();
+    let data_limits = DataLimits {
+        max_string_bytes: limits.max_string_bytes,
+        ..DataLimits::default()
+    };
+    let mut plugins = Vec::new();
     let mut failures = Vec::new();
     let mut identity = Identity::default();
     for (name, part) in &report.plugins {
@@ -220,206 +229,41 @@ pub fn check(body: &[u8], limits: Limits) -> Result<Checked, Malformed> {
                 failures.push((name.clone(), error.kind.clone(), error.message.clone()))
             }
             PluginReport::Ok { data, .. } => {
-                let f = extract(name, data, &mut identity)
+                let data = validate(data, &data_limits)
                     .map_err(|e| malformed(format!("plugins.{name}.data{e}"), Some(&raw)))?;
-                facts.push((name.clone(), f));
+                for (field, value) in &data.identity {
+                    let slot = match field.as_str() {
+                        "machine_id" => &mut identity.machine_id,
+                        "serial" => &mut identity.serial,
+                        "system_uuid" => &mut identity.system_uuid,
+                        _ => continue, // hostname: the report's own `hostname` says it
+                    };
+                    let value = value.as_ref().map(|v| {
+                        if field == "system_uuid" {
+                            v.to_ascii_lowercase()
+                        } else {
+                            v.clone()
+                        }
+                    });
+                    match slot {
+                        Some(first) if *first != value => {
+                            return bad(format!(
+                                "plugins.{name}.data.identity.{field}: {value:?} differs from another collector's {first:?}"
+                            ))
+                        }
+                        _ => *slot = Some(value),
+                    }
+                }
+                plugins.push((name.clone(), data));
             }
         }
     }
     Ok(Checked {
         report,
-        facts,
+        plugins,
         failures,
         identity,
     })
-}
-
-fn object<'a>(v: &'a Value, path: &str) -> Result<&'a serde_json::Map<String, Value>, String> {
-    v.as_object()
-        .ok_or_else(|| format!("{path}: expected an object, found {}", kind_of(v)))
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-fn text(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
-        _ => None,
-    }
-}
-
-/// Host fields: one item per field, under the plugin's name.
-fn fields(kind: &str, data: &Value, names: &[&str], facts: &mut Facts) -> Result<(), String> {
-    let map = object(data, "")?;
-    facts.owned.push(kind.to_owned());
-    for name in names {
-        match map.get(*name) {
-            None | Some(Value::Null) => {}
-            Some(v @ (Value::Object(_) | Value::Array(_))) => {
-                return Err(format!(
-                    ".{name}: expected a plain value, found {}",
-                    kind_of(v)
-                ))
-            }
-            Some(v) => facts.items.push(Item {
-                kind: kind.to_owned(),
-                item: (*name).to_owned(),
-                value: v.clone(),
-            }),
-        }
-    }
-    Ok(())
-}
-
-/// Components: one item per element of `data[list]`, keyed by `key(element)`.
-fn components(
-    kind: &str,
-    data: &Value,
-    list: &str,
-    key: impl Fn(&serde_json::Map<String, Value>) -> Result<String, String>,
-    facts: &mut Facts,
-) -> Result<(), String> {
-    let map = object(data, "")?;
-    let items = match map.get(list) {
-        Some(Value::Array(a)) => a,
-        Some(v) => return Err(format!(".{list}: expected an array, found {}", kind_of(v))),
-        None => return Err(format!(".{list}: missing")),
-    };
-    facts.owned.push(kind.to_owned());
-    let mut seen = std::collections::HashSet::new();
-    for (i, element) in items.iter().enumerate() {
-        let path = format!(".{list}[{i}]");
-        let fields = object(element, &path)?;
-        let base = key(fields).map_err(|e| format!("{path}{e}"))?;
-        // Two elements with one key (a broken collector) must not collapse into one item.
-        let mut item = base.clone();
-        let mut n = 1;
-        while !seen.insert(item.clone()) {
-            n += 1;
-            item = format!("{base}~{n}");
-        }
-        facts.items.push(Item {
-            kind: kind.to_owned(),
-            item,
-            value: element.clone(),
-        });
-    }
-    Ok(())
-}
-
-fn key_string(fields: &serde_json::Map<String, Value>, name: &str) -> Result<String, String> {
-    match fields.get(name) {
-        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-        Some(Value::Number(n)) => Ok(n.to_string()),
-        Some(v) => Err(format!(
-            ".{name}: expected a non-empty string, found {}",
-            kind_of(v)
-        )),
-        None => Err(format!(".{name}: missing")),
-    }
-}
-
-/// A collector that could not see a part (no DMI, no privilege) says so with a `reason`; its
-/// empty answer then means "unknown", not "removed".
-fn has_reason(data: &Value) -> bool {
-    ["reason", "modules_reason"]
-        .iter()
-        .any(|k| data.get(k).is_some_and(|v| !v.is_null()))
-}
-
-/// The items of one collector's data; errors are a path below `data` and what is wrong.
-fn extract(plugin: &str, data: &Value, id: &mut Identity) -> Result<Facts, String> {
-    let mut facts = Facts::default();
-    match plugin {
-        "os" => {
-            fields(
-                "os",
-                data,
-                &["os_name", "os_version", "kernel", "arch", "machine_id"],
-                &mut facts,
-            )?;
-            id.uptime_seconds = Some(data.get("uptime_seconds").and_then(Value::as_i64));
-            id.machine_id = Some(text(data.get("machine_id")));
-        }
-        "cpu" => fields(
-            "cpu",
-            data,
-            &["model", "sockets", "cores", "threads"],
-            &mut facts,
-        )?,
-        "memory" => {
-            fields("memory", data, &["total_bytes"], &mut facts)?;
-            let empty = data
-                .get("modules")
-                .and_then(Value::as_array)
-                .is_some_and(|m| m.is_empty());
-            if !(empty && has_reason(data)) {
-                components(
-                    "memory_module",
-                    data,
-                    "modules",
-                    |f| key_string(f, "slot"),
-                    &mut facts,
-                )?;
-            }
-        }
-        "disk" => components(
-            "disk",
-            data,
-            "disks",
-            |f| {
-                let name = key_string(f, "name")?;
-                Ok(match text(f.get("serial")) {
-                    Some(serial) => format!("{name}#{serial}"),
-                    None => name,
-                })
-            },
-            &mut facts,
-        )?,
-        "nic" => components(
-            "nic",
-            data,
-            "interfaces",
-            |f| key_string(f, "name"),
-            &mut facts,
-        )?,
-        "board" => {
-            let map = object(data, "")?;
-            let known = ["manufacturer", "product", "serial", "uuid"];
-            let blank = known.iter().all(|k| text(map.get(*k)).is_none());
-            if !(blank && has_reason(data)) {
-                facts.owned.push("board".into());
-                let mut board = map.clone();
-                board.remove("reason");
-                facts.items.push(Item {
-                    kind: "board".into(),
-                    item: "board".into(),
-                    value: Value::Object(board),
-                });
-                id.serial = Some(text(map.get("serial")));
-                id.system_uuid = Some(text(map.get("uuid")).map(|u| u.to_ascii_lowercase()));
-            }
-        }
-        other => {
-            // A collector this server has no model for: kept whole, as one item.
-            facts.owned.push(other.to_owned());
-            facts.items.push(Item {
-                kind: other.to_owned(),
-                item: "data".into(),
-                value: data.clone(),
-            });
-        }
-    }
-    Ok(facts)
 }
 
 /// Identity values that vendors ship unset: never evidence that two machines are one.
@@ -451,11 +295,15 @@ mod tests {
 
     fn body(plugins: Value) -> Vec<u8> {
         serde_json::to_vec(&serde_json::json!({
-            "schema": 1, "report_id": "0b0e0a5e-1111-4222-8333-944455556666",
+            "schema": 2, "report_id": "0b0e0a5e-1111-4222-8333-944455556666",
             "hostname": "web-1", "previous_hostname": null, "collected_at": "2026-11-23T09:00:00Z",
             "agent": {"version": "0.1.0", "mode": "agent"}, "plugins": plugins
         }))
         .expect("serialises")
+    }
+
+    fn detail(b: &[u8]) -> String {
+        check(b, LIMITS).err().map(|e| e.detail).unwrap_or_default()
     }
 
     #[test]
@@ -467,12 +315,11 @@ mod tests {
     fn a_bad_field_is_named() {
         let b = body(
             serde_json::json!({"disk": {"status": "ok", "version": "1", "duration_ms": 1,
-            "data": {"disks": [{"name": "sda"}, {"size_bytes": 1}]}}}),
+            "data": {"lists": {"disks": {"key": ["name"], "parts": [{"id": "sda"}, {"size_bytes": 1}]}}}}}),
         );
-        let e = check(&b, LIMITS).err().map(|e| e.detail);
         assert_eq!(
-            e.as_deref(),
-            Some("plugins.disk.data.disks[1].name: missing")
+            detail(&b),
+            "plugins.disk.data.lists.disks.parts[1].id: missing"
         );
     }
 
@@ -480,14 +327,11 @@ mod tests {
     fn limits_are_enforced() {
         let b = body(
             serde_json::json!({"x": {"status": "ok", "version": "1", "duration_ms": 1,
-            "data": {"s": "y".repeat(65)}}}),
+            "data": {"facts": {"s": "y".repeat(65)}}}}),
         );
-        let e = check(&b, LIMITS)
-            .err()
-            .map(|e| e.detail)
-            .unwrap_or_default();
+        let e = detail(&b);
         assert!(
-            e.contains("$.plugins.x.data.s is longer than 64 bytes"),
+            e.contains("$.plugins.x.data.facts.s is longer than 64 bytes"),
             "{e}"
         );
         let deep = format!("{}{}", "[".repeat(20), "]".repeat(20));
@@ -495,14 +339,50 @@ mod tests {
     }
 
     #[test]
-    fn disks_are_keyed_by_name_and_serial() {
-        let b = body(
-            serde_json::json!({"disk": {"status": "ok", "version": "1", "duration_ms": 1,
-            "data": {"disks": [{"name": "sda", "serial": "S1"}, {"name": "sdb", "serial": null}]}}}),
+    fn schema_1_is_refused_with_how_to_upgrade() {
+        let mut v: Value = serde_json::from_slice(&body(serde_json::json!({}))).expect("json");
+        v["schema"] = 1.into();
+        let e = detail(&serde_json::to_vec(&v).expect("json"));
+        assert!(
+            e.starts_with("schema 1 is no longer accepted") && e.contains("upgrade auto-client"),
+            "{e}"
         );
+    }
+
+    #[test]
+    fn duplicate_keys_and_impossible_times_are_refused() {
+        let text = String::from_utf8(body(serde_json::json!({}))).expect("utf8");
+        let dup = text.replacen(
+            "\"hostname\":\"web-1\"",
+            "\"hostname\":\"web-1\",\"hostname\":\"db-1\"",
+            1,
+        );
+        assert!(
+            detail(dup.as_bytes()).contains("$.hostname appears twice"),
+            "{}",
+            detail(dup.as_bytes())
+        );
+        for year in ["0001", "9999"] {
+            let t = text.replace("2026-11-23", &format!("{year}-11-23"));
+            assert!(
+                detail(t.as_bytes()).starts_with("collected_at"),
+                "{year}: {}",
+                detail(t.as_bytes())
+            );
+        }
+    }
+
+    #[test]
+    fn identity_hints_are_merged_and_uuids_lower_cased() {
+        let b = body(serde_json::json!({
+            "board": {"status": "ok", "version": "1", "duration_ms": 1,
+                "data": {"identity": {"serial": "S1", "system_uuid": "ABCD"}}},
+            "os": {"status": "ok", "version": "1", "duration_ms": 1,
+                "data": {"identity": {"machine_id": null, "hostname": "web-1"}}}}));
         let c = check(&b, LIMITS).expect("valid");
-        let items: Vec<_> = c.facts[0].1.items.iter().map(|i| i.item.as_str()).collect();
-        assert_eq!(items, ["sda#S1", "sdb"]);
+        assert_eq!(c.identity.serial, Some(Some("S1".into())));
+        assert_eq!(c.identity.system_uuid, Some(Some("abcd".into())));
+        assert_eq!(c.identity.machine_id, Some(None));
     }
 
     #[test]

@@ -16,6 +16,8 @@ CREATE UNIQUE INDEX hosts_hostname_lower ON hosts (lower(hostname));
 -- item = fact name or part id. Schema 1 items cannot be mapped without per-collector code: they
 -- are dropped, and each host's first schema 2 report adds them again (logged as added).
 DELETE FROM components;
+-- Volatile facts (uptime) are stored but never change-logged.
+ALTER TABLE components ADD COLUMN volatile BIGINT NOT NULL DEFAULT 0;
 
 -- A part list a collector could not see: its stored parts are kept, marked unknown since then.
 CREATE TABLE part_lists (

@@ -1,0 +1,82 @@
+//! `POST /api/v1/reports`: check (off the async executor), then ingest in one transaction.
+
+use axum::body::Bytes;
+use axum::http::StatusCode;
+use axum::Extension;
+
+use super::{json_response, ApiError, ApiResult, AppStateRef};
+use crate::auth::{PendingNonce, Principal, Scope};
+use crate::clock::now;
+use crate::ingest::{self, log_error, WriteScope};
+use crate::report;
+
+pub async fn post_report(
+    state: AppStateRef,
+    nonce: Option<Extension<PendingNonce>>,
+    principal: Option<Extension<Principal>>,
+    body: Bytes,
+) -> ApiResult {
+    let scope = match principal.map(|Extension(p)| p.scope) {
+        None | Some(Scope::Fleet) => WriteScope::AnyHost,
+        Some(Scope::Host { host_id }) => WriteScope::Host(host_id),
+        Some(_) => {
+            return Err(ApiError::Problem {
+                status: StatusCode::FORBIDDEN,
+                code: "forbidden",
+                detail: "this key may not send reports".into(),
+            })
+        }
+    };
+    let nonce = nonce.map(|Extension(n)| (n.nonce, n.timestamp));
+    let limits = state.config.limits;
+    // Parsing and checking a large report is CPU work: not on the async executor.
+    let checked = tokio::task::spawn_blocking(move || report::check(&body, limits))
+        .await
+        .map_err(|e| ApiError::Problem {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            detail: format!("the report check failed: {e}"),
+        })?;
+    let checked = match checked {
+        Ok(c) => c,
+        Err(m) => {
+            // An authenticated request: its nonce and an error row, in one transaction.
+            let mut tx = state.db.begin_write().await?;
+            if let Some((n, ts)) = &nonce {
+                if !crate::auth::record_nonce(&mut *tx, n, *ts).await? {
+                    let (status, body) = ingest::Outcome::Replayed.status_and_body();
+                    tx.rollback().await?;
+                    return Ok(json_response(
+                        StatusCode::from_u16(status).unwrap_or(StatusCode::UNAUTHORIZED),
+                        body,
+                    ));
+                }
+            }
+            tracing::warn!(hostname = ?m.hostname, reason = %m.detail, "report refused: malformed");
+            log_error(
+                &mut *tx,
+                now(),
+                "malformed_report",
+                m.hostname.as_deref(),
+                m.report_id.as_deref(),
+                None,
+                &format!("report refused: {}", m.detail),
+            )
+            .await?;
+            tx.commit().await?;
+            return Err(ApiError::bad_request("malformed_report", m.detail));
+        }
+    };
+    let outcome = ingest::ingest(
+        &state.db,
+        &checked,
+        nonce.as_ref().map(|(n, ts)| (n.as_str(), *ts)),
+        scope,
+    )
+    .await?;
+    let (status, body) = outcome.status_and_body();
+    Ok(json_response(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        body,
+    ))
+}
