@@ -1,10 +1,11 @@
 //! The `cpu` collector: processor model and socket, core and thread counts.
 //!
-//! One file read on the target: `/proc/cpuinfo`. Counting rules:
-//! - `threads`: the `processor` entries (the logical CPUs the kernel has online);
-//! - `sockets`: the distinct `physical id`s; 1 when the file has none (a single-socket VM, most ARM
-//!   and POWER machines);
-//! - `cores`: the distinct (`physical id`, `core id`) pairs; without `core id` (ARM, POWER) every
+//! One file read on the target: `/proc/cpuinfo`. Its data (report schema 2) is four facts:
+//! `model`, `socket_count`, `core_count`, `thread_count`. Counting rules:
+//! - `thread_count`: the `processor` entries (the logical CPUs the kernel has online);
+//! - `socket_count`: the distinct `physical id`s; 1 when the file has none (a single-socket VM,
+//!   most ARM and POWER machines);
+//! - `core_count`: the distinct (`physical id`, `core id`) pairs; without `core id` (ARM, POWER) every
 //!   logical CPU counts as a core, since the file says nothing about SMT there;
 //! - `model`: `model name` (x86), else `cpu model` (MIPS), `cpu` (POWER), `Processor` (old 32-bit
 //!   ARM), else an ARM `CPU implementer`/`CPU part` pair named from a small table of server cores,
@@ -17,8 +18,8 @@ use std::collections::BTreeSet;
 
 use plugin_api::{
     export_collector,
-    serde_json::{json, Map, Value},
-    CollectError, Target,
+    serde_json::{json, Value},
+    CollectError, Data, Target,
 };
 
 const CPUINFO: &str = "/proc/cpuinfo";
@@ -149,20 +150,15 @@ pub fn collect(target: &Target<'_>, _options: &Value) -> Result<Value, CollectEr
     let text = target.read_to_string(CPUINFO)?;
     let info = parse_cpuinfo(&text)
         .ok_or_else(|| CollectError::parse(format!("{CPUINFO} lists no processor")))?;
-    let mut reasons = Map::new();
+    let mut data = Data::new();
+    data.fact("model", info.model.clone())
+        .fact("socket_count", info.sockets)
+        .fact("core_count", info.cores)
+        .fact("thread_count", info.threads);
     if info.model.is_none() {
-        reasons.insert(
-            "model".into(),
-            json!(format!("{CPUINFO} names no processor model")),
-        );
+        data.reason("model", format!("{CPUINFO} names no processor model"));
     }
-    Ok(json!({
-        "model": info.model,
-        "sockets": info.sockets,
-        "cores": info.cores,
-        "threads": info.threads,
-        "reasons": reasons,
-    }))
+    data.build()
 }
 
 export_collector!(
@@ -181,43 +177,67 @@ mod tests {
         FixtureExecutor::new("t")
             .file(CPUINFO, cpuinfo)
             .with_target(|t| collect(t, &json!({})))
-            .expect("collects")
+            .expect("collects")["facts"]
+            .clone()
+    }
+
+    /// The fixture cases: each directory's `cpuinfo`.
+    const CASES: [&str; 4] = [
+        "firecracker-vm",
+        "facter-amd64twentyfour",
+        "facter-arm64",
+        "facter-wo-physical-id",
+    ];
+
+    #[test]
+    fn outputs_match_the_recorded_golden_files() {
+        for case in CASES {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures")
+                .join(case);
+            let cpuinfo = std::fs::read_to_string(dir.join("cpuinfo")).expect("fixture");
+            let data = FixtureExecutor::new(case)
+                .file(CPUINFO, cpuinfo)
+                .with_target(|t| collect(t, &json!({})))
+                .expect("collects");
+            plugin_api::testing::golden(&dir, &data);
+        }
     }
 
     #[test]
     fn this_vm_amd_epyc_two_vcpus() {
         let data = run(include_str!("../fixtures/firecracker-vm/cpuinfo"));
         assert_eq!(data["model"], "AMD EPYC");
-        assert_eq!(data["sockets"], 1);
-        assert_eq!(data["cores"], 2);
-        assert_eq!(data["threads"], 2);
+        assert_eq!(data["socket_count"], 1);
+        assert_eq!(data["core_count"], 2);
+        assert_eq!(data["thread_count"], 2);
     }
 
     #[test]
     fn dual_socket_xeon_with_hyperthreading() {
         let data = run(include_str!("../fixtures/facter-amd64twentyfour/cpuinfo"));
         assert_eq!(data["model"], "Intel(R) Xeon(R) CPU X5675 @ 3.07GHz");
-        assert_eq!(data["sockets"], 2);
-        assert_eq!(data["cores"], 12);
-        assert_eq!(data["threads"], 24);
+        assert_eq!(data["socket_count"], 2);
+        assert_eq!(data["core_count"], 12);
+        assert_eq!(data["thread_count"], 24);
     }
 
     #[test]
     fn arm64_without_model_name() {
         let data = run(include_str!("../fixtures/facter-arm64/cpuinfo"));
         assert_eq!(data["model"], "Cavium ThunderX 88XX");
-        assert_eq!(data["sockets"], 1);
-        assert_eq!(data["cores"], 2);
-        assert_eq!(data["threads"], 2);
+        assert_eq!(data["socket_count"], 1);
+        assert_eq!(data["core_count"], 2);
+        assert_eq!(data["thread_count"], 2);
     }
 
     #[test]
     fn vm_without_physical_id() {
         let data = run(include_str!("../fixtures/facter-wo-physical-id/cpuinfo"));
         assert_eq!(data["model"], "Intel(R) Xeon(R) CPU E5-2697 v4 @ 2.30GHz");
-        assert_eq!(data["sockets"], 1);
-        assert_eq!(data["cores"], 4);
-        assert_eq!(data["threads"], 4);
+        assert_eq!(data["socket_count"], 1);
+        assert_eq!(data["core_count"], 4);
+        assert_eq!(data["thread_count"], 4);
     }
 
     #[test]
@@ -255,6 +275,19 @@ mod tests {
             .with_target(|t| collect(t, &json!({})))
             .expect("collects");
         println!("{data:#}");
-        assert!(data["threads"].as_u64().is_some_and(|t| t >= 1));
+        let facts = &data["facts"];
+        let online = std::fs::read_to_string(CPUINFO)
+            .expect("cpuinfo")
+            .lines()
+            .filter(|l| l.starts_with("processor"))
+            .count() as u64;
+        assert_eq!(facts["thread_count"].as_u64(), Some(online));
+        let cores = facts["core_count"].as_u64().expect("core_count");
+        let sockets = facts["socket_count"].as_u64().expect("socket_count");
+        assert!(
+            sockets >= 1 && cores >= sockets && cores <= online,
+            "{facts}"
+        );
+        plugin_api::data::validate(&data, &Default::default()).expect("valid");
     }
 }

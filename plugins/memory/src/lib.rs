@@ -3,17 +3,24 @@
 //! Two round trips to the target: a read of `/proc/meminfo` (`MemTotal`, the memory the kernel
 //! manages: a little less than what is installed) and `dmidecode -t 17` (SMBIOS memory devices).
 //!
+//! Its data (report schema 2): the fact `total_bytes`, and the part list `modules` keyed by the
+//! module's location (`["bank", "slot"]`): a part's id is `BANK/SLOT` when dmidecode names both
+//! (`BANK 0/DIMM 0`), else the slot (`A1`), else the bank; its attributes are `slot`, `bank`,
+//! `size_bytes`, `type`, `speed_mts`, `manufacturer` and `serial`.
+//!
 //! dmidecode needs root, an SMBIOS table and the tool itself. When any of these is missing the
-//! collection still succeeds: `modules` is `[]` and `modules_unavailable` says why
-//! (`dmidecode not installed`, `permission denied: needs root`, `no SMBIOS/DMI on this machine`, ...).
+//! collection still succeeds: the list is `{"unavailable": why}` (never an empty list: the modules
+//! are unknown, not gone), e.g. `dmidecode not installed`, `permission denied: needs root`,
+//! `no SMBIOS/DMI on this machine`; `reasons.modules` says the same.
 //! With the option `{ "sudo": true }` the collector runs `sudo -n dmidecode -t 17` (a NOPASSWD rule
 //! for dmidecode is then needed; `-n` never waits for a password).
 //!
 //! Rules for modules: empty slots (`No Module Installed`, size 0) are skipped; sizes are bytes
 //! (dmidecode's `MB`/`GB` are binary units); the speed is the module's rated speed in MT/s (older
 //! dmidecode prints it as MHz, the same number); placeholder texts (`Not Specified`, `Unknown`,
-//! `SerNum0`, ...) become `null`; the slot is the `Locator`, prefixed with the `Bank Locator` when
-//! two modules share a locator (the change log keys modules by slot, so slots must be unique).
+//! `SerNum0`, ...) become `null`; the slot is the `Locator`, the bank the `Bank Locator`. Two
+//! modules that would share an id (a BIOS that names no bank and repeats a locator) are told apart
+//! by ` #2`, ` #3`, ... in the order dmidecode lists them.
 //!
 //! Errors: bad options, or nothing at all could be read (no `/proc/meminfo` and no module).
 
@@ -21,8 +28,8 @@ use std::{collections::BTreeMap, time::Duration};
 
 use plugin_api::{
     export_collector,
-    serde_json::{json, Map, Value},
-    CollectError, Output, Target,
+    serde_json::{json, Value},
+    CollectError, Data, Output, Target,
 };
 
 const MEMINFO: &str = "/proc/meminfo";
@@ -36,7 +43,12 @@ const TIMEOUT: Duration = Duration::from_secs(8);
 /// One installed memory module.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Module {
-    pub slot: String,
+    /// Unique among the modules: `BANK/SLOT`, else the slot, else the bank.
+    pub id: String,
+    /// The `Locator`.
+    pub slot: Option<String>,
+    /// The `Bank Locator`.
+    pub bank: Option<String>,
     pub size_bytes: u64,
     pub kind: Option<String>,
     pub speed_mts: Option<u64>,
@@ -48,6 +60,7 @@ impl Module {
     fn to_json(&self) -> Value {
         json!({
             "slot": self.slot,
+            "bank": self.bank,
             "size_bytes": self.size_bytes,
             "type": self.kind,
             "speed_mts": self.speed_mts,
@@ -173,26 +186,26 @@ pub fn parse_dmidecode_memory(text: &str) -> Vec<Module> {
             Some((r, size_bytes))
         })
         .collect();
-    let locator = |r: &BTreeMap<String, String>| r.get("Locator").and_then(|l| meaningful(l));
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    for (r, _) in &records {
-        if let Some(l) = locator(r) {
-            *seen.entry(l).or_default() += 1;
-        }
-    }
     records
         .iter()
         .enumerate()
         .map(|(i, (r, size_bytes))| {
+            let slot = r.get("Locator").and_then(|l| meaningful(l));
             let bank = r.get("Bank Locator").and_then(|b| meaningful(b));
-            let slot = match (locator(r), bank) {
-                (Some(l), Some(b)) if seen.get(&l).copied().unwrap_or(0) > 1 => format!("{b}/{l}"),
-                (Some(l), _) => l,
-                (None, Some(b)) => b,
+            let id = match (&bank, &slot) {
+                (Some(b), Some(l)) => format!("{b}/{l}"),
+                (None, Some(l)) => l.clone(),
+                (Some(b), None) => b.clone(),
                 (None, None) => format!("module {i}"),
             };
+            let n = seen.entry(id.clone()).or_default();
+            *n += 1;
+            let id = if *n > 1 { format!("{id} #{n}") } else { id };
             Module {
+                id,
                 slot,
+                bank,
                 size_bytes: *size_bytes,
                 kind: r.get("Type").and_then(|t| meaningful(t)),
                 speed_mts: r.get("Speed").and_then(|s| parse_speed(s)),
@@ -259,24 +272,22 @@ pub fn collect(target: &Target<'_>, options: &Value) -> Result<Value, CollectErr
     } else {
         DMIDECODE
     };
-    let mut reasons = Map::new();
+    let mut data = Data::new();
 
     let total_bytes = match target.read_to_string(MEMINFO) {
         Ok(text) => {
             let total = parse_meminfo_total(&text);
             if total.is_none() {
-                reasons.insert(
-                    "total_bytes".into(),
-                    json!(format!("{MEMINFO} has no MemTotal line")),
-                );
+                data.reason("total_bytes", format!("{MEMINFO} has no MemTotal line"));
             }
             total
         }
         Err(e) => {
-            reasons.insert("total_bytes".into(), json!(format!("{MEMINFO}: {e}")));
+            data.reason("total_bytes", format!("{MEMINFO}: {e}"));
             None
         }
     };
+    data.fact("total_bytes", total_bytes);
 
     let (modules, unavailable) = match target.run(command, TIMEOUT) {
         Ok(out) => match dmidecode_failure(&out) {
@@ -291,12 +302,22 @@ pub fn collect(target: &Target<'_>, options: &Value) -> Result<Value, CollectErr
         },
         Err(e) => (Vec::new(), Some(format!("dmidecode: {e}"))),
     };
-    if let Some(why) = &unavailable {
-        reasons.insert("modules".into(), json!(why));
+    match &unavailable {
+        Some(why) => {
+            data.unavailable("modules", why.clone())
+                .reason("modules", why.clone());
+        }
+        None => {
+            let list = data.list("modules", &["bank", "slot"]);
+            for m in &modules {
+                list.part(m.id.clone(), m.to_json());
+            }
+        }
     }
 
     if total_bytes.is_none() && modules.is_empty() {
-        let why: Vec<String> = reasons
+        let why: Vec<String> = data
+            .reasons()
             .iter()
             .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or_default()))
             .collect();
@@ -306,12 +327,7 @@ pub fn collect(target: &Target<'_>, options: &Value) -> Result<Value, CollectErr
         ));
     }
 
-    Ok(json!({
-        "total_bytes": total_bytes,
-        "modules": modules.iter().map(Module::to_json).collect::<Vec<_>>(),
-        "modules_unavailable": unavailable,
-        "reasons": reasons,
-    }))
+    data.build()
 }
 
 export_collector!(
@@ -336,6 +352,75 @@ mod tests {
         exec.with_target(|t| collect(t, &options))
     }
 
+    fn fixture(case: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures")
+            .join(case)
+    }
+
+    fn read(case: &str, file: &str) -> String {
+        std::fs::read_to_string(fixture(case).join(file)).expect("fixture")
+    }
+
+    /// Every recorded case, as the collector sees it (the firecracker VM's meminfo for the cases
+    /// that recorded only dmidecode).
+    fn cases() -> Vec<(&'static str, FixtureExecutor)> {
+        let vm = |name: &str| FixtureExecutor::new(name).file(MEMINFO, meminfo_vm());
+        vec![
+            (
+                "dell-poweredge-ddr4",
+                vm("dell").command(DMIDECODE, &read("dell-poweredge-ddr4", "dmidecode.txt")),
+            ),
+            (
+                "dell-poweredge-m630",
+                vm("m630").command(
+                    DMIDECODE,
+                    &read("dell-poweredge-m630", "dmidecode-excerpt.txt"),
+                ),
+            ),
+            (
+                "firecracker-vm",
+                vm("vm").command_output(
+                    DMIDECODE,
+                    &read("firecracker-vm", "dmidecode-t17.stdout"),
+                    &read("firecracker-vm", "dmidecode-t17.stderr"),
+                    Some(1),
+                ),
+            ),
+            (
+                "non-root",
+                vm("vm").command_output(
+                    DMIDECODE,
+                    &read("non-root", "dmidecode.stdout"),
+                    &read("non-root", "dmidecode.stderr"),
+                    Some(1),
+                ),
+            ),
+        ]
+    }
+
+    #[test]
+    fn outputs_match_the_recorded_golden_files() {
+        for (case, exec) in cases() {
+            let data = run(exec, json!({})).expect("collects");
+            plugin_api::testing::golden(fixture(case), &data);
+        }
+    }
+
+    fn modules(data: &Value) -> &Vec<Value> {
+        data["lists"]["modules"]["parts"]
+            .as_array()
+            .unwrap_or_else(|| panic!("a seen list: {data}"))
+    }
+
+    fn unavailable(data: &Value) -> &Value {
+        assert_eq!(
+            data["reasons"]["modules"],
+            data["lists"]["modules"]["unavailable"]
+        );
+        &data["lists"]["modules"]["unavailable"]
+    }
+
     #[test]
     fn dell_poweredge_eight_ddr4_dimms() {
         let exec = FixtureExecutor::new("dell")
@@ -345,17 +430,20 @@ mod tests {
                 include_str!("../fixtures/dell-poweredge-ddr4/dmidecode.txt"),
             );
         let data = run(exec, json!({})).expect("collects");
-        let modules = data["modules"].as_array().expect("a list");
+        let modules = modules(&data);
         assert_eq!(modules.len(), 8, "{data}");
+        assert_eq!(data["lists"]["modules"]["key"], json!(["bank", "slot"]));
         assert!(modules.iter().all(|m| m["size_bytes"] == 32 * GIB));
         assert!(modules.iter().all(|m| m["type"] == "DDR4"));
         assert!(modules.iter().all(|m| m["speed_mts"] == 3200));
+        assert_eq!(modules[0]["id"], "A1");
         assert_eq!(modules[0]["slot"], "A1");
+        assert_eq!(modules[0]["bank"], Value::Null, "Not Specified");
         assert_eq!(modules[0]["serial"], "29DE07DF");
         assert_eq!(modules[0]["manufacturer"], "002C0632002C");
         let slots: Vec<_> = modules.iter().map(|m| m["slot"].as_str()).collect();
         assert!(!slots.contains(&Some("A3")), "empty slot A3 is skipped");
-        assert_eq!(data["modules_unavailable"], Value::Null);
+        assert_eq!(data["facts"]["total_bytes"], 24_683_656u64 * 1024);
         assert_eq!(data["reasons"], json!({}));
     }
 
@@ -366,7 +454,8 @@ mod tests {
         ));
         assert_eq!(modules.len(), 4);
         let first = &modules[0];
-        assert_eq!(first.slot, "A1");
+        assert_eq!(first.id, "A1");
+        assert_eq!(first.slot.as_deref(), Some("A1"));
         assert_eq!(first.size_bytes, 8 * GIB);
         assert_eq!(first.speed_mts, Some(2133));
         // dmidecode 2.12 did not know DDR4 yet: `<OUT OF SPEC>`.
@@ -387,9 +476,13 @@ mod tests {
                 Some(1),
             );
         let data = run(exec, json!({})).expect("collects");
-        assert_eq!(data["total_bytes"], 24_683_656u64 * 1024);
-        assert_eq!(data["modules"], json!([]));
-        assert_eq!(data["modules_unavailable"], "no SMBIOS/DMI on this machine");
+        assert_eq!(data["facts"]["total_bytes"], 24_683_656u64 * 1024);
+        assert_eq!(unavailable(&data), "no SMBIOS/DMI on this machine");
+        assert_eq!(
+            data["lists"]["modules"],
+            json!({"unavailable": "no SMBIOS/DMI on this machine"}),
+            "never an empty list"
+        );
     }
 
     #[test]
@@ -397,9 +490,8 @@ mod tests {
         // The fixture executor answers an unknown command like sh does: exit 127, "not found".
         let exec = FixtureExecutor::new("vm").file(MEMINFO, meminfo_vm());
         let data = run(exec, json!({})).expect("collects");
-        assert_eq!(data["modules"], json!([]));
-        assert_eq!(data["modules_unavailable"], "dmidecode not installed");
-        assert!(data["total_bytes"].as_u64().is_some());
+        assert_eq!(unavailable(&data), "dmidecode not installed");
+        assert!(data["facts"]["total_bytes"].as_u64().is_some());
     }
 
     #[test]
@@ -413,9 +505,8 @@ mod tests {
                 Some(1),
             );
         let data = run(exec, json!({})).expect("collects");
-        assert_eq!(data["modules"], json!([]));
         assert_eq!(
-            data["modules_unavailable"],
+            unavailable(&data),
             "permission denied: needs root (or the option sudo = true)"
         );
     }
@@ -431,7 +522,7 @@ mod tests {
                 Some(1),
             );
         let data = run(exec, json!({ "sudo": true })).expect("collects");
-        let why = data["modules_unavailable"].as_str().unwrap_or_default();
+        let why = unavailable(&data).as_str().unwrap_or_default();
         assert!(
             why.starts_with("permission denied: sudo needs a password"),
             "{why}"
@@ -447,13 +538,20 @@ mod tests {
     }
 
     #[test]
-    fn duplicate_locators_get_their_bank() {
+    fn ids_are_bank_and_slot_and_unique() {
         let text = "Handle 0x0011, DMI type 17, 40 bytes\nMemory Device\n\tSize: 8 GB\n\tLocator: DIMM 0\n\tBank Locator: BANK 0\n\nHandle 0x0012, DMI type 17, 40 bytes\nMemory Device\n\tSize: 8 GB\n\tLocator: DIMM 0\n\tBank Locator: BANK 2\n";
-        let slots: Vec<_> = parse_dmidecode_memory(text)
+        let ids: Vec<_> = parse_dmidecode_memory(text)
             .into_iter()
-            .map(|m| m.slot)
+            .map(|m| m.id)
             .collect();
-        assert_eq!(slots, ["BANK 0/DIMM 0", "BANK 2/DIMM 0"]);
+        assert_eq!(ids, ["BANK 0/DIMM 0", "BANK 2/DIMM 0"]);
+        // No bank, the same locator twice (synthetic): the ids stay unique.
+        let text = "Handle 0x0011, DMI type 17, 40 bytes\nMemory Device\n\tSize: 8 GB\n\tLocator: DIMM 0\n\nHandle 0x0012, DMI type 17, 40 bytes\nMemory Device\n\tSize: 8 GB\n\tLocator: DIMM 0\n";
+        let modules = parse_dmidecode_memory(text);
+        let ids: Vec<_> = modules.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, ["DIMM 0", "DIMM 0 #2"]);
+        assert_eq!(modules[1].slot.as_deref(), Some("DIMM 0"));
+        assert_eq!(modules[1].bank, None);
     }
 
     #[test]
@@ -473,6 +571,19 @@ mod tests {
             .with_target(|t| collect(t, &json!({})))
             .expect("collects");
         println!("{data:#}");
-        assert!(data["total_bytes"].as_u64().is_some());
+        let meminfo = std::fs::read_to_string(MEMINFO).expect("meminfo");
+        assert_eq!(
+            data["facts"]["total_bytes"].as_u64(),
+            parse_meminfo_total(&meminfo)
+        );
+        // Modules seen (root on a machine with SMBIOS), or unavailable with a reason: never `[]`.
+        let list = &data["lists"]["modules"];
+        match list.get("unavailable") {
+            Some(why) => assert_eq!(&data["reasons"]["modules"], why),
+            None => assert!(modules(&data)
+                .iter()
+                .all(|m| m["size_bytes"].as_u64() > Some(0))),
+        }
+        plugin_api::data::validate(&data, &Default::default()).expect("valid");
     }
 }
