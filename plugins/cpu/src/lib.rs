@@ -16,11 +16,7 @@
 
 use std::collections::BTreeSet;
 
-use plugin_api::{
-    export_collector,
-    serde_json::{json, Value},
-    CollectError, Data, Target,
-};
+use plugin_api::{export_collector, serde_json::Value, CollectError, Data, Target};
 
 const CPUINFO: &str = "/proc/cpuinfo";
 
@@ -169,7 +165,7 @@ export_collector!(
 
 #[cfg(test)]
 mod tests {
-    use plugin_api::testing::FixtureExecutor;
+    use plugin_api::{serde_json::json, testing::FixtureExecutor};
 
     use super::*;
 
