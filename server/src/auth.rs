@@ -183,9 +183,29 @@ pub fn refused_log(status: StatusCode, reason: &str) {
 const DRAIN_FACTOR: usize = 16;
 const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The body if it fits in `limit` bytes; `None` if it does not (after draining what the client
-/// still sends, within `DRAIN_FACTOR` and `DRAIN_TIME`) or cannot be read.
-async fn read_limited(mut body: Body, limit: usize, declared: Option<usize>) -> Option<Bytes> {
+/// When the body of a request must be in: inserted into the request's extensions by the
+/// connection loop (`--body-timeout-secs` after its headers).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyDeadline(pub tokio::time::Instant);
+
+/// Why a body was not read.
+enum BodyError {
+    /// Larger than the limit (413).
+    TooLarge,
+    /// Not in before the deadline (408).
+    TooSlow,
+    /// The connection failed while reading it.
+    Broken,
+}
+
+/// The body if it fits in `limit` bytes and is in before `deadline`; if it is too large, what the
+/// client still sends is drained (within `DRAIN_FACTOR` and `DRAIN_TIME`) before answering.
+async fn read_limited(
+    mut body: Body,
+    limit: usize,
+    declared: Option<usize>,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<Bytes, BodyError> {
     use axum::body::HttpBody;
     async fn next(body: &mut Body) -> Option<Result<Bytes, ()>> {
         let frame =
@@ -198,19 +218,31 @@ async fn read_limited(mut body: Body, limit: usize, declared: Option<usize>) -> 
     }
     let mut seen = 0usize;
     if declared.is_none_or(|n| n <= limit) {
-        let mut kept: Vec<u8> = Vec::with_capacity(declared.unwrap_or(0));
-        loop {
-            match next(&mut body).await {
-                None => return Some(Bytes::from(kept)),
-                Some(Err(())) => return None,
-                Some(Ok(data)) => {
-                    seen += data.len();
-                    if seen > limit {
-                        break;
+        let read_all = async {
+            let mut kept: Vec<u8> = Vec::with_capacity(declared.unwrap_or(0));
+            loop {
+                match next(&mut body).await {
+                    None => return Ok(Bytes::from(kept)),
+                    Some(Err(())) => return Err(BodyError::Broken),
+                    Some(Ok(data)) => {
+                        seen += data.len();
+                        if seen > limit {
+                            return Err(BodyError::TooLarge);
+                        }
+                        kept.extend_from_slice(&data);
                     }
-                    kept.extend_from_slice(&data);
                 }
             }
+        };
+        let read = match deadline {
+            Some(d) => tokio::time::timeout_at(d, read_all)
+                .await
+                .unwrap_or(Err(BodyError::TooSlow)),
+            None => read_all.await,
+        };
+        match read {
+            Err(BodyError::TooLarge) => {}
+            other => return other,
         }
     }
     // too large: drop the rest as it comes, within bounds, then answer
@@ -224,7 +256,7 @@ async fn read_limited(mut body: Body, limit: usize, declared: Option<usize>) -> 
         }
     })
     .await;
-    None
+    Err(BodyError::TooLarge)
 }
 
 /// Authenticates a request before anything is written for it: header checks (format, time
@@ -250,10 +282,34 @@ pub async fn authenticate(
     };
     let declared = header(&parts.headers, "content-length").and_then(|v| v.parse::<usize>().ok());
     let public = PUBLIC_PATHS.contains(&parts.uri.path());
+    let deadline = parts.extensions.get::<BodyDeadline>().map(|d| d.0);
+    let body_refused = |e: BodyError| match e {
+        BodyError::TooLarge => too_large(),
+        BodyError::TooSlow => {
+            refused_log(
+                StatusCode::REQUEST_TIMEOUT,
+                "body not in before the body timeout",
+            );
+            problem(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "the body did not arrive in time",
+            )
+        }
+        BodyError::Broken => {
+            refused_log(StatusCode::BAD_REQUEST, "the body could not be read");
+            problem(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                "the body could not be read",
+            )
+        }
+    };
 
     if state.config.no_auth || public {
-        let Some(bytes) = read_limited(body, limit, declared).await else {
-            return too_large();
+        let bytes = match read_limited(body, limit, declared, deadline).await {
+            Ok(b) => b,
+            Err(e) => return body_refused(e),
         };
         if state.config.no_auth {
             parts.extensions.insert(Principal {
@@ -271,8 +327,9 @@ pub async fn authenticate(
         Ok(s) => s,
         Err(response) => return response,
     };
-    let Some(bytes) = read_limited(body, limit, declared).await else {
-        return too_large();
+    let bytes = match read_limited(body, limit, declared, deadline).await {
+        Ok(b) => b,
+        Err(e) => return body_refused(e),
     };
     let Some(master) = &state.master else {
         return unauthorized("the server has no master key");

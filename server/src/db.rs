@@ -73,6 +73,39 @@ impl Backend {
     }
 }
 
+/// Creates the SQLite file mode 0600 (SQLite gives its `-wal` and `-shm` files the database
+/// file's mode), and narrows the files of an older, 0644 database to 0600: they hold the
+/// inventory and the sealed keys.
+fn private_files(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("cannot create the database file {}", path.display()))
+        }
+    }
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let file = PathBuf::from(file);
+        if let Ok(meta) = std::fs::metadata(&file) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                    .with_context(|| format!("cannot make {} private (0600)", file.display()))?;
+                tracing::info!(file = %file.display(), "database file made private (0600)");
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The path of a `sqlite://PATH` URL (`sqlite:///abs/path` or `sqlite://relative/path`).
 pub fn sqlite_path(url: &str) -> Option<PathBuf> {
     let rest = url
@@ -109,6 +142,7 @@ impl Db {
                         format!("cannot create the database directory {}", dir.display())
                     })?;
                 }
+                private_files(&path)?;
                 let full = format!("sqlite://{}?mode=rwc", path.display());
                 let options = AnyConnectOptions::from_str(&full)
                     .with_context(|| format!("bad sqlite url {url:?}"))?;

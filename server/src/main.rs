@@ -18,8 +18,12 @@ mod report;
 mod store;
 
 use std::io::Write;
+use std::pin::Pin;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -214,13 +218,290 @@ async fn serve(common: cli::Common, settings: cli::Serve) -> Result<(), Failure>
     tracing::info!(%addr, backend, auth = !state.config.no_auth, "auto-server listening");
     println!("auto-server listening on http://{addr}");
     let _ = std::io::stdout().flush();
-    axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(shutdown())
-        .await
-        .context("the server stopped")
-        .map_err(failed)?;
+    serve_connections(listener, api::router(state), settings.net, shutdown()).await;
     tracing::info!("auto-server stopped");
     Ok(())
+}
+
+/// What the connection loop and its watchdog know of one connection. Times are milliseconds since
+/// the connection was accepted, plus one (0 means none).
+struct ConnWatch {
+    start: std::time::Instant,
+    /// The last byte read or written.
+    last_io: AtomicU64,
+    /// The first byte of a request head not yet handed to the router (0: not waiting for one).
+    head_started: AtomicU64,
+    /// Requests being handled.
+    in_flight: AtomicUsize,
+}
+
+impl ConnWatch {
+    fn now(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1
+    }
+
+    fn saw_bytes(&self, read: bool) {
+        let now = self.now();
+        self.last_io.store(now, Ordering::Relaxed);
+        if read && self.in_flight.load(Ordering::Relaxed) == 0 {
+            let _ =
+                self.head_started
+                    .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    /// `None` while the connection may stay open (and when to look again), or why it is closed.
+    fn verdict(&self, limits: &cli::NetLimits) -> Result<Duration, &'static str> {
+        let now = self.now();
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 2);
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            // the router owns the request (its body has its own deadline)
+            return Ok(limits.keep_alive);
+        }
+        let head = self.head_started.load(Ordering::Relaxed);
+        let (since, limit, why) = if head != 0 {
+            (head, ms(limits.header_timeout), "header timeout")
+        } else {
+            (
+                self.last_io.load(Ordering::Relaxed),
+                ms(limits.keep_alive),
+                "idle (keep-alive timeout)",
+            )
+        };
+        let age = now.saturating_sub(since);
+        if age >= limit {
+            Err(why)
+        } else {
+            Ok(Duration::from_millis(limit - age + 10))
+        }
+    }
+}
+
+/// A TCP stream that tells its [`ConnWatch`] when bytes move.
+struct WatchedIo {
+    inner: tokio::net::TcpStream,
+    watch: Arc<ConnWatch>,
+}
+
+impl tokio::io::AsyncRead for WatchedIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.watch.saw_bytes(true);
+        }
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for WatchedIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.watch.saw_bytes(false);
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.watch.saw_bytes(false);
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Marks a request handled when dropped (done or cancelled).
+struct InFlight(Arc<ConnWatch>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let now = self.0.now();
+        self.0.last_io.store(now, Ordering::Relaxed);
+    }
+}
+
+/// The accept loop (axum::serve has no timeouts and no cap): at most `max_clients` connections,
+/// one more gets a 503 and is closed; a connection that takes longer than the header timeout to
+/// send a request head, or sits idle longer than the keep-alive timeout, is closed; each request
+/// carries its body deadline ([`auth::BodyDeadline`]). On `stop`, no more connections are
+/// accepted and the open ones finish their requests (30 s at most).
+pub async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    limits: cli::NetLimits,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_clients));
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    tokio::pin!(stop);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // out of file descriptors, most likely: wait for some to close
+                    auth::refused_log(axum::http::StatusCode::SERVICE_UNAVAILABLE, &format!("accept failed: {e}"));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        match permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let router = router.clone();
+                let stopping = stopping.clone();
+                tokio::spawn(async move {
+                    serve_connection(stream, router, limits, stopping).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                auth::refused_log(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    &format!(
+                        "too many connections ({}): {peer} refused",
+                        limits.max_clients
+                    ),
+                );
+                tokio::spawn(refuse_connection(stream));
+            }
+        }
+    }
+    drop(listener);
+    let _ = stopping_tx.send(true);
+    let all = u32::try_from(limits.max_clients).unwrap_or(u32::MAX);
+    if tokio::time::timeout(Duration::from_secs(30), permits.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open 30 s after the stop: closed");
+    }
+}
+
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    router: axum::Router,
+    limits: cli::NetLimits,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let watch = Arc::new(ConnWatch {
+        start: std::time::Instant::now(),
+        last_io: AtomicU64::new(1),
+        head_started: AtomicU64::new(0),
+        in_flight: AtomicUsize::new(0),
+    });
+    let io = hyper_util::rt::TokioIo::new(WatchedIo {
+        inner: stream,
+        watch: watch.clone(),
+    });
+    let service_watch = watch.clone();
+    let service =
+        hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+            let mut router = router.clone();
+            service_watch.in_flight.fetch_add(1, Ordering::Relaxed);
+            service_watch.head_started.store(0, Ordering::Relaxed);
+            let guard = InFlight(service_watch.clone());
+            let mut request = request.map(axum::body::Body::new);
+            request.extensions_mut().insert(auth::BodyDeadline(
+                tokio::time::Instant::now() + limits.body_timeout,
+            ));
+            async move {
+                let response = tower_service::Service::call(&mut router, request).await;
+                drop(guard);
+                response
+            }
+        });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(io, service);
+    tokio::pin!(connection);
+    let watchdog = async {
+        loop {
+            match watch.verdict(&limits) {
+                Ok(wait) => tokio::time::sleep(wait).await,
+                Err(why) => return why,
+            }
+        }
+    };
+    tokio::pin!(watchdog);
+    let mut graceful = false;
+    loop {
+        tokio::select! {
+            done = &mut connection => {
+                if let Err(e) = done {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            why = &mut watchdog => {
+                tracing::debug!(why, "connection closed");
+                return;
+            }
+            changed = stopping.changed(), if !graceful => {
+                graceful = true;
+                if changed.is_ok() {
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// The answer to one connection too many: 503, `Retry-After`, closed; never left waiting.
+async fn refuse_connection(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = error::problem_body(
+        503,
+        "too_many_connections",
+        "the server has as many connections as it takes: retry later",
+    );
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\n\
+         retry-after: 5\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        // read what the client sent first, so that closing does not reset the connection
+        let mut buf = [0u8; 4096];
+        let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await;
+        stream.write_all(response.as_bytes()).await?;
+        stream.shutdown().await?;
+        while stream.read(&mut buf).await? > 0 {}
+        Ok::<(), std::io::Error>(())
+    })
+    .await;
 }
 
 async fn shutdown() {
