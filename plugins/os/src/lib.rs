@@ -6,6 +6,11 @@
 //! `/proc/sys/kernel/hostname`, `/etc/os-release` (or `/usr/lib/os-release`, see os-release(5)),
 //! `/proc/sys/kernel/osrelease`, `/proc/uptime`, `/etc/machine-id` and `uname -m`.
 //!
+//! Its data (report schema 2): the facts `os_name`, `os_version`, `kernel` and `arch`; the volatile
+//! `uptime_seconds` (stored, never change-logged); the identity hints `hostname` and `machine_id`.
+//! An identity hint is declared when its file could be looked at: its value, or `null` when the
+//! file is missing or empty; a file that could not be read (permission denied) declares nothing.
+//!
 //! A source that is missing or unreadable gives `null` for its field and an entry in `reasons`;
 //! the collection fails only when nothing at all could be read.
 //!
@@ -18,7 +23,7 @@ use plugin_api::{
     batch::{self, Script, Section},
     export_collector,
     serde_json::{json, Map, Value},
-    CollectError, Target,
+    CollectError, Data, Target,
 };
 
 /// Below the host's default collector timeout (10 s), so that the executor kills a hung command
@@ -104,7 +109,7 @@ pub fn build(sections: &BTreeMap<String, Section>) -> Result<Value, CollectError
         }
     };
 
-    let hostname = text("/proc/sys/kernel/hostname", "hostname");
+    let hostname = text("/proc/sys/kernel/hostname", "hostname").map(|h| h.trim().to_string());
     let kernel = text("/proc/sys/kernel/osrelease", "kernel");
     let uptime = text("/proc/uptime", "uptime_seconds");
     let machine_id = text("/etc/machine-id", "machine_id");
@@ -161,16 +166,34 @@ pub fn build(sections: &BTreeMap<String, Section>) -> Result<Value, CollectError
         ));
     }
 
-    Ok(json!({
-        "hostname": hostname,
-        "os_name": os_name,
-        "os_version": os_version,
-        "kernel": kernel,
-        "arch": arch,
-        "uptime_seconds": uptime_seconds,
-        "machine_id": machine_id,
-        "reasons": reasons,
-    }))
+    let mut data = Data::new();
+    data.fact("os_name", os_name)
+        .fact("os_version", os_version)
+        .fact("kernel", kernel)
+        .fact("arch", arch)
+        .volatile("uptime_seconds", uptime_seconds);
+    for (hint, key, value) in [
+        ("hostname", "/proc/sys/kernel/hostname", &hostname),
+        ("machine_id", "/etc/machine-id", &machine_id),
+    ] {
+        if looked_at(sections.get(key)) {
+            data.identity(hint, value.as_deref().map(str::trim));
+        }
+    }
+    for (field, why) in &reasons {
+        data.reason(field, why.as_str().unwrap_or_default());
+    }
+    data.build()
+}
+
+/// Whether a file was looked at: read (even if empty) or found missing. Not when it could not be
+/// read (permission denied) or the script did not get to it: an identity hint is then undeclared.
+fn looked_at(section: Option<&Section>) -> bool {
+    match section {
+        Some(Section::Content(_)) => true,
+        Some(Section::Unreadable(why)) => why == "missing",
+        None => false,
+    }
 }
 
 /// Collects the os facts of `target` with one command.
@@ -217,13 +240,19 @@ mod tests {
         // The script's real output on the development VM (Firecracker, Debian 12).
         let stdout = include_str!("../fixtures/firecracker-vm/script.out");
         let data = run(stdout).expect("collects");
-        assert_eq!(data["hostname"], "vm");
-        assert_eq!(data["os_name"], "Debian GNU/Linux");
-        assert_eq!(data["os_version"], "12");
-        assert_eq!(data["kernel"], "6.18.44-fc-v782");
-        assert_eq!(data["arch"], "x86_64");
-        assert!(data["uptime_seconds"].as_u64().is_some_and(|s| s > 0));
-        assert_eq!(data["machine_id"].as_str().map(str::len), Some(32));
+        assert_eq!(data["identity"]["hostname"], "vm");
+        let facts = &data["facts"];
+        assert_eq!(facts["os_name"], "Debian GNU/Linux");
+        assert_eq!(facts["os_version"], "12");
+        assert_eq!(facts["kernel"], "6.18.44-fc-v782");
+        assert_eq!(facts["arch"], "x86_64");
+        assert!(data["volatile"]["uptime_seconds"]
+            .as_u64()
+            .is_some_and(|s| s > 0));
+        assert_eq!(
+            data["identity"]["machine_id"].as_str().map(str::len),
+            Some(32)
+        );
         assert_eq!(data["reasons"], json!({}));
     }
 
@@ -255,8 +284,49 @@ mod tests {
             "x86_64\n",
         );
         let data = run(&stdout).expect("collects");
-        assert_eq!(data["uptime_seconds"], 5084);
+        assert_eq!(data["volatile"]["uptime_seconds"], 5084);
         assert_eq!(data["reasons"], json!({}));
+    }
+
+    /// The recorded cases: the script's real output on the VM, and the other distributions'
+    /// os-release files as the script would print them on an otherwise empty target.
+    fn cases() -> Vec<(&'static str, String)> {
+        let dir = |case: &str| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures")
+                .join(case)
+        };
+        let mut cases = vec![(
+            "firecracker-vm",
+            std::fs::read_to_string(dir("firecracker-vm").join("script.out")).expect("fixture"),
+        )];
+        for case in [
+            "rhel-8.7-container",
+            "ubuntu-22.04-container",
+            "manjaro-container",
+        ] {
+            let release = std::fs::read_to_string(dir(case).join("os-release")).expect("fixture");
+            let stdout = script_output(
+                &[
+                    ("/proc/sys/kernel/hostname", Some("container\n")),
+                    ("/etc/os-release", Some(&release)),
+                ],
+                "x86_64\n",
+            );
+            cases.push((case, stdout));
+        }
+        cases
+    }
+
+    #[test]
+    fn outputs_match_the_recorded_golden_files() {
+        for (case, stdout) in cases() {
+            let data = run(&stdout).expect("collects");
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures")
+                .join(case);
+            plugin_api::testing::golden(dir, &data);
+        }
     }
 
     #[test]
@@ -286,10 +356,16 @@ mod tests {
             "aarch64\n",
         );
         let data = run(&stdout).expect("collects");
-        assert_eq!(data["os_name"], "Manjaro Linux");
-        assert_eq!(data["os_version"], Value::Null);
-        assert_eq!(data["arch"], "aarch64");
-        assert_eq!(data["kernel"], Value::Null);
+        let facts = &data["facts"];
+        assert_eq!(facts["os_name"], "Manjaro Linux");
+        assert_eq!(facts["os_version"], Value::Null);
+        assert_eq!(facts["arch"], "aarch64");
+        assert_eq!(facts["kernel"], Value::Null);
+        // Missing: looked at, there is none.
+        assert_eq!(
+            data["identity"],
+            json!({"hostname": "arch", "machine_id": null})
+        );
         assert_eq!(
             data["reasons"]["kernel"],
             "/proc/sys/kernel/osrelease: missing"
@@ -301,8 +377,9 @@ mod tests {
     fn unreadable_machine_id_is_a_null_field_with_a_reason() {
         let stdout = "==> /proc/sys/kernel/hostname\nweb1\n\n=!> /etc/machine-id permission denied\n==> uname -m\nx86_64\n";
         let data = run(stdout).expect("collects");
-        assert_eq!(data["hostname"], "web1");
-        assert_eq!(data["machine_id"], Value::Null);
+        assert_eq!(data["identity"]["hostname"], "web1");
+        // Not readable: not declared (the server does not take it for "no machine-id").
+        assert_eq!(data["identity"].get("machine_id"), None);
         assert_eq!(
             data["reasons"]["machine_id"],
             "/etc/machine-id: permission denied"
@@ -338,7 +415,17 @@ mod tests {
             .with_target(|t| collect(t, &json!({})))
             .expect("collects");
         println!("{data:#}");
-        assert!(data["hostname"].is_string());
-        assert!(data["kernel"].is_string());
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+        assert_eq!(data["identity"]["hostname"], hostname.trim());
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
+        assert_eq!(data["facts"]["kernel"], kernel.trim());
+        match std::fs::read_to_string("/etc/machine-id") {
+            Ok(id) if !id.trim().is_empty() => {
+                assert_eq!(data["identity"]["machine_id"], id.trim())
+            }
+            _ => assert!(data["reasons"]["machine_id"].is_string(), "{data}"),
+        }
+        assert!(data["volatile"]["uptime_seconds"].as_u64().is_some());
+        plugin_api::data::validate(&data, &Default::default()).expect("valid");
     }
 }
