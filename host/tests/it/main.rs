@@ -3,3 +3,4 @@
 mod collectors;
 mod loading;
 mod support;
+mod worker;
