@@ -2,6 +2,7 @@
 //! reporting over HTTP to the real `auto-server` on loopback.
 
 mod agent;
+mod contract;
 mod salt;
 mod ssh;
 mod support;
