@@ -13,6 +13,11 @@
 //! what the OS sees as a disk, so it counts (its model names the controller; the drives behind it
 //! need the controller's own tool).
 //!
+//! Its data (report schema 2) is the part list `disks`, keyed by `["serial", "name"]`: a disk's id
+//! is its serial, else (no serial, or a serial two disks share: multipath) its name; its
+//! attributes are `name`, `size_bytes`, `model`, `serial`, `rotational` and `kind`. A disk without
+//! a serial has a reason `NAME.serial`.
+//!
 //! `kind` is one of: `virtual` (a hypervisor's disk: `vd*`/`xvd*` names, virtio transport, or a
 //! model such as `QEMU HARDDISK`, `VMware Virtual disk`, `Virtual Disk`, `VBOX HARDDISK`), `nvme`,
 //! `ssd` (not rotational), `hdd` (rotational), or `null` when lsblk does not say.
@@ -22,7 +27,7 @@ use std::time::Duration;
 use plugin_api::{
     export_collector,
     serde_json::{self, json, Map, Value},
-    CollectError, Target,
+    CollectError, Data, Target,
 };
 
 const COLUMNS: &str = "NAME,SIZE,MODEL,SERIAL,ROTA,TYPE,TRAN";
@@ -225,25 +230,46 @@ pub fn parse_lsblk(stdout: &str) -> Result<Vec<Disk>, CollectError> {
 pub fn collect(target: &Target<'_>, _options: &Value) -> Result<Value, CollectError> {
     let stdout = target.run_ok(&command(), TIMEOUT)?;
     let disks = parse_lsblk(&stdout)?;
-    let mut reasons = Map::new();
+    let mut data = Data::new();
     if disks.is_empty() {
-        reasons.insert(
-            "disks".into(),
-            json!("lsblk lists no whole disk (a container, or only network storage)"),
+        data.reason(
+            "disks",
+            "lsblk lists no whole disk (a container, or only network storage)",
         );
     }
     for d in &disks {
         if d.serial.is_none() {
-            reasons.insert(
-                format!("{}.serial", d.name),
-                json!("lsblk shows no serial (virtio without one, or udev data missing)"),
+            data.reason(
+                &format!("{}.serial", d.name),
+                "lsblk shows no serial (virtio without one, or udev data missing)",
             );
         }
     }
-    Ok(json!({
-        "disks": disks.iter().map(Disk::to_json).collect::<Vec<_>>(),
-        "reasons": reasons,
-    }))
+    let list = data.list("disks", &["serial", "name"]);
+    for (d, id) in disks.iter().zip(ids(&disks)) {
+        list.part(id, d.to_json());
+    }
+    data.build()
+}
+
+/// Each disk's id: its serial, else its name; a serial that several disks show (one disk seen
+/// through two paths, or a bridge that reports its own serial) identifies none of them, so they
+/// go by name.
+pub fn ids(disks: &[Disk]) -> Vec<String> {
+    let shared = |serial: &str| {
+        disks
+            .iter()
+            .filter(|d| d.serial.as_deref() == Some(serial))
+            .count()
+            > 1
+    };
+    disks
+        .iter()
+        .map(|d| match &d.serial {
+            Some(serial) if !shared(serial) => serial.clone(),
+            _ => d.name.clone(),
+        })
+        .collect()
 }
 
 export_collector!(
@@ -264,12 +290,93 @@ mod tests {
             .with_target(|t| collect(t, &json!({})))
     }
 
+    fn disks(data: &Value) -> &Vec<Value> {
+        data["lists"]["disks"]["parts"]
+            .as_array()
+            .unwrap_or_else(|| panic!("a list of disks: {data}"))
+    }
+
+    /// Each fixture case and the lsblk output the collector reads from it.
+    const CASES: [(&str, &str); 4] = [
+        ("firecracker-vm", "lsblk.json"),
+        ("hyperv-ubuntu-18.04", "lsblk-O.json"),
+        ("intel-rste-server", "lsblk-adapted.json"),
+        ("util-linux-issue-305", "lsblk-adapted.json"),
+    ];
+
+    #[test]
+    fn outputs_match_the_recorded_golden_files() {
+        for (case, file) in CASES {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures")
+                .join(case);
+            let stdout = std::fs::read_to_string(dir.join(file)).expect("fixture");
+            let data = run(&stdout).expect("collects");
+            plugin_api::testing::golden(&dir, &data);
+        }
+    }
+
+    #[test]
+    fn kinds_of_nvme_ssd_and_hdd_disks() {
+        // Real lsblk output of a laptop (util-linux issue #305): an NVMe disk that lsblk 2.27
+        // gave no transport, known by its name.
+        let data = run(include_str!(
+            "../fixtures/util-linux-issue-305/lsblk-adapted.json"
+        ))
+        .expect("collects");
+        let d = disks(&data);
+        assert_eq!(d[1]["name"], "nvme0n1");
+        assert_eq!(d[1]["kind"], "nvme");
+        assert_eq!(d[1]["id"], "nvme0n1", "no serial: its name");
+        assert_eq!(d[0]["id"], "Z305B5JL");
+        assert_eq!(d[0]["kind"], Value::Null, "no ROTA column recorded");
+        // Synthetic rows, one per rule, in both JSON dialects (booleans, and "0"/"1" strings).
+        let rows = r#"{"blockdevices": [
+            {"name": "nvme0n1", "size": 1000204886016, "model": "Samsung SSD 980 PRO 1TB", "serial": "S5GXNF0R1", "rota": false, "type": "disk", "tran": "nvme"},
+            {"name": "sda", "size": 480103981056, "model": "INTEL SSDSC2KB480G8", "serial": "PHYF1", "rota": false, "type": "disk", "tran": "sata"},
+            {"name": "sdb", "size": 4000787030016, "model": "ST4000NM0035-1V4107", "serial": "ZC1", "rota": true, "type": "disk", "tran": "sas"},
+            {"name": "sdc", "size": "960197124096", "model": "MZ7LH960", "serial": "S45N", "rota": "0", "type": "disk", "tran": "sata"},
+            {"name": "sdd", "size": "2000398934016", "model": "WDC WD20EZBX", "serial": "WD-1", "rota": "1", "type": "disk", "tran": "sata"},
+            {"name": "c0n1", "size": 512110190592, "model": "Dell Ent NVMe", "serial": "S6", "rota": false, "type": "disk", "tran": "nvme"}
+        ]}"#;
+        let data = run(rows).expect("collects");
+        let kinds: Vec<_> = disks(&data)
+            .iter()
+            .map(|d| (d["name"].as_str(), d["kind"].as_str()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (Some("nvme0n1"), Some("nvme")),
+                (Some("sda"), Some("ssd")),
+                (Some("sdb"), Some("hdd")),
+                (Some("sdc"), Some("ssd")),
+                (Some("sdd"), Some("hdd")),
+                (Some("c0n1"), Some("nvme")),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_serial_two_disks_share_identifies_neither() {
+        let rows = r#"{"blockdevices": [
+            {"name": "sda", "size": 1, "serial": "MPATH1", "rota": true, "type": "disk"},
+            {"name": "sdb", "size": 1, "serial": "MPATH1", "rota": true, "type": "disk"},
+            {"name": "sdc", "size": 1, "serial": "S3", "rota": true, "type": "disk"}
+        ]}"#;
+        let data = run(rows).expect("collects");
+        let ids: Vec<_> = disks(&data).iter().map(|d| d["id"].clone()).collect();
+        assert_eq!(ids, [json!("sda"), json!("sdb"), json!("S3")]);
+        assert_eq!(data["lists"]["disks"]["key"], json!(["serial", "name"]));
+    }
+
     #[test]
     fn this_vm_virtio_disk_without_zram() {
         let data = run(include_str!("../fixtures/firecracker-vm/lsblk.json")).expect("collects");
         assert_eq!(
-            data["disks"],
+            data["lists"]["disks"]["parts"],
             json!([{
+                "id": "vda",
                 "name": "vda",
                 "size_bytes": 274_877_906_944u64,
                 "model": null,
@@ -301,10 +408,11 @@ mod tests {
             "../fixtures/intel-rste-server/lsblk-adapted.json"
         ))
         .expect("collects");
-        let disks = data["disks"].as_array().expect("a list");
+        let disks = disks(&data);
         let names: Vec<_> = disks.iter().filter_map(|d| d["name"].as_str()).collect();
         assert_eq!(names, ["sda", "sdb"]);
         assert_eq!(disks[0]["serial"], "PHDV718305YD150MGN");
+        assert_eq!(disks[0]["id"], "PHDV718305YD150MGN");
         assert_eq!(disks[1]["serial"], "PHDV71660DZB150MGN");
         assert_eq!(disks[0]["model"], "INTEL_SSDSC2BB15");
         // The recording has no SIZE, ROTA or TRAN column: null, and no kind.
@@ -349,6 +457,33 @@ mod tests {
             .with_target(|t| collect(t, &json!({})))
             .expect("collects");
         println!("{data:#}");
-        assert!(data["disks"].is_array());
+        plugin_api::data::validate(&data, &Default::default()).expect("valid");
+        // The same disks as /sys/block shows, less the ones the rules leave out.
+        let mut expected: Vec<String> = std::fs::read_dir("/sys/block")
+            .expect("/sys/block")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !NOT_DISKS.iter().any(|p| n.starts_with(p)))
+            .filter(|n| {
+                std::fs::read_to_string(format!("/sys/block/{n}/size"))
+                    .is_ok_and(|s| s.trim() != "0")
+            })
+            .collect();
+        expected.sort();
+        let mut names: Vec<String> = disks(&data)
+            .iter()
+            .filter_map(|d| d["name"].as_str().map(String::from))
+            .collect();
+        names.sort();
+        assert_eq!(names, expected);
+        for d in disks(&data) {
+            let name = d["name"].as_str().expect("name");
+            let sectors: u64 = std::fs::read_to_string(format!("/sys/block/{name}/size"))
+                .expect("size")
+                .trim()
+                .parse()
+                .expect("a number");
+            assert_eq!(d["size_bytes"].as_u64(), Some(sectors * 512), "{name}");
+        }
     }
 }
