@@ -36,54 +36,63 @@ fn uuid() -> String {
     )
 }
 
-/// A realistic report: 2-socket server, 8 DIMMs, 4 disks, 4 NICs.
+/// A realistic report (report schema 2): 2-socket server, 8 DIMMs, 4 disks, 4 NICs.
 fn report(i: usize, round: usize) -> Value {
     let hostname = format!("node-{i:05}");
     let changed = round >= 2;
     let ok =
-        |data: Value| json!({"status": "ok", "version": "0.1.0", "duration_ms": 4, "data": data});
+        |data: Value| json!({"status": "ok", "version": "0.2.0", "duration_ms": 4, "data": data});
     let disks: Vec<Value> = (0..4)
         .map(|d| {
             let grown = changed && d == 0;
-            json!({"name": format!("sd{}", (b'a' + d as u8) as char),
+            let serial = format!("S45N{i:05}D{d}");
+            json!({"id": serial, "name": format!("sd{}", (b'a' + d as u8) as char),
                 "size_bytes": if grown { 960_197_124_096u64 } else { 480_103_981_056u64 },
-                "model": "SAMSUNG MZ7LH480HAHQ", "serial": format!("S45N{i:05}D{d}"),
+                "model": "SAMSUNG MZ7LH480HAHQ", "serial": serial,
                 "rotational": false, "kind": "ssd"})
         })
         .collect();
     let nics: Vec<Value> = (0..4)
         .map(|n| {
             let octet = if changed && n == 0 { 200 } else { 10 };
-            json!({"name": format!("eno{}", n + 1), "mac": format!("3c:ec:ef:{:02x}:{:02x}:{n:02x}", i / 256, i % 256),
-                "up": n < 2, "mtu": 1500, "speed_mbps": 10000,
+            let mac = format!("3c:ec:ef:{:02x}:{:02x}:{n:02x}", i / 256, i % 256);
+            json!({"id": mac, "name": format!("eno{}", n + 1), "mac": mac, "permanent_mac": mac,
+                "up": n < 2, "mtu_bytes": 1500, "speed_mbps": 10000,
                 "addresses": [{"address": format!("10.{}.{}.{}", n, i % 250, octet), "prefix_len": 24},
                               {"address": format!("fe80::3eec:efff:fe{:02x}:{:02x}{n:02x}", i / 256, i % 256), "prefix_len": 64}]})
         })
         .collect();
     let modules: Vec<Value> = (0..8)
         .map(|m| {
-            json!({"slot": format!("DIMM_{}{}", (b'A' + (m / 2) as u8) as char, m % 2 + 1),
+            let slot = format!("DIMM_{}{}", (b'A' + (m / 2) as u8) as char, m % 2 + 1);
+            json!({"id": slot, "slot": slot,
                 "size_bytes": 34_359_738_368u64, "type": "DDR4", "speed_mts": 2933,
                 "manufacturer": "Samsung", "serial": format!("M{i:05}{m}")})
         })
         .collect();
+    let serial = format!("ZM{i:08}");
+    let uuid = format!("{:08x}-0000-4000-8000-{:012x}", i, i);
     json!({
-        "schema": 1,
+        "schema": 2,
         "report_id": uuid(),
         "hostname": hostname,
         "previous_hostname": if round == 1 { Value::Null } else { json!(hostname) },
         "collected_at": "2026-11-23T09:00:00Z",
-        "agent": {"version": "0.1.0", "mode": "agent"},
+        "agent": {"version": "0.2.0", "mode": "agent"},
         "plugins": {
-            "os": ok(json!({"hostname": hostname, "os_name": "Debian GNU/Linux", "os_version": "12",
-                "kernel": if changed { "6.1.0-27-amd64" } else { "6.1.0-26-amd64" }, "arch": "x86_64",
-                "uptime_seconds": 86_400 * round + i, "machine_id": format!("{:032x}", i as u128 * 7919)})),
-            "cpu": ok(json!({"model": "Intel(R) Xeon(R) Silver 4210R CPU @ 2.40GHz", "sockets": 2, "cores": 20, "threads": 40})),
-            "memory": ok(json!({"total_bytes": 274_877_906_944u64, "modules": modules})),
-            "disk": ok(json!({"disks": disks})),
-            "nic": ok(json!({"interfaces": nics})),
-            "board": ok(json!({"manufacturer": "Supermicro", "product": "X11DPi-N", "serial": format!("ZM{i:08}"),
-                "uuid": format!("{:08x}-0000-4000-8000-{:012x}", i, i)})),
+            "os": ok(json!({
+                "facts": {"os_name": "Debian GNU/Linux", "os_version": "12",
+                    "kernel": if changed { "6.1.0-27-amd64" } else { "6.1.0-26-amd64" }, "arch": "x86_64"},
+                "volatile": {"uptime_seconds": 86_400 * round + i},
+                "identity": {"hostname": hostname, "machine_id": format!("{:032x}", i as u128 * 7919)}})),
+            "cpu": ok(json!({"facts": {"model": "Intel(R) Xeon(R) Silver 4210R CPU @ 2.40GHz",
+                "socket_count": 2, "core_count": 20, "thread_count": 40}})),
+            "memory": ok(json!({"facts": {"total_bytes": 274_877_906_944u64},
+                "lists": {"modules": {"key": ["slot"], "parts": modules}}})),
+            "disk": ok(json!({"lists": {"disks": {"key": ["serial", "name"], "parts": disks}}})),
+            "nic": ok(json!({"lists": {"interfaces": {"key": ["permanent_mac", "name"], "parts": nics}}})),
+            "board": ok(json!({"facts": {"manufacturer": "Supermicro", "product": "X11DPi-N", "serial": serial, "uuid": uuid},
+                "identity": {"serial": serial, "system_uuid": uuid}})),
         }
     })
 }
