@@ -71,7 +71,7 @@ fn report(i: usize, round: usize) -> Value {
         })
         .collect();
     let serial = format!("ZM{i:08}");
-    let uuid = format!("{:08x}-0000-4000-8000-{:012x}", i, i);
+    let system_uuid = format!("{:08x}-0000-4000-8000-{:012x}", i, i);
     json!({
         "schema": 2,
         "report_id": uuid(),
@@ -91,8 +91,8 @@ fn report(i: usize, round: usize) -> Value {
                 "lists": {"modules": {"key": ["slot"], "parts": modules}}})),
             "disk": ok(json!({"lists": {"disks": {"key": ["serial", "name"], "parts": disks}}})),
             "nic": ok(json!({"lists": {"interfaces": {"key": ["permanent_mac", "name"], "parts": nics}}})),
-            "board": ok(json!({"facts": {"manufacturer": "Supermicro", "product": "X11DPi-N", "serial": serial, "uuid": uuid},
-                "identity": {"serial": serial, "system_uuid": uuid}})),
+            "board": ok(json!({"facts": {"manufacturer": "Supermicro", "product": "X11DPi-N", "serial": serial, "uuid": system_uuid},
+                "identity": {"serial": serial, "system_uuid": system_uuid}})),
         }
     })
 }
