@@ -11,6 +11,11 @@
 //! CMDB sees what the host sees). Options: `include_veth = true` keeps veth devices,
 //! `exclude_prefixes = ["docker", "br-"]` leaves out interfaces whose name starts so.
 //!
+//! Its data (report schema 2) is the part list `interfaces`, keyed by `["permanent_mac", "name"]`:
+//! an interface's id is its permanent MAC where iproute2 shows one (`permaddr`, which stays when a
+//! bond or a user changes the address), else its name; attributes `name`, `mac`, `permanent_mac`,
+//! `up`, `mtu_bytes`, `speed_mbps`, `addresses` (`[{address, prefix_len}]`).
+//!
 //! `mac` is the permanent address where iproute2 shows one (`permaddr`: a bond slave's own MAC),
 //! else `address`; `null` for interfaces without a hardware address (tun, wireguard).
 //! `up` means administratively up with a carrier (`UP` and `LOWER_UP` flags). `speed_mbps` is
@@ -23,7 +28,7 @@ use std::{collections::BTreeMap, time::Duration};
 use plugin_api::{
     export_collector,
     serde_json::{self, json, Map, Value},
-    CollectError, Target,
+    CollectError, Data, Target,
 };
 
 const IP_ADDR: &str = "ip -d -j addr";
@@ -42,6 +47,8 @@ const TIMEOUT: Duration = Duration::from_secs(8);
 pub struct Interface {
     pub name: String,
     pub mac: Option<String>,
+    /// `permaddr`, where iproute2 shows it.
+    pub permanent_mac: Option<String>,
     pub up: bool,
     pub mtu: Option<u64>,
     pub speed_mbps: Option<u64>,
@@ -53,8 +60,9 @@ impl Interface {
         json!({
             "name": self.name,
             "mac": self.mac,
+            "permanent_mac": self.permanent_mac,
             "up": self.up,
-            "mtu": self.mtu,
+            "mtu_bytes": self.mtu,
             "speed_mbps": self.speed_mbps,
             "addresses": self
                 .addresses
@@ -202,9 +210,15 @@ fn interfaces_of(
                     .collect()
             })
             .unwrap_or_default();
+        let permanent_mac = link
+            .get("permaddr")
+            .and_then(Value::as_str)
+            .filter(|m| !m.is_empty())
+            .map(str::to_string);
         interfaces.push(Interface {
             name: name.to_string(),
             mac,
+            permanent_mac,
             up: has_flag(link, "UP") && has_flag(link, "LOWER_UP"),
             mtu: link.get("mtu").and_then(Value::as_u64),
             speed_mbps: speeds.get(name).copied().flatten(),
@@ -327,10 +341,34 @@ pub fn collect(target: &Target<'_>, options: &Value) -> Result<Value, CollectErr
         },
     };
     let interfaces = interfaces_of(&links, &speeds, &filter);
-    Ok(json!({
-        "interfaces": interfaces.iter().map(Interface::to_json).collect::<Vec<_>>(),
-        "reasons": reasons,
-    }))
+    let mut data = Data::new();
+    for (field, why) in &reasons {
+        data.reason(field, why.as_str().unwrap_or_default());
+    }
+    let list = data.list("interfaces", &["permanent_mac", "name"]);
+    for (i, id) in interfaces.iter().zip(ids(&interfaces)) {
+        list.part(id, i.to_json());
+    }
+    data.build()
+}
+
+/// Each interface's id: its permanent MAC where known and not shared with another interface, else
+/// its name.
+pub fn ids(interfaces: &[Interface]) -> Vec<String> {
+    let shared = |mac: &str| {
+        interfaces
+            .iter()
+            .filter(|i| i.permanent_mac.as_deref() == Some(mac))
+            .count()
+            > 1
+    };
+    interfaces
+        .iter()
+        .map(|i| match &i.permanent_mac {
+            Some(mac) if !shared(mac) => mac.clone(),
+            _ => i.name.clone(),
+        })
+        .collect()
 }
 
 export_collector!(
@@ -357,8 +395,72 @@ mod tests {
         exec.with_target(|t| collect(t, &options))
     }
 
+    fn interfaces(data: &Value) -> &Vec<Value> {
+        data["lists"]["interfaces"]["parts"]
+            .as_array()
+            .unwrap_or_else(|| panic!("a list of interfaces: {data}"))
+    }
+
+    fn fixture(case: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures")
+            .join(case)
+    }
+
+    fn read(case: &str, file: &str) -> String {
+        std::fs::read_to_string(fixture(case).join(file)).expect("fixture")
+    }
+
+    /// Each fixture case as the collector sees it, with default options.
+    fn cases() -> Vec<(&'static str, FixtureExecutor)> {
+        vec![
+            (
+                "firecracker-vm",
+                FixtureExecutor::new("vm")
+                    .command(IP_ADDR, &read("firecracker-vm", "ip-addr.json"))
+                    .command(SPEEDS, &read("firecracker-vm", "speeds.txt")),
+            ),
+            (
+                "netns-bridge-veth",
+                FixtureExecutor::new("netns")
+                    .command(IP_ADDR, &read("netns-bridge-veth", "ip-d-addr.json"))
+                    .command(SPEEDS, &read("netns-bridge-veth", "speeds.txt")),
+            ),
+            (
+                // The old iproute2's text, as the fallback reads it.
+                "supermicro-bond",
+                FixtureExecutor::new("supermicro")
+                    .command_output(IP_ADDR, "", "Option \"-j\" is unknown\n", Some(255))
+                    .command(
+                        IP_TEXT,
+                        &format!(
+                            "{}==> addresses\n",
+                            read("supermicro-bond", "ip-o-link.txt")
+                        ),
+                    )
+                    .command(SPEEDS, "eth0 1000\neth1 1000\n"),
+            ),
+            (
+                "iproute2-brief-lo",
+                FixtureExecutor::new("brief")
+                    .command(IP_ADDR, &read("iproute2-brief-lo", "ip-json-brief.json"))
+                    .command(SPEEDS, ""),
+            ),
+        ]
+    }
+
+    #[test]
+    fn outputs_match_the_recorded_golden_files() {
+        for (case, exec) in cases() {
+            let data = exec
+                .with_target(|t| collect(t, &json!({})))
+                .expect("collects");
+            plugin_api::testing::golden(fixture(case), &data);
+        }
+    }
+
     fn names(data: &Value) -> Vec<String> {
-        data["interfaces"]
+        data["lists"]["interfaces"]["parts"]
             .as_array()
             .map(|l| {
                 l.iter()
@@ -374,7 +476,8 @@ mod tests {
         let speeds = include_str!("../fixtures/netns-bridge-veth/speeds.txt");
         let data = run(ip, Some(speeds)).expect("collects");
         assert_eq!(names(&data), ["br0", "ifb0"]);
-        let br0 = &data["interfaces"][0];
+        let br0 = &interfaces(&data)[0];
+        assert_eq!(br0["id"], "br0", "no permanent MAC: its name");
         assert_eq!(br0["mac"], "42:b6:c0:1d:d3:e0");
         assert_eq!(br0["speed_mbps"], 10000);
         assert_eq!(
@@ -384,7 +487,7 @@ mod tests {
 
         let data = run_with(ip, Some(speeds), json!({ "include_veth": true })).expect("collects");
         assert_eq!(names(&data), ["br0", "veth0b", "veth0a", "ifb0"]);
-        assert_eq!(data["interfaces"][1]["mtu"], 9000);
+        assert_eq!(interfaces(&data)[1]["mtu_bytes"], 9000);
 
         let data =
             run_with(ip, Some(speeds), json!({ "exclude_prefixes": ["ifb"] })).expect("collects");
@@ -402,13 +505,15 @@ mod tests {
             Some(include_str!("../fixtures/firecracker-vm/speeds.txt")),
         )
         .expect("collects");
-        let ifaces = data["interfaces"].as_array().expect("a list");
+        let ifaces = interfaces(&data);
         let names: Vec<_> = ifaces.iter().filter_map(|i| i["name"].as_str()).collect();
         assert_eq!(names, ["ifb0", "ifb1", "eth0"], "no loopback");
         let eth0 = &ifaces[2];
         assert_eq!(eth0["mac"], "02:fc:00:00:00:01");
+        assert_eq!(eth0["permanent_mac"], Value::Null);
+        assert_eq!(eth0["id"], "eth0");
         assert_eq!(eth0["up"], true);
-        assert_eq!(eth0["mtu"], 1400);
+        assert_eq!(eth0["mtu_bytes"], 1400);
         assert_eq!(eth0["speed_mbps"], Value::Null, "virtio says -1");
         assert_eq!(
             eth0["addresses"],
@@ -429,7 +534,7 @@ mod tests {
             Some("eth0 1000\neth1 1000\nbond0 2000\nlo -\n"),
         )
         .expect("collects");
-        let ifaces = data["interfaces"].as_array().expect("a list");
+        let ifaces = interfaces(&data);
         let names: Vec<_> = ifaces.iter().filter_map(|i| i["name"].as_str()).collect();
         assert_eq!(
             names,
@@ -460,6 +565,20 @@ mod tests {
         let ip = r#"[{"ifname":"eno1","flags":["BROADCAST","MULTICAST","SLAVE","UP","LOWER_UP"],"mtu":1500,"link_type":"ether","address":"aa:bb:cc:00:75:35","permaddr":"aa:bb:cc:00:32:10","addr_info":[]}]"#;
         let ifaces = parse_ip_addr(ip, &BTreeMap::new(), &Filter::default()).expect("parses");
         assert_eq!(ifaces[0].mac.as_deref(), Some("aa:bb:cc:00:32:10"));
+        assert_eq!(
+            ifaces[0].permanent_mac.as_deref(),
+            Some("aa:bb:cc:00:32:10")
+        );
+        let data = FixtureExecutor::new("t")
+            .command(IP_ADDR, ip)
+            .command(SPEEDS, "")
+            .with_target(|t| collect(t, &json!({})))
+            .expect("collects");
+        assert_eq!(interfaces(&data)[0]["id"], "aa:bb:cc:00:32:10");
+        assert_eq!(
+            data["lists"]["interfaces"]["key"],
+            json!(["permanent_mac", "name"])
+        );
     }
 
     #[test]
@@ -470,7 +589,7 @@ mod tests {
         )
         .expect("collects");
         assert!(data["reasons"]["speed_mbps"].is_string());
-        assert_eq!(data["interfaces"][2]["speed_mbps"], Value::Null);
+        assert_eq!(interfaces(&data)[2]["speed_mbps"], Value::Null);
     }
 
     #[test]
@@ -514,10 +633,10 @@ mod tests {
                 "bond0.3003"
             ]
         );
-        let eth0 = &data["interfaces"][0];
+        let eth0 = &interfaces(&data)[0];
         assert_eq!(eth0["mac"], "0c:c4:7a:03:24:fb");
         assert_eq!(eth0["up"], true);
-        assert_eq!(eth0["mtu"], 1500);
+        assert_eq!(eth0["mtu_bytes"], 1500);
         assert_eq!(eth0["speed_mbps"], 1000);
         assert!(data["reasons"]["source"].is_string());
     }
@@ -568,6 +687,41 @@ mod tests {
             .with_target(|t| collect(t, &json!({})))
             .expect("collects");
         println!("{data:#}");
-        assert!(data["interfaces"].as_array().is_some_and(|i| !i.is_empty()));
+        plugin_api::data::validate(&data, &Default::default()).expect("valid");
+        // Every listed interface is one of /sys/class/net with its MTU and MAC; every interface
+        // with a device behind it (hardware, virtio) is listed.
+        let sys = |name: &str, f: &str| {
+            std::fs::read_to_string(format!("/sys/class/net/{name}/{f}"))
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default()
+        };
+        let mut listed = 0;
+        for i in interfaces(&data) {
+            let name = i["name"].as_str().expect("name");
+            assert_ne!(name, "lo");
+            assert_eq!(
+                i["mtu_bytes"].as_u64(),
+                sys(name, "mtu").parse().ok(),
+                "{name}"
+            );
+            let addr = sys(name, "address");
+            if i["permanent_mac"].is_null() && !addr.is_empty() && addr != "00:00:00:00:00:00" {
+                assert_eq!(i["mac"], addr.as_str(), "{name}");
+            }
+            listed += 1;
+        }
+        for entry in std::fs::read_dir("/sys/class/net")
+            .expect("/sys/class/net")
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.path().join("device").exists() {
+                assert!(
+                    interfaces(&data).iter().any(|i| i["name"] == name.as_str()),
+                    "{name} is listed"
+                );
+            }
+        }
+        assert!(listed > 0, "this machine has a network interface");
     }
 }
