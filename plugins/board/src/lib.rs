@@ -15,9 +15,15 @@
 //! With the option `{ "sudo": true }` every file is read with `sudo -n cat`, for SSH logins that
 //! are not root (a NOPASSWD rule for `cat /sys/class/dmi/id/*` is needed).
 //!
-//! A field that stays `null` has its cause in `reasons`; `reason` sums them up in one line (e.g.
-//! `no SMBIOS/DMI on this machine`, `serial, uuid: permission denied: needs root`). A target
-//! without DMI is not an error: all four fields are `null` and `reason` says so.
+//! Its data (report schema 2): the facts `manufacturer`, `product`, `serial` and `uuid`, and the
+//! identity hints `serial` and `system_uuid` (the uuid in lower case). A hint is declared only when
+//! its files could be looked at: the value, or `null` when they hold only placeholders or the
+//! machine has no DMI; a root-only file read as a normal user declares nothing (unknown is not
+//! "none", and the server must not take it for one).
+//!
+//! A field that stays `null` has its cause in `reasons` (e.g. `no SMBIOS/DMI on this machine`,
+//! `product_serial: permission denied: needs root`). A target without DMI is not an error: all
+//! four facts are `null` and `reasons` says why.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -25,7 +31,7 @@ use plugin_api::{
     batch::{self, Script, Section},
     export_collector,
     serde_json::{json, Map, Value},
-    CollectError, Target,
+    CollectError, Data, Target,
 };
 
 const DMI_DIR: &str = "/sys/class/dmi/id";
@@ -80,9 +86,18 @@ pub fn is_placeholder(value: &str) -> bool {
         || v.chars().all(|c| c == 'f' || c == '-')
 }
 
-/// The board facts and why any is missing, from the script's sections.
-pub fn build(sections: &BTreeMap<String, Section>) -> Value {
-    let mut reasons = Map::new();
+/// Whether every one of `files` was looked at: read, or missing (not denied, not skipped).
+fn all_looked_at(sections: &BTreeMap<String, Section>, files: &[&str]) -> bool {
+    files.iter().all(|f| match sections.get(*f) {
+        Some(Section::Content(_)) => true,
+        Some(Section::Unreadable(why)) => why == "missing",
+        None => false,
+    })
+}
+
+/// The board facts, identity hints and why any is missing, from the script's sections.
+pub fn build(sections: &BTreeMap<String, Section>) -> Result<Value, CollectError> {
+    let mut data = Data::new();
     if let Some(Section::Unreadable(why)) = sections.get(DMI_DIR) {
         let reason = if why == "missing" {
             "no SMBIOS/DMI on this machine (/sys/class/dmi/id is missing)".to_string()
@@ -90,14 +105,15 @@ pub fn build(sections: &BTreeMap<String, Section>) -> Value {
             format!("{DMI_DIR}: {why}")
         };
         for field in ["manufacturer", "product", "serial", "uuid"] {
-            reasons.insert(field.into(), json!(reason));
+            data.fact(field, Value::Null).reason(field, reason.clone());
         }
-        return json!({
-            "manufacturer": null, "product": null, "serial": null, "uuid": null,
-            "reason": reason,
-            "reasons": reasons,
-        });
+        if why == "missing" {
+            // Looked: this machine has none.
+            data.identity("serial", None).identity("system_uuid", None);
+        }
+        return data.build();
     }
+    let mut reasons = Map::new();
 
     let mut field = |name: &str, files: &[&str]| -> Option<String> {
         let mut why: Vec<String> = Vec::new();
@@ -122,31 +138,22 @@ pub fn build(sections: &BTreeMap<String, Section>) -> Value {
     let serial = field("serial", &["product_serial", "board_serial"]);
     let uuid = field("uuid", &["product_uuid"]).map(|u| u.to_ascii_lowercase());
 
-    let reason = (!reasons.is_empty()).then(|| {
-        let denied: Vec<&str> = reasons
-            .iter()
-            .filter(|(_, v)| v.as_str().is_some_and(|s| s.contains("permission denied")))
-            .map(|(k, _)| k.as_str())
-            .collect();
-        if denied.len() == reasons.len() {
-            format!("{}: permission denied: needs root", denied.join(", "))
-        } else {
-            reasons
-                .iter()
-                .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or_default()))
-                .collect::<Vec<_>>()
-                .join("; ")
+    data.fact("manufacturer", manufacturer)
+        .fact("product", product)
+        .fact("serial", serial.clone())
+        .fact("uuid", uuid.clone());
+    for (hint, value, files) in [
+        ("serial", &serial, &["product_serial", "board_serial"][..]),
+        ("system_uuid", &uuid, &["product_uuid"][..]),
+    ] {
+        if value.is_some() || all_looked_at(sections, files) {
+            data.identity(hint, value.as_deref());
         }
-    });
-
-    json!({
-        "manufacturer": manufacturer,
-        "product": product,
-        "serial": serial,
-        "uuid": uuid,
-        "reason": reason,
-        "reasons": reasons,
-    })
+    }
+    for (k, v) in &reasons {
+        data.reason(k, v.as_str().unwrap_or_default());
+    }
+    data.build()
 }
 
 /// Collects the board facts of `target` with one command.
@@ -162,7 +169,7 @@ pub fn collect(target: &Target<'_>, options: &Value) -> Result<Value, CollectErr
         }
     };
     // Only an answer without any section is a failure (`command_failed`).
-    Ok(build(&batch::run(target, &script(sudo), TIMEOUT, "board")?))
+    build(&batch::run(target, &script(sudo), TIMEOUT, "board")?)
 }
 
 export_collector!(
@@ -184,14 +191,38 @@ mod tests {
             .expect("collects")
     }
 
+    /// Each fixture case and its script output.
+    const CASES: [(&str, &str); 4] = [
+        ("firecracker-vm", "script.out"),
+        ("dell-poweredge-m630", "script-adapted.out"),
+        ("vmware-vm", "script-adapted.out"),
+        ("vmware-vm-non-root", "script-adapted.out"),
+    ];
+
+    #[test]
+    fn outputs_match_the_recorded_golden_files() {
+        for (case, file) in CASES {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures")
+                .join(case);
+            let stdout = std::fs::read_to_string(dir.join(file)).expect("fixture");
+            plugin_api::testing::golden(&dir, &run(&stdout));
+        }
+    }
+
     #[test]
     fn this_vm_has_no_dmi_real_output() {
         let data = run(include_str!("../fixtures/firecracker-vm/script.out"));
-        assert_eq!(data["manufacturer"], Value::Null);
-        assert_eq!(data["serial"], Value::Null);
+        assert_eq!(data["facts"]["manufacturer"], Value::Null);
+        assert_eq!(data["facts"]["serial"], Value::Null);
         assert_eq!(
-            data["reason"],
+            data["reasons"]["serial"],
             "no SMBIOS/DMI on this machine (/sys/class/dmi/id is missing)"
+        );
+        // Looked, there is none.
+        assert_eq!(
+            data["identity"],
+            json!({"serial": null, "system_uuid": null})
         );
     }
 
@@ -200,50 +231,71 @@ mod tests {
         let data = run(include_str!(
             "../fixtures/dell-poweredge-m630/script-adapted.out"
         ));
-        assert_eq!(data["manufacturer"], "Dell Inc.");
-        assert_eq!(data["product"], "PowerEdge M630");
+        let facts = &data["facts"];
+        assert_eq!(facts["manufacturer"], "Dell Inc.");
+        assert_eq!(facts["product"], "PowerEdge M630");
         // The publisher of the dump replaced every serial with 4242.
-        assert_eq!(data["serial"], "4242");
-        assert_eq!(data["uuid"], "4c4c4544-0036-3210-805a-b7c04f4d3632");
-        assert_eq!(data["reason"], Value::Null);
+        assert_eq!(facts["serial"], "4242");
+        assert_eq!(facts["uuid"], "4c4c4544-0036-3210-805a-b7c04f4d3632");
+        assert_eq!(
+            data["identity"],
+            json!({"serial": "4242", "system_uuid": "4c4c4544-0036-3210-805a-b7c04f4d3632"})
+        );
+        assert_eq!(data["reasons"], json!({}));
     }
 
     #[test]
     fn vmware_vm() {
         let data = run(include_str!("../fixtures/vmware-vm/script-adapted.out"));
-        assert_eq!(data["manufacturer"], "VMware, Inc.");
-        assert_eq!(data["product"], "VMware Virtual Platform");
+        let facts = &data["facts"];
+        assert_eq!(facts["manufacturer"], "VMware, Inc.");
+        assert_eq!(facts["product"], "VMware Virtual Platform");
         assert_eq!(
-            data["serial"],
+            facts["serial"],
             "VMware-42 1a ee 9a 8e 13 ee e5-fc ec 82 3d cd 74 76 94"
         );
-        assert_eq!(data["uuid"], "9aee1a42-138e-e5ee-fcec-823dcd747694");
+        assert_eq!(facts["uuid"], "9aee1a42-138e-e5ee-fcec-823dcd747694");
+        assert_eq!(
+            data["identity"]["system_uuid"],
+            "9aee1a42-138e-e5ee-fcec-823dcd747694"
+        );
     }
 
     #[test]
     fn non_root_gets_vendor_and_product_but_no_serial() {
         let data = run(include_str!(
-            "../fixtures/vmware-vm/script-non-root-adapted.out"
+            "../fixtures/vmware-vm-non-root/script-adapted.out"
         ));
-        assert_eq!(data["manufacturer"], "VMware, Inc.");
-        assert_eq!(data["serial"], Value::Null);
-        assert_eq!(data["uuid"], Value::Null);
+        assert_eq!(data["facts"]["manufacturer"], "VMware, Inc.");
+        assert_eq!(data["facts"]["serial"], Value::Null);
+        assert_eq!(data["facts"]["uuid"], Value::Null);
         assert_eq!(
-            data["reason"],
-            "serial, uuid: permission denied: needs root"
+            data["reasons"]["serial"],
+            "product_serial: permission denied: needs root; board_serial: permission denied: needs root"
         );
+        assert_eq!(
+            data["reasons"]["uuid"],
+            "product_uuid: permission denied: needs root"
+        );
+        // Not readable: no identity hint at all (unknown, not "none").
+        assert_eq!(data.get("identity"), None, "{data}");
     }
 
     #[test]
     fn placeholders_are_null_with_a_reason() {
         let out = "==> sys_vendor\nTo Be Filled By O.E.M.\n\n==> board_vendor\nASRockRack\n\n==> product_serial\nTo Be Filled By O.E.M.\n\n==> board_serial\nDefault string\n\n==> product_uuid\n03000200-0400-0500-0006-000700080009\n\n";
         let data = run(out);
-        assert_eq!(data["manufacturer"], "ASRockRack");
-        assert_eq!(data["serial"], Value::Null);
-        assert_eq!(data["uuid"], Value::Null);
+        assert_eq!(data["facts"]["manufacturer"], "ASRockRack");
+        assert_eq!(data["facts"]["serial"], Value::Null);
+        assert_eq!(data["facts"]["uuid"], Value::Null);
         assert!(data["reasons"]["serial"]
             .as_str()
             .is_some_and(|r| r.contains("placeholder")));
+        // Read, and found only placeholders: looked, there is none.
+        assert_eq!(
+            data["identity"],
+            json!({"serial": null, "system_uuid": null})
+        );
     }
 
     #[test]
@@ -255,7 +307,10 @@ mod tests {
             )
             .with_target(|t| collect(t, &json!({ "sudo": true })))
             .expect("collects");
-        assert_eq!(data["uuid"], "9aee1a42-138e-e5ee-fcec-823dcd747694");
+        assert_eq!(
+            data["facts"]["uuid"],
+            "9aee1a42-138e-e5ee-fcec-823dcd747694"
+        );
         let err = FixtureExecutor::new("t")
             .with_target(|t| collect(t, &json!({ "sudo": 1 })))
             .expect_err("bad option");
@@ -278,6 +333,54 @@ mod tests {
             .with_target(|t| collect(t, &json!({})))
             .expect("collects");
         println!("{data:#}");
-        assert!(data.get("reason").is_some());
+        plugin_api::data::validate(&data, &Default::default()).expect("valid");
+        let dir = std::path::Path::new(DMI_DIR);
+        if !dir.exists() {
+            for field in ["manufacturer", "product", "serial", "uuid"] {
+                assert_eq!(data["facts"][field], Value::Null, "{field}");
+                assert_eq!(
+                    data["reasons"][field],
+                    "no SMBIOS/DMI on this machine (/sys/class/dmi/id is missing)"
+                );
+            }
+            assert_eq!(
+                data["identity"],
+                json!({"serial": null, "system_uuid": null})
+            );
+            return;
+        }
+        // Each fact is the first readable, meaningful file of its sources, as sysfs shows it now.
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).map(|s| s.trim().to_string());
+        for (field, files) in [
+            ("manufacturer", &["sys_vendor", "board_vendor"][..]),
+            ("product", &["product_name", "board_name"][..]),
+            ("serial", &["product_serial", "board_serial"][..]),
+            ("uuid", &["product_uuid"][..]),
+        ] {
+            let expected = files
+                .iter()
+                .filter_map(|f| read(f).ok())
+                .find(|v| !is_placeholder(v));
+            match expected {
+                Some(v) if field == "uuid" => {
+                    assert_eq!(data["facts"][field], v.to_ascii_lowercase().as_str())
+                }
+                Some(v) => assert_eq!(data["facts"][field], v.as_str(), "{field}"),
+                None => {
+                    assert_eq!(data["facts"][field], Value::Null, "{field}");
+                    assert!(data["reasons"][field].is_string(), "{field}: {data}");
+                }
+            }
+        }
+        match read("product_uuid") {
+            Ok(u) if !is_placeholder(&u) => {
+                assert_eq!(
+                    data["identity"]["system_uuid"],
+                    u.to_ascii_lowercase().as_str()
+                )
+            }
+            Ok(_) => assert_eq!(data["identity"]["system_uuid"], Value::Null),
+            Err(_) => assert_eq!(data["identity"].get("system_uuid"), None),
+        }
     }
 }
