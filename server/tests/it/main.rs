@@ -10,3 +10,4 @@ mod cli;
 mod identity;
 mod limits;
 mod pending;
+mod trust;
