@@ -7,6 +7,7 @@ pub mod support;
 mod auth;
 mod changes;
 mod cli;
+mod diskfull;
 mod identity;
 mod limits;
 mod pending;
