@@ -60,7 +60,7 @@ fn every_identity_branch_updates_the_cert_and_the_server_as_the_design_says() {
     let out = a.run(&server.url, Some(&key), &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(a.cert().as_deref(), Some("alpha"));
-    assert_eq!(host(&server, &key, "alpha")["os"]["os_version"], "12.1");
+    assert_eq!(host(&server, &key, "alpha")["plugins"]["os"]["facts"]["os_version"], "12.1");
 
     // 1b. New machine, name taken: 409, nothing recorded, the cert stays empty.
     b.set_os("alpha", "11");
@@ -73,7 +73,7 @@ fn every_identity_branch_updates_the_cert_and_the_server_as_the_design_says() {
         stderr(&out)
     );
     assert_eq!(
-        host(&server, &key, "alpha")["os"]["os_version"],
+        host(&server, &key, "alpha")["plugins"]["os"]["facts"]["os_version"],
         "12.1",
         "b's data must not land on alpha"
     );
@@ -99,8 +99,8 @@ fn every_identity_branch_updates_the_cert_and_the_server_as_the_design_says() {
     assert_eq!(c.cert().as_deref(), Some("gamma"), "{}", stderr(&out));
     assert!(stderr(&out).contains("rename refused"), "{}", stderr(&out));
     assert_eq!(hostnames(&server, &key), ["alpha2", "gamma"]);
-    assert_eq!(host(&server, &key, "gamma")["os"]["os_version"], "10.5");
-    assert_eq!(host(&server, &key, "alpha2")["os"]["os_version"], "12.1");
+    assert_eq!(host(&server, &key, "gamma")["plugins"]["os"]["facts"]["os_version"], "10.5");
+    assert_eq!(host(&server, &key, "alpha2")["plugins"]["os"]["facts"]["os_version"], "12.1");
 }
 
 #[test]
@@ -161,42 +161,94 @@ fn an_agent_killed_while_spooling_loses_no_complete_report() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let api = format!("http://127.0.0.1:{port}");
-    let a = AgentDir::new(tmp.path(), "a", "");
+    // `marker` always fails: the server logs that failure with the report_id of every report it
+    // applies, which is how this test sees each spooled report arrive (and arrive once).
+    let a = AgentDir::new(
+        tmp.path(),
+        "a",
+        &misbehaving("marker", "behaviour = \"error\"", ""),
+    );
     a.set_os("epsilon", "1");
-    // Kill the agent with SIGKILL at varying moments around its spool write.
-    for i in 0..12u64 {
+    // One run left alone: how long a run takes to reach its spool write on this machine.
+    let started = Instant::now();
+    let out = a.run(&api, None, &[]);
+    let full = started.elapsed();
+    assert!(
+        stderr(&out).contains("report is kept in the spool"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(a.spooled().len(), 1);
+    // Kill the agent with SIGKILL at varying moments around its spool write (half to 1.05 times
+    // a whole run): some runs die before it, some during, some after.
+    for i in 0..12u32 {
         let mut child = a
             .command(&api, None, &[])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn");
-        // The run takes about 1 s before spooling (3 attempts with backoff); hit around it.
-        std::thread::sleep(Duration::from_millis(850 + i * 40));
+        std::thread::sleep(full / 2 + full * i / 20);
         // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
         unsafe {
             libc::kill(child.id() as i32, libc::SIGKILL);
         }
         let _ = child.wait();
     }
-    // Every file the spool lists is a complete report.
+    // Every file the spool lists is a complete report; count them and keep their ids.
     let spooled = a.spooled();
+    let mut ids = Vec::new();
     for p in &spooled {
         let text = std::fs::read_to_string(p).expect("read");
-        serde_json::from_str::<auto_proto::Report>(&text)
+        let report = serde_json::from_str::<auto_proto::Report>(&text)
             .unwrap_or_else(|e| panic!("{} is not a complete report: {e}", p.display()));
+        ids.push(report.report_id);
     }
-    // The server comes back: all of them arrive.
+    assert!(!ids.is_empty(), "nothing was spooled");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), spooled.len(), "one file per report: {spooled:?}");
+    eprintln!(
+        "{} reports spooled (1 + {} of 12 killed runs)",
+        ids.len(),
+        ids.len() - 1
+    );
+    // The server comes back: all of them arrive, each once.
     let server = Server::start(tmp.path(), port, true);
     let out = a.run(&api, None, &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(a.spooled().is_empty());
+    let err = stderr(&out);
+    assert!(a.spooled().is_empty(), "{err}");
+    assert!(!err.contains("kept in the spool"), "{err}");
+    assert!(!err.contains("rejected"), "{err}");
     let hosts: Value = ureq::get(&format!("{}/api/v1/hosts/epsilon", server.url))
         .call()
         .expect("get host")
         .into_json()
         .expect("json");
     assert_eq!(hosts["hostname"], "epsilon");
+    let errors: Value = ureq::get(&format!("{}/api/v1/errors?limit=1000", server.url))
+        .call()
+        .expect("get errors")
+        .into_json()
+        .expect("json");
+    let mut arrived: Vec<String> = errors
+        .as_array()
+        .expect("a list of errors")
+        .iter()
+        .filter(|e| e["plugin"] == "marker")
+        .filter_map(|e| e["report_id"].as_str().map(String::from))
+        .collect();
+    arrived.sort();
+    for id in &ids {
+        let times = arrived.iter().filter(|a| *a == id).count();
+        assert_eq!(
+            times, 1,
+            "spooled report {id} applied {times} times: {errors}"
+        );
+    }
+    // The spooled ones and this run's own report; nothing else (no partial write was sent).
+    arrived.dedup();
+    assert_eq!(arrived.len(), ids.len() + 1, "{errors}");
     // No partial write is left behind either.
     let leftovers: Vec<_> = std::fs::read_dir(a.dir.join("spool"))
         .expect("spool")
@@ -236,7 +288,7 @@ fn isolated_collectors_that_segfault_or_spin_give_error_entries_and_the_rest_arr
     );
     // Delivered: the os data and the fine plugin's data are on the server.
     let h = host(&server, &key, "zeta");
-    assert_eq!(h["os"]["os_version"], "1", "{h}");
+    assert_eq!(h["plugins"]["os"]["facts"]["os_version"], "1", "{h}");
     assert_eq!(h["plugins"]["fine"]["behaviour"], "ok", "{h}");
     // The failures are in the server's error log, naming the plugin.
     let errors = server.get_signed("/api/v1/errors", &key).to_string();
@@ -309,10 +361,10 @@ fn interval_mode_picks_up_a_dropped_in_collector_and_stops_on_sigterm() {
         "the drop-in's data on the server",
         || {
             let h = host(&server, &key, "theta");
-            Some(h).filter(|h| h["plugins"]["uptime"]["uptime_seconds"].as_u64().is_some())
+            Some(h).filter(|h| h["plugins"]["uptime"]["volatile"]["uptime_seconds"].as_u64().is_some())
         },
     );
-    assert!(h["plugins"]["uptime"]["uptime_seconds"]
+    assert!(h["plugins"]["uptime"]["volatile"]["uptime_seconds"]
         .as_u64()
         .is_some_and(|s| s > 0));
     // SIGTERM: it stops within one cycle, with exit code 0.
