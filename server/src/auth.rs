@@ -408,6 +408,7 @@ struct Signed {
     signature: String,
 }
 
+#[allow(clippy::result_large_err)] // a refusal is answered at once, never stored
 fn check_headers(state: &AppState, headers: &HeaderMap) -> Result<Signed, Response> {
     let (Some(name), Some(ts), Some(nonce), Some(sig)) = (
         header(headers, sign::HEADER_KEY),
