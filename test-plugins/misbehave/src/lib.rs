@@ -1,16 +1,13 @@
 //! A collector that misbehaves on purpose, chosen by its `options.behaviour`, so the host's tests
 //! can check what a user would see: `ok`, `panic`, `error`, `hang_command` (runs `sleep` with a
 //! long timeout), `spin` (loops forever in its own code), `segfault`, `abort`, `echo_file`
-//! (answers the JSON in the file `options.path`: tests steer a collector's data with it).
+//! (answers the JSON in the file `options.path` as it is, unchecked: tests steer a collector's
+//! data with it, invalid data included). Its own answers are report schema 2 (`facts`).
 //! It is exported under a symbol of its own (`misbehave_v1`) to test `symbol` in plugins.toml.
 
 use std::time::Duration;
 
-use plugin_api::{
-    export_collector,
-    serde_json::{json, Value},
-    CollectError, Target,
-};
+use plugin_api::{export_collector, serde_json::Value, CollectError, Data, Target};
 
 fn collect(target: &Target<'_>, options: &Value) -> Result<Value, CollectError> {
     let behaviour = options
@@ -18,7 +15,10 @@ fn collect(target: &Target<'_>, options: &Value) -> Result<Value, CollectError> 
         .and_then(Value::as_str)
         .unwrap_or("ok");
     match behaviour {
-        "ok" => Ok(json!({ "target": target.name(), "behaviour": "ok" })),
+        "ok" => Data::new()
+            .fact("target", target.name())
+            .fact("behaviour", "ok")
+            .build(),
         "echo_file" => {
             let path = options
                 .get("path")
@@ -39,7 +39,7 @@ fn collect(target: &Target<'_>, options: &Value) -> Result<Value, CollectError> 
                 .and_then(Value::as_str)
                 .unwrap_or("61.5");
             target.run_ok(&format!("sleep {seconds}"), Duration::from_secs(600))?;
-            Ok(json!({ "slept": true }))
+            Data::new().fact("slept", true).build()
         }
         "spin" => loop {
             std::hint::spin_loop();
@@ -48,7 +48,7 @@ fn collect(target: &Target<'_>, options: &Value) -> Result<Value, CollectError> 
         "segfault" => {
             // SAFETY: none; this is the point of the test.
             unsafe { std::ptr::null_mut::<u64>().write_volatile(7) };
-            Ok(json!({}))
+            Data::new().build()
         }
         "abort" => std::process::abort(),
         other => Err(CollectError::new(
