@@ -27,6 +27,8 @@ pub fn report_table(report: &Report) -> String {
         "{:width$}  {:6}  {:>6}  DATA",
         "PLUGIN", "STATUS", "MS"
     );
+    // Lists go under their collector's line, indented to the DATA column.
+    let indent = " ".repeat(width + 2 + 6 + 2 + 6 + 2);
     for (name, p) in &report.plugins {
         match p {
             PluginReport::Ok {
@@ -38,6 +40,9 @@ pub fn report_table(report: &Report) -> String {
                     "ok",
                     summary(data)
                 );
+                for line in list_lines(data) {
+                    let _ = writeln!(out, "{indent}{line}");
+                }
             }
             PluginReport::Error {
                 duration_ms, error, ..
@@ -53,20 +58,97 @@ pub fn report_table(report: &Report) -> String {
     out
 }
 
-/// `key=value` for scalars, `key[N]` for lists, in the collector's order.
+/// One line of a collector's data (report schema 2): its facts, volatile facts and identity hints
+/// as `key=value` (`-` for null), in name order. Data of another shape (a collector that does not
+/// follow the schema) is summed up key by key.
 fn summary(data: &Value) -> String {
     let Value::Object(map) = data else {
         return data.to_string();
     };
-    map.iter()
-        .map(|(k, v)| match v {
-            Value::Array(a) => format!("{k}[{}]", a.len()),
-            Value::Object(_) => format!("{k}{{..}}"),
-            Value::String(s) => format!("{k}={s}"),
-            other => format!("{k}={other}"),
-        })
+    let schema2 = map.keys().all(|k| {
+        matches!(
+            k.as_str(),
+            "facts" | "volatile" | "identity" | "lists" | "reasons"
+        )
+    });
+    if !schema2 {
+        return pairs(map);
+    }
+    ["facts", "volatile", "identity"]
+        .iter()
+        .filter_map(|section| map.get(*section).and_then(Value::as_object))
+        .map(pairs)
+        .filter(|s| !s.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// `key=value` pairs of an object, in its order.
+fn pairs(map: &serde_json::Map<String, Value>) -> String {
+    map.iter()
+        .map(|(k, v)| format!("{k}={}", value_text(v)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A value as one short word or phrase: strings unquoted, null as `-`, arrays of objects as their
+/// values joined by `/` (`[192.0.2.2/24, fd00::2/64]`).
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::Null => "-".to_string(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => format!(
+            "[{}]",
+            items
+                .iter()
+                .map(|i| match i {
+                    Value::Object(o) => o.values().map(value_text).collect::<Vec<_>>().join("/"),
+                    other => value_text(other),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Value::Object(o) => format!("{{{}}}", pairs(o)),
+        other => other.to_string(),
+    }
+}
+
+/// The part lists of a collector's data: `NAME: unavailable: why`, or `NAME[N]` and one line per
+/// part (`ID  attr=value ...`, null attributes left out).
+fn list_lines(data: &Value) -> Vec<String> {
+    let mut lines = Vec::new();
+    let Some(lists) = data.get("lists").and_then(Value::as_object) else {
+        return lines;
+    };
+    for (name, list) in lists {
+        if let Some(why) = list.get("unavailable") {
+            lines.push(format!("{name}: unavailable: {}", value_text(why)));
+            continue;
+        }
+        let parts = list
+            .get("parts")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        lines.push(format!("{name}[{}]", parts.len()));
+        for part in parts {
+            let Some(part) = part.as_object() else {
+                continue;
+            };
+            let id = part.get("id").map(value_text).unwrap_or_default();
+            let attrs: Vec<String> = part
+                .iter()
+                .filter(|(k, v)| *k != "id" && !v.is_null())
+                .map(|(k, v)| format!("{k}={}", value_text(v)))
+                .collect();
+            lines.push(
+                format!("  {id}  {}", attrs.join(" "))
+                    .trim_end()
+                    .to_string(),
+            );
+        }
+    }
+    lines
 }
 
 pub fn plugins_json(registry: &PluginRegistry) -> Value {
@@ -142,4 +224,63 @@ pub fn plugins_table(registry: &PluginRegistry) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn schema_2_data_is_facts_on_one_line_and_a_line_per_part() {
+        let data = json!({
+            "facts": {"model": "EPYC", "core_count": 2, "serial": null},
+            "volatile": {"uptime_seconds": 5},
+            "identity": {"hostname": "vm"},
+            "lists": {
+                "interfaces": {"key": ["name"], "parts": [
+                    {"id": "eth0", "name": "eth0", "speed_mbps": null,
+                     "addresses": [{"address": "192.0.2.2", "prefix_len": 24}]}
+                ]},
+                "modules": {"unavailable": "dmidecode not installed"}
+            },
+            "reasons": {"serial": "denied"}
+        });
+        assert_eq!(
+            summary(&data),
+            "core_count=2 model=EPYC serial=- uptime_seconds=5 hostname=vm"
+        );
+        assert_eq!(
+            list_lines(&data),
+            [
+                "interfaces[1]",
+                "  eth0  addresses=[192.0.2.2/24] name=eth0",
+                "modules: unavailable: dmidecode not installed",
+            ]
+        );
+        // Anything else is summed up key by key.
+        assert_eq!(
+            summary(&json!({"target": "t", "n": [1, 2]})),
+            "n=[1, 2] target=t"
+        );
+    }
+
+    #[test]
+    fn the_table_puts_lists_under_their_collector() {
+        let report: Report = serde_json::from_value(json!({
+            "schema": 2, "report_id": "r", "hostname": "vm", "collected_at": "now",
+            "agent": {"version": "0.1.0", "mode": "agent"},
+            "plugins": {"disk": {"status": "ok", "version": "0.1.0", "duration_ms": 3, "data": {
+                "lists": {"disks": {"key": ["serial", "name"], "parts": [{"id": "S1", "name": "sda"}]}},
+                "reasons": {}
+            }}}
+        }))
+        .expect("a report");
+        let table = report_table(&report);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines[2].trim_end(), "disk    ok           3");
+        assert_eq!(lines[3], format!("{}disks[1]", " ".repeat(24)));
+        assert_eq!(lines[4], format!("{}  S1  name=sda", " ".repeat(24)));
+    }
 }

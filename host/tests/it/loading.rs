@@ -53,7 +53,9 @@ fn plugin_against_altered_interface(
         api.join("Cargo.toml"),
         format!(
             "[package]\nname = \"plugin-api\"\nversion = \"{version}\"\nedition = \"2021\"\n\n\
-             [dependencies]\nabi_stable = \"0.11.3\"\nserde_json = \"1\"\n"
+             [dependencies]\nabi_stable = \"0.11.3\"\nserde_json = \"1\"\n\
+             auto-proto = {{ path = {:?} }}\n",
+            root.join("proto").display().to_string()
         ),
     )
     .expect("write");
@@ -197,7 +199,10 @@ fn a_panicking_collector_gives_an_error_entry_and_the_others_report() {
         msg.contains("misbehave was told to panic") && msg.contains("src/lib.rs:"),
         "{msg}"
     );
-    assert_eq!(report["plugins"]["good"]["data"]["behaviour"], "ok");
+    assert_eq!(
+        report["plugins"]["good"]["data"]["facts"]["behaviour"],
+        "ok"
+    );
 }
 
 #[test]
@@ -264,9 +269,10 @@ fn a_separately_built_collector_dropped_into_a_dir_is_loaded() {
     let uptime = &report["plugins"]["uptime"];
     assert_eq!(uptime["status"], "ok", "{report}");
     assert_eq!(uptime["version"], "0.3.0");
-    assert!(uptime["data"]["uptime_seconds"]
+    assert!(uptime["data"]["volatile"]["uptime_seconds"]
         .as_u64()
         .is_some_and(|s| s > 0));
+    assert!(uptime["data"]["facts"]["load_1"].is_number(), "{uptime}");
     let listing = support::run_with(dir.path(), &toml, &["plugins", "--format", "json"]);
     let list: Value = serde_json::from_str(&listing.stdout).expect("plugins json");
     assert!(list
