@@ -354,7 +354,7 @@ pub fn golden(plugin: &str, case: &str) -> Value {
 
 /// The recorded machine each shipped collector's data comes from.
 pub const CASES: [(&str, &str); 6] = [
-    ("os", "ubuntu-22.04-container"),
+    ("os", "firecracker-vm"),
     ("cpu", "facter-amd64twentyfour"),
     ("memory", "dell-poweredge-ddr4"),
     ("disk", "intel-rste-server"),
