@@ -390,7 +390,9 @@ pub fn __info(name: &str, version: &str, description: &str) -> PluginInfo {
 
 /// Exports a collector function as a plugin.
 ///
-/// ```ignore
+/// ```no_run
+/// # use plugin_api::{export_collector, serde_json::Value, CollectError, Data, Target};
+/// # fn collect(_: &Target<'_>, _: &Value) -> Result<Value, CollectError> { Data::new().build() }
 /// export_collector!(name = "cpu", description = "processor model and counts", collect = collect);
 /// // or under a symbol of its own (then name it in plugins.toml):
 /// export_collector!(name = "cpu", description = "...", collect = collect, symbol = "my_cpu_v1");
