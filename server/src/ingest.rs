@@ -772,7 +772,7 @@ mod tests {
         let c = checked(serde_json::json!({
             "gpu": ok(serde_json::json!({
                 "facts": {"driver": "550", "cuda": null},
-                "volatile": {"uptime_seconds": 3},
+                "volatile": {"idle_seconds": 3},
                 "lists": {"gpus": {"key": ["serial"], "parts": [{"id": "G1", "memory_bytes": 1}]}},
                 "reasons": {"cuda": "nvidia-smi says nothing"}
             }))
@@ -790,7 +790,7 @@ mod tests {
             items,
             [
                 ("gpu", "driver", false),
-                ("gpu", "uptime_seconds", true),
+                ("gpu", "idle_seconds", true),
                 ("gpu.gpus", "G1", false)
             ]
         );
@@ -802,15 +802,15 @@ mod tests {
     #[test]
     fn an_unavailable_list_is_not_owned() {
         let c = checked(serde_json::json!({
-            "memory": ok(serde_json::json!({"lists": {"modules": {"unavailable": "dmidecode: not found"}}}))
+            "shelf": ok(serde_json::json!({"lists": {"slots": {"unavailable": "shelftool: not found"}}}))
         }));
-        let d = desired(&c, &HashSet::from(["memory.modules".to_owned()]));
-        assert!(!d.owned.contains("memory.modules"));
+        let d = desired(&c, &HashSet::from(["shelf.slots".to_owned()]));
+        assert!(!d.owned.contains("shelf.slots"));
         assert_eq!(
             d.lists,
             [(
-                "memory.modules".to_owned(),
-                Some("dmidecode: not found".to_owned())
+                "shelf.slots".to_owned(),
+                Some("shelftool: not found".to_owned())
             )]
         );
     }

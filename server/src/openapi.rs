@@ -312,7 +312,7 @@ fn schemas() -> Value {
             "description": "report schema 2 (docs/report-schema.md): names are [a-z][a-z0-9_]{0,63}",
             "properties": {
                 "facts": {"type": "object", "additionalProperties": schema_ref("Value"), "description": "change-logged facts; null with a reasons entry = unknown (the stored value is kept)"},
-                "volatile": {"type": "object", "additionalProperties": schema_ref("Value"), "description": "stored, never change-logged (uptime)"},
+                "volatile": {"type": "object", "additionalProperties": schema_ref("Value"), "description": "stored, never change-logged (values that change all the time)"},
                 "identity": {
                     "type": "object", "additionalProperties": false,
                     "description": "identity hints; declared only when the collector could read their source",
@@ -339,7 +339,7 @@ fn schemas() -> Value {
             "properties": {
                 "id": {"type": "integer"}, "hostname": {"type": "string"}, "report_id": {"type": "string"},
                 "at": {"type": "string", "format": "date-time"},
-                "component": {"type": "string", "description": "PLUGIN for its facts, PLUGIN.LIST for a part list (e.g. memory.modules)"},
+                "component": {"type": "string", "description": "PLUGIN for its facts, PLUGIN.LIST for a part list (e.g. gpu.gpus)"},
                 "item": {"type": "string", "description": "the fact's name, or the part's id"},
                 "action": {"type": "string", "enum": ["added", "removed", "changed"]},
                 "old": {"description": "the value before (null when added)", "nullable": true},

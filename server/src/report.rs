@@ -314,12 +314,12 @@ mod tests {
     #[test]
     fn a_bad_field_is_named() {
         let b = body(
-            serde_json::json!({"disk": {"status": "ok", "version": "1", "duration_ms": 1,
-            "data": {"lists": {"disks": {"key": ["name"], "parts": [{"id": "sda"}, {"size_bytes": 1}]}}}}}),
+            serde_json::json!({"rack": {"status": "ok", "version": "1", "duration_ms": 1,
+            "data": {"lists": {"widgets": {"key": ["name"], "parts": [{"id": "w1"}, {"size_bytes": 1}]}}}}}),
         );
         assert_eq!(
             detail(&b),
-            "plugins.disk.data.lists.disks.parts[1].id: missing"
+            "plugins.rack.data.lists.widgets.parts[1].id: missing"
         );
     }
 
@@ -375,7 +375,7 @@ mod tests {
     #[test]
     fn identity_hints_are_merged_and_uuids_lower_cased() {
         let b = body(serde_json::json!({
-            "board": {"status": "ok", "version": "1", "duration_ms": 1,
+            "plate": {"status": "ok", "version": "1", "duration_ms": 1,
                 "data": {"identity": {"serial": "S1", "system_uuid": "ABCD"}}},
             "os": {"status": "ok", "version": "1", "duration_ms": 1,
                 "data": {"identity": {"machine_id": null, "hostname": "web-1"}}}}));
