@@ -7,6 +7,8 @@ use std::{
     process::Command,
 };
 
+use serde_json::Value;
+
 use crate::support::{self, bin, stderr, Key, Server};
 
 /// A master and minions of its own, stopped on drop.
@@ -59,41 +61,18 @@ impl Drop for SaltBed {
 }
 
 #[test]
+#[cfg_attr(
+    not(auto_client_e2e),
+    ignore = "needs root, python3 and a Salt master with minions: set AUTO_CLIENT_E2E=1 (scripts/test.sh does)"
+)]
 fn minions_are_collected_through_the_master_and_a_stopped_minion_gets_its_own_error() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let bed = SaltBed::up(tmp.path(), 4);
     bed.script(&["stop-minion", "minion-04"]);
 
-    let built = support::cargo_build(
-        &[
-            "-p",
-            "collector-os",
-            "-p",
-            "collector-cpu",
-            "-p",
-            "collector-memory",
-            "-p",
-            "collector-disk",
-            "-p",
-            "collector-nic",
-            "-p",
-            "collector-board",
-        ],
-        None,
-    );
-    let mut toml = String::new();
-    for name in ["os", "cpu", "memory", "disk", "nic", "board"] {
-        let so = built
-            .libs
-            .get(&format!("collector-{name}"))
-            .expect("collector built");
-        // Long enough for Salt's own verdict on a minion that does not answer (its job timeout
-        // plus a find_job probe) to arrive before the host gives up on the collector.
-        toml += &format!(
-            "[plugins.{name}]\npath = {:?}\ntimeout = \"40s\"\n",
-            so.display().to_string()
-        );
-    }
+    // Long enough for Salt's own verdict on a minion that does not answer (its job timeout plus a
+    // find_job probe) to arrive before the host gives up on the collector.
+    let toml = test_support::shipped_plugins_toml(|_| "timeout = \"40s\"".to_string());
     let plugins = tmp.path().join("plugins.toml");
     std::fs::write(&plugins, toml).expect("write");
 
@@ -133,15 +112,32 @@ fn minions_are_collected_through_the_master_and_a_stopped_minion_gets_its_own_er
         assert!(h["cpu"]["threads"].as_u64().is_some_and(|t| t >= 1), "{h}");
         assert!(machine_ids.insert(h["machine_id"].as_str().expect("machine_id").to_string()));
     }
+    // Every collector is ok on every answering minion: each one's data is on the server and no
+    // error names any of them.
+    let errors = server.get_signed("/api/v1/errors?limit=1000", &key);
+    let rows = errors.as_array().expect("a list of errors");
+    for name in ["minion-01", "minion-02", "minion-03"] {
+        let h = server.get_signed(&format!("/api/v1/hosts/{name}"), &key);
+        for plugin in test_support::SHIPPED {
+            assert!(
+                h["plugins"][plugin].is_object(),
+                "{name}: no {plugin} data: {h}"
+            );
+        }
+        let named: Vec<&Value> = rows
+            .iter()
+            .filter(|e| e.to_string().contains(name))
+            .collect();
+        assert!(named.is_empty(), "{name}: {named:?}");
+    }
     // The stopped minion: every collector says the minion did not answer, naming it.
-    let errors = server.get_signed("/api/v1/errors", &key).to_string();
-    assert!(
-        !errors.contains("minion-01") && !errors.contains("minion-02"),
-        "{errors}"
-    );
-    assert!(
-        errors.contains("minion-04") && errors.contains("unreachable"),
-        "{errors}"
-    );
+    for plugin in test_support::SHIPPED {
+        assert!(
+            rows.iter().any(|e| e["plugin"] == plugin
+                && e.to_string().contains("minion-04")
+                && e.to_string().contains("unreachable")),
+            "no unreachable error for {plugin} on minion-04: {errors}"
+        );
+    }
     assert!(err.contains("minion minion-04 is unreachable"), "{err}");
 }

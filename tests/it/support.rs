@@ -2,7 +2,6 @@
 //! auto-server on a loopback port over a temp SQLite file, and running auto-client against it.
 
 use std::{
-    collections::HashMap,
     io::{BufRead, BufReader},
     net::TcpListener,
     path::{Path, PathBuf},
@@ -13,60 +12,7 @@ use std::{
 
 use serde_json::Value;
 
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ sits in the workspace")
-        .to_path_buf()
-}
-
-/// What `cargo build` produced, by name.
-#[derive(Debug, Default)]
-pub struct Built {
-    pub bins: HashMap<String, PathBuf>,
-    pub libs: HashMap<String, PathBuf>,
-}
-
-/// Runs `cargo build --message-format=json ARGS` and collects the artifacts.
-pub fn cargo_build(args: &[&str], target_dir: Option<&Path>) -> Built {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    let mut cmd = Command::new(cargo);
-    cmd.arg("build")
-        .arg("--message-format=json")
-        .args(args)
-        .current_dir(workspace_root());
-    if let Some(dir) = target_dir {
-        cmd.env("CARGO_TARGET_DIR", dir);
-    }
-    let out = cmd.output().expect("cargo runs");
-    assert!(
-        out.status.success(),
-        "cargo build {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut built = Built::default();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(msg) = serde_json::from_str::<Value>(line) else {
-            continue;
-        };
-        if msg["reason"] != "compiler-artifact" {
-            continue;
-        }
-        let name = msg["target"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .replace('_', "-");
-        if let Some(exe) = msg["executable"].as_str() {
-            built.bins.insert(name.clone(), PathBuf::from(exe));
-        }
-        for f in msg["filenames"].as_array().into_iter().flatten() {
-            if let Some(f) = f.as_str().filter(|f| f.ends_with(".so")) {
-                built.libs.insert(name.clone(), PathBuf::from(f));
-            }
-        }
-    }
-    built
-}
+pub use test_support::{cargo_build, workspace_root, Built};
 
 /// auto-client, auto-server and the misbehaving test plugin, built once per test run.
 pub fn built() -> &'static Built {

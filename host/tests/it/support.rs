@@ -5,84 +5,19 @@ use std::{
     collections::HashMap,
     path::{Path, PathBuf},
     process::{Command, Output},
-    sync::{Mutex, OnceLock},
+    sync::OnceLock,
 };
 
 use serde_json::Value;
 
 pub const AUTO_CLIENT: &str = env!("CARGO_BIN_EXE_auto-client");
 
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("host/ sits in the workspace")
-        .to_path_buf()
-}
+pub use test_support::{shipped, workspace_root, SHIPPED};
 
-fn cargo() -> String {
-    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string())
-}
-
-/// Serialises the builds the tests start (cargo would block on its own lock anyway).
-static BUILD: Mutex<()> = Mutex::new(());
-
-/// Runs `cargo build --message-format=json` and returns the `.so` of each package built, by
-/// package name. `cargo test` does not build cdylib members, so tests build what they load.
+/// Builds with cargo (see `test_support::cargo_build`) and returns the `.so` of each package
+/// built, by package name. `cargo test` does not build cdylib members, so tests build what they load.
 pub fn build_cdylibs(args: &[&str], target_dir: Option<&Path>) -> HashMap<String, PathBuf> {
-    let _guard = BUILD.lock().unwrap_or_else(|p| p.into_inner());
-    let mut cmd = Command::new(cargo());
-    cmd.arg("build").arg("--message-format=json").args(args);
-    cmd.current_dir(workspace_root());
-    if let Some(dir) = target_dir {
-        cmd.env("CARGO_TARGET_DIR", dir);
-    }
-    let out = cmd.output().expect("cargo runs");
-    assert!(
-        out.status.success(),
-        "cargo build {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut libs = HashMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(msg) = serde_json::from_str::<Value>(line) else {
-            continue;
-        };
-        if msg["reason"] != "compiler-artifact" {
-            continue;
-        }
-        let name = msg["target"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        for f in msg["filenames"].as_array().into_iter().flatten() {
-            if let Some(f) = f.as_str().filter(|f| f.ends_with(".so")) {
-                libs.insert(name.replace('_', "-"), PathBuf::from(f));
-            }
-        }
-    }
-    libs
-}
-
-/// The six shipped collectors, built once per test run.
-fn shipped_plugins() -> &'static HashMap<String, PathBuf> {
-    static LIBS: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
-    LIBS.get_or_init(|| {
-        let names: Vec<String> = SHIPPED.iter().map(|n| format!("collector-{n}")).collect();
-        let mut args = vec![];
-        for n in &names {
-            args.extend(["-p", n.as_str()]);
-        }
-        build_cdylibs(&args, None)
-    })
-}
-
-pub const SHIPPED: [&str; 6] = ["os", "cpu", "memory", "disk", "nic", "board"];
-
-pub fn shipped(name: &str) -> PathBuf {
-    shipped_plugins()
-        .get(&format!("collector-{name}"))
-        .unwrap_or_else(|| panic!("collector-{name} was not built"))
-        .clone()
+    test_support::cargo_build(args, target_dir).libs
 }
 
 /// The misbehaving test plugin (`test-plugins/misbehave`), built once per test run.
@@ -115,7 +50,7 @@ pub fn misbehaving(name: &str, behaviour: &str, extra: &str) -> String {
 
 /// The shipped six as plugins.toml entries.
 pub fn shipped_entries() -> String {
-    SHIPPED.iter().map(|n| entry(n, &shipped(n), "")).collect()
+    test_support::shipped_plugins_toml(|_| String::new())
 }
 
 /// What a run of the binary gave.

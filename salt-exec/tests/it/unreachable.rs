@@ -17,6 +17,18 @@ pub fn stopped_minion_is_a_clear_error(bed: &Testbed, client: &SaltClient) {
         "took {:?}",
         started.elapsed()
     );
+    let answered: Vec<&String> = results.iter().map(|(m, _)| m).collect();
+    assert_eq!(
+        answered.len(),
+        MINIONS.len(),
+        "one result per minion: {answered:?}"
+    );
+    for m in MINIONS {
+        assert!(
+            answered.iter().any(|a| *a == m),
+            "no result for {m}: {answered:?}"
+        );
+    }
     for (m, r) in results {
         if m == "minion-03" {
             let err = r.unwrap_err();
@@ -43,8 +55,19 @@ pub fn stopped_minion_is_a_clear_error(bed: &Testbed, client: &SaltClient) {
             Duration::from_secs(3),
         )
         .expect("the batch runs");
-    assert!(batch["minion-03"]
-        .iter()
-        .all(|r| r.as_ref().is_err_and(|e| e.kind() == "minion_unreachable")));
-    assert!(batch["minion-01"].iter().all(|r| r.is_ok()));
+    assert_eq!(batch.len(), MINIONS.len(), "one entry per minion");
+    for m in MINIONS {
+        let results = &batch[m];
+        assert_eq!(results.len(), 2, "one result per command on {m}");
+        for r in results {
+            if m == "minion-03" {
+                assert!(
+                    r.as_ref().is_err_and(|e| e.kind() == "minion_unreachable"),
+                    "{m}: {r:?}"
+                );
+            } else {
+                assert!(r.is_ok(), "{m}: {r:?}");
+            }
+        }
+    }
 }
