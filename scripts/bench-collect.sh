@@ -33,6 +33,6 @@ done | sort -n | awk '{a[NR]=$1} END {printf "plugin loading: median %.2f ms (mi
 
 echo
 echo "== peak RSS (GNU time, max of 5)"
-for _ in $(seq 5); do /usr/bin/time -f '%M' $client collect 2>&1 >/dev/null | tail -1; done |
+for _ in $(seq 5); do /usr/bin/time -f '%M' "$client" collect 2>&1 >/dev/null | tail -1; done |
   sort -n | tail -1 | awk '{printf "auto-client collect: peak RSS %.1f MB\n", $1/1024}'
 /usr/bin/time -f '%M' facter --json 2>&1 >/dev/null | tail -1 | awk '{printf "facter: peak RSS %.1f MB\n", $1/1024}'

@@ -91,7 +91,7 @@ EOF
 
 openssh() {
     while read -r name _; do
-        ssh -F "$DIR/ssh_config" -o KexAlgorithms=curve25519-sha256 "$name" true &
+        ssh -n -F "$DIR/ssh_config" -o KexAlgorithms=curve25519-sha256 "$name" true &
     done <"$DIR/hosts.txt"
     wait
 }

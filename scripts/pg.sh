@@ -18,7 +18,7 @@ URL="postgres://$ROLE:$PASSWORD@127.0.0.1:$PORT/postgres"
 log() { echo "pg.sh: $*" >&2; }
 
 find_bin() {
-    ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
+    find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n 1
 }
 
 as_postgres() {

@@ -221,6 +221,7 @@ start_minion() {
     d="$(minion_dir "$id")"
     if pid_of "$(minion_pidfile "$id")" >/dev/null; then return 0; fi
     [ -s "$d/machine-id" ] || { od -An -N16 -tx1 /dev/urandom | tr -d ' \n'; echo; } >"$d/machine-id"
+    # shellcheck disable=SC2016 # $1..$3 are the inner sh's arguments, not this script's
     unshare --uts --mount sh -c 'hostname "$1" && mount --bind "$2/machine-id" /etc/machine-id && exec "$3" -c "$2" -d' \
         _ "$id" "$d" "$SALT_VENV/bin/salt-minion"
 }
@@ -257,7 +258,7 @@ minion_ids() {  # N -> minion-01 .. minion-N
 # ---------------------------------------------------------------- commands
 cmd_up() {
     local n="${POS[0]:-}" id t0
-    [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le 99 ] || die "up needs a minion count 1..99"
+    if ! [[ "$n" =~ ^[0-9]+$ ]] || [ "$n" -lt 1 ] || [ "$n" -gt 99 ]; then die "up needs a minion count 1..99"; fi
     t0=$(date +%s.%N)
     install_salt
     if [ -f "$DIR/salt.env" ]; then

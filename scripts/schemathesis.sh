@@ -25,6 +25,7 @@ BIN=$CARGO_TARGET_DIR/debug/auto-server
 
 WORK=$(mktemp -d)
 SERVER_PID=
+# shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
     if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
     rm -rf "$WORK"

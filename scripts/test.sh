@@ -4,25 +4,39 @@
 # Needs root on a Debian 12 machine with a Rust toolchain: it apt-get installs Debian packages,
 # starts a private PostgreSQL on 127.0.0.1, builds Salt in a venv, and the SSH tests create
 # network namespaces. Everything it starts, it stops.
+#
+# Runs the tests that need root, sshd or Salt (AUTO_CLIENT_E2E=1; without it they are reported as
+# ignored) and the collectors' live tests that read this machine (#[ignore] in plain `cargo test`).
+# Ends with `tests: N passed, N failed, N skipped` over every runner: libtest's and the ssh-exec
+# and salt-exec harnesses' results, shellcheck and schemathesis; every skip is listed by name.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
+# The tests that need root, sshd hosts in namespaces or Salt run here; none may skip itself quietly.
+export AUTO_CLIENT_E2E=1
+unset AUTO_SALT_SKIP
 
 step() { printf '\n==> %s\n' "$*"; }
 
 step "Debian packages"
-pkgs=(facter openssh-server openssh-client iproute2 postgresql libssl-dev pkg-config procps)
+pkgs=(facter openssh-server openssh-client iproute2 postgresql libssl-dev pkg-config procps shellcheck)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-command -v rustup >/dev/null && rustup component add rustfmt clippy >/dev/null 2>&1 || true
+if command -v rustup >/dev/null; then
+  rustup component add rustfmt clippy >/dev/null 2>&1 || true
+fi
 
 step "format and lint"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "shellcheck scripts/*.sh"
+shellcheck_status=0
+shellcheck scripts/*.sh || shellcheck_status=$?
 
 step "PostgreSQL (private cluster on 127.0.0.1)"
 AUTO_TEST_PG_URL=$(scripts/pg.sh start)
@@ -33,9 +47,10 @@ trap cleanup EXIT
 step "build (the tests load the real .so files)"
 cargo build --workspace --quiet
 
-step "cargo test --workspace"
+# --include-ignored: the collectors' live tests (#[ignore]: they read this machine) run too.
+step "cargo test --workspace -- --include-ignored"
 set +e
-cargo test --workspace --no-fail-fast 2>&1 | tee target/test-output.txt
+cargo test --workspace --no-fail-fast -- --include-ignored 2>&1 | tee target/test-output.txt
 status=${PIPESTATUS[0]}
 set -e
 
@@ -43,9 +58,21 @@ step "OpenAPI document against the live server (schemathesis)"
 schema_status=0
 scripts/schemathesis.sh || schema_status=$?
 
-passed=$(grep -Eo '[0-9]+ passed' target/test-output.txt | awk '{s+=$1} END {print s+0}')
-failed=$(grep -Eo '[0-9]+ failed' target/test-output.txt | awk '{s+=$1} END {print s+0}')
-[ "$schema_status" = 0 ] && passed=$((passed + 1)) || failed=$((failed + 1))
+# libtest's (and libtest-mimic's) summary lines: "test result: ok. 3 passed; 0 failed; 1 ignored; ..."
+count() { grep -E '^test result:' target/test-output.txt | grep -Eo "[0-9]+ $1" | awk '{s+=$1} END {print s+0}'; }
+passed=$(count passed)
+failed=$(count failed)
+skipped=$(count ignored)
+for s in "$shellcheck_status" "$schema_status"; do
+  if [ "$s" = 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+done
+# A test binary that did not build or run gives no summary line: count it as a failure.
+if [ "$status" != 0 ] && [ "$failed" = 0 ]; then failed=1; fi
+
 echo
-echo "tests: $passed passed, $failed failed"
-[ "$status" = 0 ] && [ "$schema_status" = 0 ]
+if [ "$skipped" != 0 ]; then
+  echo "skipped:"
+  grep -E '^test .* \.\.\. +ignored' target/test-output.txt | sed 's/^test /  /' || true
+fi
+echo "tests: $passed passed, $failed failed, $skipped skipped"
+[ "$status" = 0 ] && [ "$schema_status" = 0 ] && [ "$shellcheck_status" = 0 ]

@@ -284,7 +284,7 @@ create_host() {
     fi
     [[ -f "$h/known_key.pub" ]] || cp "$h/ssh_host_ed25519_key.pub" "$h/known_key.pub"
     echo "$node" >"$h/hostname"
-    [[ -s "$h/machine-id" ]] || echo "$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$h/machine-id"
+    [[ -s "$h/machine-id" ]] || { head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n'; echo; } >"$h/machine-id"
     [[ -f "$h/root/.bashrc" ]] || cp /etc/skel/.bashrc "$h/root/.bashrc" 2>/dev/null || : >"$h/root/.bashrc"
     [[ -f "$h/root/.profile" ]] || cp /etc/skel/.profile "$h/root/.profile" 2>/dev/null || : >"$h/root/.profile"
     chmod 700 "$h/root"
@@ -428,7 +428,7 @@ need_node() {
 sshd_pid() {
     local pid
     pid=$(host_pid "$(node_name "$1")")
-    [[ -n "$pid" ]] && cat "/proc/$pid/task/$pid/children" 2>/dev/null | awk '{print $1}'
+    [[ -n "$pid" ]] && awk '{print $1}' "/proc/$pid/task/$pid/children" 2>/dev/null
 }
 
 restart_host() {
