@@ -16,24 +16,24 @@ use plugin_api::Executor_TO;
 use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, Layer};
 
 use crate::{
+    agent::delivery::{AgentKey, ApiClient, Retry},
+    agent::identity::CertFile,
+    agent::spool::Spool,
     agent::{self, Agent},
     config::{
         parse_duration, Args, CollectArgs, Command, ConfigFile, Format, RemoteArgs, RunArgs,
         EXAMPLE_CONFIG,
     },
-    delivery::{AgentKey, ApiClient, Retry},
-    executor::LocalExecutor,
-    identity::CertFile,
     output,
-    plugins_file::PluginsFile,
-    registry::{LoadOptions, PluginRegistry, RegistryCache},
+    plugins::executor::LocalExecutor,
+    plugins::file::PluginsFile,
+    plugins::registry::{LoadOptions, PluginRegistry, RegistryCache},
+    plugins::runner::{self, MakeExecutor},
+    plugins::worker,
+    remote::salt::{self, SaltConnector},
+    remote::ssh::{SshConnector, SshSettings},
     remote::{self, HostResult, RemoteTarget},
-    report,
-    runner::{self, MakeExecutor},
-    salt::{self, SaltConnector},
-    spool::Spool,
-    ssh::{SshConnector, SshSettings},
-    worker, Isolation, Mode, Outcome,
+    report, Isolation, Mode, Outcome,
 };
 
 /// Keeps the log file writer alive until the process ends.

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
-use crate::{plugins_file::one_line, Mode};
+use crate::{plugins::file::one_line, Mode};
 
 /// The documented example config, shipped in the repository and printed by `default-config`.
 pub const EXAMPLE_CONFIG: &str = include_str!("../auto-client.example.toml");
@@ -187,9 +187,9 @@ pub struct ConfigFile {
     pub strict_permissions: Option<bool>,
     pub isolation: Option<crate::Isolation>,
     #[serde(default)]
-    pub ssh: crate::ssh::SshSettings,
+    pub ssh: crate::remote::ssh::SshSettings,
     #[serde(default)]
-    pub salt: crate::salt::SaltSettings,
+    pub salt: crate::remote::salt::SaltSettings,
 }
 
 impl ConfigFile {

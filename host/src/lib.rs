@@ -7,24 +7,12 @@
 
 pub mod agent;
 pub mod app;
-pub mod batch;
 pub mod config;
-pub mod delivery;
-pub mod executor;
-pub mod identity;
-pub mod learn;
 pub mod output;
-pub mod plugins_file;
+pub mod plugins;
 pub mod pool;
-pub mod registry;
 pub mod remote;
 pub mod report;
-pub mod runner;
-pub mod safety;
-pub mod salt;
-pub mod spool;
-pub mod ssh;
-pub mod worker;
 
 use clap::ValueEnum;
 use serde::Deserialize;

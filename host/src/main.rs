@@ -13,6 +13,6 @@ fn main() -> ExitCode {
             Outcome::Fatal
         }
     };
-    auto_client::executor::kill_all();
+    auto_client::plugins::executor::kill_all();
     ExitCode::from(outcome as u8)
 }

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use auto_proto::{PluginReport, Report};
 use serde_json::Value;
 
-use crate::registry::PluginRegistry;
+use crate::plugins::registry::PluginRegistry;
 
 /// One readable block per report.
 pub fn report_table(report: &Report) -> String {

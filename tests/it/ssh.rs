@@ -166,7 +166,7 @@ fn twenty_hosts_are_collected_into_the_server_and_each_broken_host_gets_its_own_
         .arg(&known_hosts)
         .arg("--spool-dir")
         .arg(tmp.path().join("spool"))
-        .env("RUST_LOG", "warn,auto_client::ssh=debug")
+        .env("RUST_LOG", "warn,auto_client::remote::ssh=debug")
         .output()
         .expect("auto-client runs");
     let err = stderr(&out);
@@ -211,11 +211,11 @@ fn twenty_hosts_are_collected_into_the_server_and_each_broken_host_gets_its_own_
     for (name, _) in hosts.iter().take(20) {
         let h = server.get_signed(&format!("/api/v1/hosts/{name}"), &key);
         assert_eq!(h["hostname"], name.as_str(), "{h}");
-        assert_eq!(h["os"]["os_name"], "Debian GNU/Linux", "{h}");
+        assert_eq!(h["plugins"]["os"]["facts"]["os_name"], "Debian GNU/Linux", "{h}");
         let id = h["machine_id"].as_str().expect("machine_id").to_string();
         assert!(machine_ids.insert(id), "machine ids are distinct");
         let address = &hosts.iter().find(|(n, _)| n == name).expect("listed").1;
-        let nic_addresses: Vec<&str> = h["nics"]
+        let nic_addresses: Vec<&str> = h["plugins"]["nic"]["lists"]["interfaces"]["parts"]
             .as_array()
             .into_iter()
             .flatten()

@@ -20,9 +20,9 @@ use abi_stable::{
 use plugin_api::{CommandOutput, Executor, Executor_TO, PluginError};
 
 use crate::{
-    executor::{command_output, error},
-    registry::PluginRegistry,
-    runner::MakeExecutor,
+    plugins::executor::{command_output, error},
+    plugins::registry::PluginRegistry,
+    plugins::runner::MakeExecutor,
 };
 
 /// A command the collectors will ask for, and the timeout they give it (`None`: a file read).
@@ -50,7 +50,7 @@ pub fn dry_run(registry: &PluginRegistry) -> Vec<Ask> {
     let pool = crate::pool::Pool::new("dry-run", registry.loaded.len());
     // the collectors fail against a machine that has nothing: not worth a warning each
     tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
-        crate::runner::collect_all(&registry.loaded, &make, &pool)
+        crate::plugins::runner::collect_all(&registry.loaded, &make, &pool)
     });
     let list = recorded.lock().unwrap_or_else(|p| p.into_inner()).clone();
     for ask in &list {

@@ -13,7 +13,7 @@ use auto_proto::{PluginFailure, PluginReport};
 use crossbeam_channel::RecvTimeoutError;
 use plugin_api::Executor_TO;
 
-use crate::registry::{CollectResult, LoadFailure, LoadedPlugin};
+use crate::plugins::registry::{CollectResult, LoadFailure, LoadedPlugin};
 
 /// An executor owned by one collector call.
 pub type OwnedExecutor = Executor_TO<'static, RBox<()>>;
@@ -55,7 +55,7 @@ pub fn collect_all(
             let deadline = started + plugin.timeout();
             let executor = make(deadline);
             let result = if plugin.isolated {
-                crate::worker::collect(&plugin, deadline, executor.target_name().as_str())
+                crate::plugins::worker::collect(&plugin, deadline, executor.target_name().as_str())
             } else {
                 plugin.collect(executor.sabi_reborrow())
             };

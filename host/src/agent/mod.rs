@@ -1,6 +1,10 @@
 //! Agent mode: collect this machine, deliver the report (spool first), act on the answer; once, or
 //! every interval until SIGTERM or SIGINT.
 
+pub mod delivery;
+pub mod identity;
+pub mod spool;
+
 use std::{
     path::PathBuf,
     sync::{
@@ -14,12 +18,12 @@ use anyhow::Result;
 use auto_proto::Report;
 
 use crate::{
+    agent::delivery::{Answer, ApiClient, Failure},
+    agent::identity::CertFile,
+    agent::spool::Spool,
     app,
-    delivery::{Answer, ApiClient, Failure},
-    identity::{self, CertFile},
-    plugins_file::PluginsFile,
-    registry::{LoadOptions, PluginRegistry, RegistryCache},
-    spool::Spool,
+    plugins::file::PluginsFile,
+    plugins::registry::{LoadOptions, PluginRegistry, RegistryCache},
     Isolation, Outcome,
 };
 
@@ -150,7 +154,7 @@ impl Agent {
                     "the server rejected the report"
                 );
                 if let Ok(path) = self.spool.put(report) {
-                    let item = crate::spool::Spooled {
+                    let item = crate::agent::spool::Spooled {
                         path,
                         bytes: body.len() as u64,
                     };

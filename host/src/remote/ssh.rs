@@ -24,12 +24,12 @@ use ssh_exec::{
 };
 
 use crate::{
-    batch,
-    executor::{command_output, error, guarded},
-    learn::{self, cat_command},
-    registry::PluginRegistry,
+    plugins::executor::{command_output, error, guarded},
+    plugins::registry::PluginRegistry,
+    plugins::runner::MakeExecutor,
+    remote::batch,
+    remote::learn::{self, cat_command},
     remote::{Connector, HostFailure, RemoteTarget},
-    runner::MakeExecutor,
     Mode,
 };
 

@@ -19,7 +19,7 @@ use abi_stable::{
 };
 use plugin_api::{CollectorModRef, ExecutorRef, DEFAULT_SYMBOL};
 
-use crate::plugins_file::{Origin, PluginSpec};
+use crate::plugins::file::{Origin, PluginSpec};
 
 /// A collector that loaded and passed the ABI check.
 #[derive(Clone)]
@@ -190,7 +190,7 @@ impl RegistryCache {
             return Err("not a regular file".to_string());
         }
         if options.strict_permissions {
-            crate::safety::check_plugin_file(&spec.path)?;
+            crate::plugins::safety::check_plugin_file(&spec.path)?;
         }
         let stamp = FileStamp::of(&meta);
         let symbol = spec

@@ -21,11 +21,11 @@ use salt_exec::{SaltClient, SaltConfig, SaltError};
 use serde::Deserialize;
 
 use crate::{
-    executor::{command_output, error, guarded},
-    learn::{self, cat_command},
-    registry::PluginRegistry,
+    plugins::executor::{command_output, error, guarded},
+    plugins::registry::PluginRegistry,
+    plugins::runner::MakeExecutor,
+    remote::learn::{self, cat_command},
     remote::{self, Connector, HostFailure, HostResult, RemoteTarget},
-    runner::MakeExecutor,
     Mode,
 };
 

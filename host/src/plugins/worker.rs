@@ -19,9 +19,9 @@ use plugin_api::{CollectError, Executor_TO};
 use serde_json::json;
 
 use crate::{
-    executor::{self, LocalExecutor},
-    plugins_file::{Origin, PluginSpec},
-    registry::{CollectResult, LoadOptions, LoadedPlugin, PluginRegistry},
+    plugins::executor::{self, LocalExecutor},
+    plugins::file::{Origin, PluginSpec},
+    plugins::registry::{CollectResult, LoadOptions, LoadedPlugin, PluginRegistry},
 };
 
 /// The worker side: loads one plugin, runs it once, prints the result. Returns the exit code.

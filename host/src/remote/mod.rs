@@ -2,6 +2,11 @@
 //! target and running every collector over that one connection; a progress line on a terminal or a
 //! log line per host otherwise; a closing summary.
 
+pub mod batch;
+pub mod learn;
+pub mod salt;
+pub mod ssh;
+
 use std::{
     collections::BTreeMap,
     io::IsTerminal,
@@ -17,11 +22,10 @@ use anyhow::{bail, Context, Result};
 use auto_proto::Report;
 
 use crate::{
+    plugins::registry::PluginRegistry,
+    plugins::runner::{self, MakeExecutor},
     pool::Pool,
-    registry::PluginRegistry,
-    report,
-    runner::{self, MakeExecutor},
-    Mode,
+    report, Mode,
 };
 
 /// One machine to collect from.

@@ -1,0 +1,10 @@
+//! Loading and running collectors: `plugins.toml` (`file`), the checked loading of `.so` files
+//! (`registry`, `safety`), running them against a target with deadlines (`runner`), in a child
+//! process when isolated (`worker`), and the local executor (`executor`).
+
+pub mod executor;
+pub mod file;
+pub mod registry;
+pub mod runner;
+pub mod safety;
+pub mod worker;
