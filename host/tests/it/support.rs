@@ -12,7 +12,7 @@ use serde_json::Value;
 
 pub const AUTO_CLIENT: &str = env!("CARGO_BIN_EXE_auto-client");
 
-pub use test_support::{shipped, workspace_root, SHIPPED};
+pub use test_support::{workspace_root, SHIPPED};
 
 /// Builds with cargo (see `test_support::cargo_build`) and returns the `.so` of each package
 /// built, by package name. `cargo test` does not build cdylib members, so tests build what they load.
