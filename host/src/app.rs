@@ -1,7 +1,7 @@
 //! The subcommands: what `main` calls once the command line is parsed.
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -9,31 +9,24 @@ use std::{
     time::Instant,
 };
 
-use abi_stable::sabi_trait::TD_Opaque;
 use anyhow::{bail, Context, Result};
-use auto_proto::Report;
-use plugin_api::Executor_TO;
 use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, Layer};
 
 use crate::{
-    agent::delivery::{AgentKey, ApiClient, Retry},
+    agent::delivery::{ApiClient, Retry},
     agent::identity::CertFile,
     agent::spool::Spool,
     agent::{self, Agent},
-    config::{
-        parse_duration, Args, CollectArgs, Command, ConfigFile, Format, RemoteArgs, RunArgs,
-        EXAMPLE_CONFIG,
-    },
-    output,
-    plugins::executor::LocalExecutor,
+    config::{Args, Command, ConfigFile, Format, EXAMPLE_CONFIG},
+    local, output,
     plugins::file::PluginsFile,
     plugins::registry::{LoadOptions, PluginRegistry, RegistryCache},
-    plugins::runner::{self, MakeExecutor},
     plugins::worker,
-    remote::salt::{self, SaltConnector},
-    remote::ssh::{SshConnector, SshSettings},
-    remote::{self, HostResult, RemoteTarget},
-    report, Isolation, Mode, Outcome,
+    remote::salt::SaltConnector,
+    remote::ssh::SshConnector,
+    remote::{self, Connector, HostResult, RemoteTarget},
+    settings::{self, Fleet, Where},
+    Mode, Outcome,
 };
 
 /// Keeps the log file writer alive until the process ends.
@@ -87,11 +80,6 @@ pub fn run(args: Args) -> Result<Outcome> {
         });
     }
     let (file, _config_path) = ConfigFile::discover(args.config.as_deref())?;
-    let plugins_path = args
-        .plugins
-        .clone()
-        .or_else(|| file.plugins.clone())
-        .unwrap_or_else(|| PathBuf::from("plugins.toml"));
     match args.command {
         Command::DefaultConfig => {
             print!("{EXAMPLE_CONFIG}");
@@ -99,7 +87,8 @@ pub fn run(args: Args) -> Result<Outcome> {
         }
         Command::Plugins { format } => {
             let _log = init_logging("warn", None)?;
-            let registry = load_registry(&plugins_path, &file)?;
+            let common = settings::Common::resolve(args.plugins, &file);
+            let registry = load_registry(&common.plugins_path, &common.load)?;
             match format {
                 Format::Json => println!(
                     "{}",
@@ -115,25 +104,18 @@ pub fn run(args: Args) -> Result<Outcome> {
         }
         Command::Collect(c) => {
             let _log = init_logging("warn", None)?;
-            collect(&c, &plugins_path, &file)
+            let settings = settings::Collect::resolve(args.plugins, &c, &file)?;
+            collect(&settings, c.format)
         }
         Command::Run(r) => {
-            let log_dir = r.log_dir.clone().or_else(|| file.log_dir.clone());
-            let _log = init_logging("info", log_dir.as_deref())?;
-            run_agent(&r, plugins_path, &file)
+            let settings = settings::Run::resolve(args.plugins, &r, &file)?;
+            let _log = init_logging("info", settings.log_dir.as_deref())?;
+            run_main(settings)
         }
         Command::Api(a) => {
             let _log = init_logging("warn", None)?;
-            let api = a
-                .api
-                .clone()
-                .or_else(|| file.api.clone())
-                .context("no API URL: give --api, AUTO_CLIENT_API or `api` in the config")?;
-            let key = agent_key(
-                a.key_id.clone().or_else(|| file.key_id.clone()),
-                a.key_file.clone().or_else(|| file.key_file.clone()),
-            )?;
-            let client = ApiClient::new(&api, key, Retry::default())?;
+            let api = settings::Api::resolve(&a.api, &file)?;
+            let client = ApiClient::new(&api.url, api.key, Retry::default())?;
             println!(
                 "{}",
                 serde_json::to_string_pretty(&client.get_json(&a.path)?)?
@@ -144,229 +126,109 @@ pub fn run(args: Args) -> Result<Outcome> {
     }
 }
 
-fn load_options(file: &ConfigFile) -> LoadOptions {
-    LoadOptions {
-        private_copy_dir: None,
-        strict_permissions: file.strict_permissions.unwrap_or(true),
-    }
-}
-
 /// Reads `plugins.toml` and loads every plugin it names.
-pub fn load_registry(plugins_path: &Path, file: &ConfigFile) -> Result<PluginRegistry> {
+pub fn load_registry(plugins_path: &Path, load: &LoadOptions) -> Result<PluginRegistry> {
     let plugins = PluginsFile::load(plugins_path)?;
-    Ok(PluginRegistry::load(plugins.specs(), &load_options(file)))
+    Ok(PluginRegistry::load(plugins.specs(), load))
 }
 
-fn collect(args: &CollectArgs, plugins_path: &Path, file: &ConfigFile) -> Result<Outcome> {
-    let mode = args.mode.or(file.mode).unwrap_or(Mode::Agent);
-    if mode != Mode::Agent {
-        return collect_remote(mode, args, plugins_path, file);
-    }
+fn collect(settings: &settings::Collect, format: Format) -> Result<Outcome> {
+    let common = &settings.common;
+    let isolation = match &settings.at {
+        Where::Fleet(fleet) => return collect_remote(fleet, common, format),
+        Where::Local(isolation) => *isolation,
+    };
     let started = Instant::now();
-    let registry = load_registry(plugins_path, file)?;
+    let registry = load_registry(&common.plugins_path, &common.load)?;
     tracing::debug!(
         took_us = started.elapsed().as_micros() as u64,
         "plugins loaded"
     );
     if registry.loaded.is_empty() && registry.failed.is_empty() {
-        bail!("no plugins to run: {} names none", plugins_path.display());
+        bail!(
+            "no plugins to run: {} names none",
+            common.plugins_path.display()
+        );
     }
-    let isolation = args.isolation.or(file.isolation).unwrap_or_default();
-    let report = collect_local(&registry, None, isolation);
-    match args.format {
+    let report = local::collect_local(&registry, None, isolation);
+    match format {
         Format::Json => println!("{}", serde_json::to_string(&report)?),
         Format::Table => print!("{}", output::report_table(&report)),
     }
-    Ok(report_outcome(&report, &registry))
+    Ok(local::report_outcome(&report, &registry))
 }
 
-fn run_agent(args: &RunArgs, plugins_path: PathBuf, file: &ConfigFile) -> Result<Outcome> {
-    let mode = args.mode.or(file.mode).unwrap_or(Mode::Agent);
-    let api = args
-        .api
-        .clone()
-        .or_else(|| file.api.clone())
-        .context("no API URL: give --api, AUTO_CLIENT_API or `api` in the config")?;
-    let key = agent_key(
-        args.key_id.clone().or_else(|| file.key_id.clone()),
-        args.key_file.clone().or_else(|| file.key_file.clone()),
-    )?;
-    let cert_path = args
-        .cert_file
-        .clone()
-        .or_else(|| file.cert_file.clone())
-        .unwrap_or_else(|| PathBuf::from("/var/lib/auto-client/cert"));
-    let spool_dir = args
-        .spool_dir
-        .clone()
-        .or_else(|| file.spool_dir.clone())
-        .unwrap_or_else(|| PathBuf::from("/var/lib/auto-client/spool"));
+fn run_main(settings: settings::Run) -> Result<Outcome> {
     let spool = Spool::open(
-        &spool_dir,
-        file.spool_max_reports.unwrap_or(1000),
-        file.spool_max_bytes.unwrap_or(64 << 20),
+        &settings.spool_dir,
+        settings.spool_max_reports,
+        settings.spool_max_bytes,
     )?;
-    let interval = match args.interval.as_deref().or(file.interval.as_deref()) {
-        Some(text) => Some(parse_duration("--interval", text)?),
-        None => None,
+    let api = ApiClient::new(
+        &settings.api.url,
+        settings.api.key.clone(),
+        Retry::default(),
+    )?;
+    let isolation = match &settings.at {
+        Where::Fleet(fleet) => return run_remote(fleet, &settings.common, api, spool),
+        Where::Local(isolation) => *isolation,
     };
-    if mode != Mode::Agent {
-        let api = ApiClient::new(&api, key, Retry::default())?;
-        return run_remote(mode, args, &plugins_path, file, api, spool);
-    }
-    let mut load = load_options(file);
-    if interval.is_some() {
+    let mut load = settings.common.load.clone();
+    if settings.interval.is_some() {
         // Long-running: load every library from a private copy, so one replaced on disk
         // (write-then-rename) is really loaded anew at the next cycle.
         load.private_copy_dir =
             Some(std::env::temp_dir().join(format!("auto-client-{}", std::process::id())));
     }
     let mut agent = Agent {
-        api: ApiClient::new(&api, key, Retry::default())?,
-        cert: CertFile::new(&cert_path),
+        api,
+        cert: CertFile::new(&settings.cert_path),
         spool,
-        plugins_path,
+        plugins_path: settings.common.plugins_path.clone(),
         load,
-        isolation: args.isolation.or(file.isolation).unwrap_or_default(),
+        isolation,
         cache: RegistryCache::default(),
     };
-    match interval {
+    match settings.interval {
         Some(every) => agent::run_interval(&mut agent, every),
         None => agent.cycle(),
     }
 }
 
-fn agent_key(key_id: Option<String>, key_file: Option<PathBuf>) -> Result<Option<AgentKey>> {
-    match (key_id, key_file) {
-        (Some(id), Some(path)) => Ok(Some(AgentKey::from_file(&id, &path)?)),
-        (None, None) => {
-            tracing::warn!("no key_id and key_file: requests are sent unsigned (only a server started with --no-auth accepts them)");
-            Ok(None)
-        }
-        (Some(_), None) => bail!("key_id is set but key_file is not: give both, or neither"),
-        (None, Some(_)) => bail!("key_file is set but key_id is not: give both, or neither"),
-    }
-}
-
-/// Collects this machine with every loaded plugin; load failures become error entries.
-pub fn collect_local(
-    registry: &PluginRegistry,
-    previous_hostname: Option<String>,
-    isolation: Isolation,
-) -> Report {
-    let mut registry = registry.clone();
-    worker::mark_isolated(&mut registry, isolation);
-    let name = report::local_hostname();
-    let _span = tracing::info_span!("target", host = %name).entered();
-    let target = name.clone();
-    let make: MakeExecutor = Arc::new(move |deadline| {
-        Executor_TO::from_value(
-            LocalExecutor {
-                target_name: target.clone(),
-                deadline,
-            },
-            TD_Opaque,
-        )
-    });
-    let pool = crate::pool::Pool::new("collector", registry.loaded.len());
-    let mut plugins = runner::collect_all(&registry.loaded, &make, &pool);
-    for failure in &registry.failed {
-        plugins.insert(failure.name.clone(), runner::load_failure(failure));
-    }
-    let hostname = report::target_hostname(&plugins, &name);
-    report::build(hostname, previous_hostname, Mode::Agent, plugins)
-}
-
-/// 0 when every plugin loaded and reported, 1 when any failed, 2 when none could run.
-pub fn report_outcome(report: &Report, registry: &PluginRegistry) -> Outcome {
-    if registry.loaded.is_empty() {
-        Outcome::Fatal
-    } else if report.plugins.values().all(|p| p.is_ok()) {
-        Outcome::AllWell
-    } else {
-        Outcome::PartialFailure
-    }
-}
-
-/// The `[ssh]` settings with the flags laid over them.
-fn ssh_settings(remote: &RemoteArgs, file: &ConfigFile) -> SshSettings {
-    let mut s = file.ssh.clone();
-    let r = remote.clone();
-    s.user = r.ssh_user.or(s.user);
-    s.port = r.ssh_port.or(s.port);
-    s.identity_file = r.ssh_identity.or(s.identity_file);
-    s.password_file = r.ssh_password_file.or(s.password_file);
-    s.known_hosts = r.known_hosts.or(s.known_hosts);
-    s.host_key_policy = r.host_key_policy.or(s.host_key_policy);
-    s
-}
-
-fn listed_targets(remote: &RemoteArgs) -> Result<Vec<RemoteTarget>> {
-    match &remote.hosts_file {
-        Some(path) => RemoteTarget::read_file(path),
-        None => remote
-            .hosts
-            .iter()
-            .map(|h| RemoteTarget::parse(h))
-            .collect(),
-    }
-}
-
-/// Collects `targets` in ssh or salt mode.
+/// Collects `targets` in ssh or salt mode, through the one fleet runner.
 fn collect_fleet(
-    mode: Mode,
+    fleet: &Fleet,
     targets: Vec<RemoteTarget>,
     registry: &PluginRegistry,
-    remote_args: &RemoteArgs,
-    file: &ConfigFile,
     on_done: Arc<dyn Fn(&HostResult) + Send + Sync>,
 ) -> Result<Vec<HostResult>> {
-    let workers = remote_args.workers.or(file.workers).unwrap_or(32);
-    match mode {
-        Mode::Ssh => {
-            let connector = Arc::new(
-                SshConnector::new(&ssh_settings(remote_args, file))?.prefetching(registry),
-            );
-            Ok(remote::collect_fleet(
-                targets, registry, connector, workers, on_done,
-            ))
-        }
-        Mode::Salt => {
-            let mut s = file.salt.clone();
-            s.salt_command = remote_args.salt_command.clone().or(s.salt_command);
-            s.config_dir = remote_args.salt_config_dir.clone().or(s.config_dir);
-            let connector = Arc::new(SaltConnector::new(&s)?);
-            Ok(salt::collect_fleet(
-                targets, registry, connector, workers, on_done,
-            ))
-        }
+    let connector: Arc<dyn Connector> = match fleet.mode {
+        Mode::Ssh => Arc::new(SshConnector::new(&fleet.ssh)?),
+        Mode::Salt => Arc::new(SaltConnector::new(&fleet.salt)?),
         Mode::Agent => unreachable!("agent mode has no fleet"),
-    }
+    };
+    Ok(remote::collect_fleet(
+        targets,
+        registry,
+        connector,
+        fleet.workers,
+        on_done,
+    ))
 }
 
 /// ssh or salt mode for `collect`: print each host's report as it completes.
-fn collect_remote(
-    mode: Mode,
-    args: &CollectArgs,
-    plugins_path: &Path,
-    file: &ConfigFile,
-) -> Result<Outcome> {
-    let targets = listed_targets(&args.remote)?;
-    if targets.is_empty() {
+fn collect_remote(fleet: &Fleet, common: &settings::Common, format: Format) -> Result<Outcome> {
+    let registry = load_registry(&common.plugins_path, &common.load)?;
+    if registry.loaded.is_empty() {
         bail!(
-            "--mode {} needs targets: give --hosts or --hosts-file",
-            mode.as_str()
+            "no plugin could be loaded from {}",
+            common.plugins_path.display()
         );
     }
-    let registry = load_registry(plugins_path, file)?;
-    if registry.loaded.is_empty() {
-        bail!("no plugin could be loaded from {}", plugins_path.display());
-    }
-    let format = args.format;
-    let printer: Arc<dyn Fn(&HostResult) + Send + Sync> = Arc::new(move |(target, outcome, _)| {
+    let printer: Arc<dyn Fn(&HostResult) + Send + Sync> = Arc::new(move |r: &HostResult| {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
-        match outcome {
+        match &r.outcome {
             Ok(report) => {
                 let _ = match format {
                     Format::Json => {
@@ -375,18 +237,19 @@ fn collect_remote(
                     Format::Table => write!(out, "{}", output::report_table(report)),
                 };
             }
-            Err(f) => eprintln!("auto-client: host {}: {}", target.name, f.message),
+            Err(f) => eprintln!("auto-client: host {}: {}", r.target.name, f.message),
         }
     });
     let started = Instant::now();
-    let results = collect_fleet(mode, targets, &registry, &args.remote, file, printer)?;
+    let results = collect_fleet(fleet, fleet.listed.clone(), &registry, printer)?;
     eprintln!("{}", remote::summary(&results, started.elapsed()));
     Ok(fleet_outcome(&results))
 }
 
 fn fleet_outcome(results: &[HostResult]) -> Outcome {
-    let all_ok = results.iter().all(|(_, r, _)| {
-        r.as_ref()
+    let all_ok = results.iter().all(|r| {
+        r.outcome
+            .as_ref()
             .is_ok_and(|rep| rep.plugins.values().all(|p| p.is_ok()))
     });
     if all_ok {
@@ -399,15 +262,12 @@ fn fleet_outcome(results: &[HostResult]) -> Outcome {
 /// ssh or salt mode for `run`: collect the hosts the API says are due (or the listed ones) and
 /// report each as it completes; reports the API cannot take now wait in the spool.
 fn run_remote(
-    mode: Mode,
-    args: &RunArgs,
-    plugins_path: &Path,
-    file: &ConfigFile,
+    fleet: &Fleet,
+    common: &settings::Common,
     api: ApiClient,
     spool: Spool,
 ) -> Result<Outcome> {
-    let listed = listed_targets(&args.remote)?;
-    let targets = if listed.is_empty() {
+    let targets = if fleet.listed.is_empty() {
         api.pending_hosts()?
             .into_iter()
             .map(|h| RemoteTarget {
@@ -417,14 +277,18 @@ fn run_remote(
             })
             .collect()
     } else {
-        listed
+        fleet.listed.clone()
     };
-    tracing::info!(hosts = targets.len(), mode = mode.as_str(), "collecting");
-    let registry = load_registry(plugins_path, file)?;
+    tracing::info!(
+        hosts = targets.len(),
+        mode = fleet.mode.as_str(),
+        "collecting"
+    );
+    let registry = load_registry(&common.plugins_path, &common.load)?;
     let api = Arc::new(api);
     let spool = Arc::new(spool);
     let mut outcome = Outcome::AllWell;
-    if !agent::send_spool(&api, &spool)? {
+    if !agent::send_spool(&api, &spool, None)? {
         outcome = Outcome::PartialFailure;
     }
     let failed_delivery = Arc::new(AtomicBool::new(false));
@@ -434,8 +298,8 @@ fn run_remote(
             Arc::clone(&spool),
             Arc::clone(&failed_delivery),
         );
-        Arc::new(move |(_, result, _)| {
-            if let Ok(report) = result {
+        Arc::new(move |r: &HostResult| {
+            if let Ok(report) = &r.outcome {
                 if !agent::send_remote_report(&api, &spool, report) {
                     failed.store(true, Ordering::Relaxed);
                 }
@@ -443,7 +307,7 @@ fn run_remote(
         })
     };
     let started = Instant::now();
-    let results = collect_fleet(mode, targets, &registry, &args.remote, file, deliver)?;
+    let results = collect_fleet(fleet, targets, &registry, deliver)?;
     eprintln!("{}", remote::summary(&results, started.elapsed()));
     outcome = outcome.worst(fleet_outcome(&results));
     if failed_delivery.load(Ordering::Relaxed) {

@@ -128,20 +128,13 @@ pub struct CollectArgs {
 pub struct RunArgs {
     #[arg(long, value_enum, env = "AUTO_CLIENT_MODE")]
     pub mode: Option<Mode>,
-    /// The auto-server base URL, e.g. http://cmdb.example:8080.
-    #[arg(long, env = "AUTO_CLIENT_API")]
-    pub api: Option<String>,
+    #[command(flatten)]
+    pub api: ApiFlags,
     /// Keep running: collect and report every DURATION (e.g. 1h, 15m).
     #[arg(long, env = "AUTO_CLIENT_INTERVAL")]
     pub interval: Option<String>,
     #[command(flatten)]
     pub remote: RemoteArgs,
-    /// The agent's key name, as `auto-server keys create NAME` made it.
-    #[arg(long, env = "AUTO_CLIENT_KEY_ID")]
-    pub key_id: Option<String>,
-    /// A file (mode 0600) holding the agent's secret key.
-    #[arg(long, env = "AUTO_CLIENT_KEY_FILE")]
-    pub key_file: Option<PathBuf>,
     /// Where the last hostname the API accepted is kept.
     #[arg(long, env = "AUTO_CLIENT_CERT_FILE")]
     pub cert_file: Option<PathBuf>,
@@ -160,10 +153,20 @@ pub struct RunArgs {
 pub struct ApiArgs {
     /// The path, starting with /api/v1/.
     pub path: String,
+    #[command(flatten)]
+    pub api: ApiFlags,
+}
+
+/// The API and its key: declared once, used by `run` and `api`.
+#[derive(Debug, Clone, Default, ClapArgs)]
+pub struct ApiFlags {
+    /// The auto-server base URL, e.g. http://cmdb.example:8080.
     #[arg(long, env = "AUTO_CLIENT_API")]
     pub api: Option<String>,
+    /// The key's name, as `auto-server keys create NAME` made it.
     #[arg(long, env = "AUTO_CLIENT_KEY_ID")]
     pub key_id: Option<String>,
+    /// A file (mode 0600) holding the key's secret.
     #[arg(long, env = "AUTO_CLIENT_KEY_FILE")]
     pub key_file: Option<PathBuf>,
 }

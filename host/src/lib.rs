@@ -8,11 +8,13 @@
 pub mod agent;
 pub mod app;
 pub mod config;
+pub mod local;
 pub mod output;
 pub mod plugins;
 pub mod pool;
 pub mod remote;
 pub mod report;
+pub mod settings;
 
 use clap::ValueEnum;
 use serde::Deserialize;

@@ -151,8 +151,8 @@ where
 }
 
 /// `word` as one shell word: as it is when it holds no character the shell treats specially, else
-/// in single quotes.
-fn shell_word(word: &str) -> Cow<'_, str> {
+/// in single quotes (`it's` → `'it'\''s'`). The one shell quoting of the host and the collectors.
+pub fn shell_word(word: &str) -> Cow<'_, str> {
     let plain = !word.is_empty()
         && word
             .chars()

@@ -745,7 +745,6 @@ fn wait_socket(probe: &Session, fd: RawFd, deadline: Instant) -> Result<(), Fail
     Ok(())
 }
 
-/// Quote for a POSIX shell: 'it'\''s'.
 /// What `cat -- PATH` left behind on `host`, as a file read: the bytes, or
 /// [`SshError::ReadFailed`] with cat's reason ("cat: /x: No such file or directory" -> "no such file
 /// or directory"). For callers that ran the `cat` themselves (in a batch of commands).
@@ -771,6 +770,7 @@ pub fn cat_result(host: &str, path: &str, output: Output) -> Result<Vec<u8>, Ssh
     })
 }
 
+/// Quote for a POSIX shell: 'it'\''s'.
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }

@@ -21,7 +21,7 @@ use crate::{
     agent::delivery::{Answer, ApiClient, Failure},
     agent::identity::CertFile,
     agent::spool::Spool,
-    app,
+    local,
     plugins::file::PluginsFile,
     plugins::registry::{LoadOptions, PluginRegistry, RegistryCache},
     Isolation, Outcome,
@@ -40,13 +40,121 @@ pub struct Agent {
 
 /// What happened to one report.
 #[derive(Debug, PartialEq, Eq)]
-enum Delivery {
+pub enum Delivery {
     /// The server applied it.
     Applied,
-    /// The server refused it for good (name taken, malformed): logged, not kept, not retried.
+    /// The server refused it for good (name taken, malformed): logged, not retried.
     Refused,
     /// Not delivered: keep it and stop sending for this cycle.
     Keep,
+}
+
+/// The one delivery policy, for agent, ssh and salt mode alike:
+/// - accepted (201/200): applied; with a `cert` (agent mode) the identity rule's answer goes to it;
+/// - 409, the name belongs to another host: refused and logged (it will never be accepted so);
+/// - 401/403, the key: kept in the spool (a person fixes the key; the report is still good);
+/// - any other 4xx (400 malformed, 413 too large): a copy is quarantined in the spool for a
+///   person to read, and it is not retried;
+/// - unreachable, or 5xx after the retries (a full disk on the server is a 503): kept.
+pub fn send(api: &ApiClient, spool: &Spool, cert: Option<&CertFile>, report: &Report) -> Delivery {
+    let body = match serde_json::to_vec(report) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(report_id = %report.report_id, error = %e, "cannot serialise the report");
+            return Delivery::Refused;
+        }
+    };
+    match api.post_report(&body) {
+        Ok(Answer::Accepted { status, body }) => {
+            for w in &body.warnings {
+                tracing::error!(host = %body.hostname, code = %w.code, "{}", w.message);
+            }
+            tracing::info!(host = %body.hostname, outcome = %body.outcome, report_id = %report.report_id, "report accepted");
+            if let Some(cert) = cert {
+                if let Err(e) = identity::accepted(cert, report, status, &body) {
+                    tracing::error!(error = %format!("{e:#}"), "cannot update the cert file");
+                }
+            }
+            Delivery::Applied
+        }
+        Ok(Answer::Refused { problem, .. }) => {
+            identity::name_taken(report, &problem);
+            Delivery::Refused
+        }
+        Err(Failure::Refused {
+            status: status @ (401 | 403),
+            problem,
+        }) => {
+            tracing::error!(
+                api = %api.base(),
+                host = %report.hostname,
+                report_id = %report.report_id,
+                status,
+                reason = %problem.detail,
+                "the server refused this client's key: check key_id and key_file (auto-server keys list); the report stays in the spool"
+            );
+            Delivery::Keep
+        }
+        Err(Failure::Refused { status, problem }) => {
+            tracing::error!(
+                host = %report.hostname,
+                report_id = %report.report_id,
+                status,
+                code = %problem.code,
+                reason = %problem.detail,
+                "the server rejected the report: a copy is quarantined in the spool"
+            );
+            if let Ok(path) = spool.put(report) {
+                let item = spool::Spooled {
+                    path,
+                    bytes: body.len() as u64,
+                };
+                spool.quarantine(&item, &problem.detail);
+            }
+            Delivery::Refused
+        }
+        Err(Failure::Transient(message)) => {
+            tracing::warn!(api = %api.base(), host = %report.hostname, report_id = %report.report_id, error = %message, "the API cannot take the report now; it is kept in the spool");
+            Delivery::Keep
+        }
+    }
+}
+
+/// Sends the spool oldest first; `cert` (agent mode) gives each report the name the API knows
+/// this machine by *now*. True when the spool is empty afterwards.
+pub fn send_spool(api: &ApiClient, spool: &Spool, cert: Option<&CertFile>) -> Result<bool> {
+    for item in spool.list()? {
+        let mut report = match spool.read(&item) {
+            Ok(r) => r,
+            Err(e) => {
+                spool.quarantine(&item, &format!("{e:#}"));
+                continue;
+            }
+        };
+        if let Some(cert) = cert {
+            report.previous_hostname = cert.read()?;
+        }
+        match send(api, spool, cert, &report) {
+            Delivery::Applied | Delivery::Refused => spool.remove(&item),
+            Delivery::Keep => return Ok(false),
+        }
+    }
+    Ok(true)
+}
+
+/// Delivers one host's report in ssh or salt mode; spools it when the API cannot take it now.
+/// True when the server applied it.
+pub fn send_remote_report(api: &ApiClient, spool: &Spool, report: &Report) -> bool {
+    match send(api, spool, None, report) {
+        Delivery::Applied => true,
+        Delivery::Refused => false,
+        Delivery::Keep => {
+            if let Err(e) = spool.put(report) {
+                tracing::error!(host = %report.hostname, error = %format!("{e:#}"), "cannot spool the report: it is lost");
+            }
+            false
+        }
+    }
 }
 
 impl Agent {
@@ -55,8 +163,8 @@ impl Agent {
         let started = Instant::now();
         let registry = self.load_registry()?;
         let previous = self.cert.read()?;
-        let report = app::collect_local(&registry, previous, self.isolation);
-        let mut outcome = app::report_outcome(&report, &registry);
+        let report = local::collect_local(&registry, previous, self.isolation);
+        let mut outcome = local::report_outcome(&report, &registry);
         let delivered = self.deliver(report)?;
         if !delivered {
             outcome = outcome.worst(Outcome::PartialFailure);
@@ -83,158 +191,18 @@ impl Agent {
     /// this machine by *now* (a report spooled before the first one was accepted would otherwise
     /// claim to be a new machine and be refused as a duplicate name).
     fn deliver(&self, mut report: Report) -> Result<bool> {
-        for item in self.spool.list()? {
-            let mut spooled = match self.spool.read(&item) {
-                Ok(r) => r,
-                Err(e) => {
-                    self.spool.quarantine(&item, &format!("{e:#}"));
-                    continue;
-                }
-            };
-            spooled.previous_hostname = self.cert.read()?;
-            match self.send(&spooled) {
-                Delivery::Applied | Delivery::Refused => self.spool.remove(&item),
-                Delivery::Keep => {
-                    self.spool.put(&report)?;
-                    return Ok(false);
-                }
-            }
+        if !send_spool(&self.api, &self.spool, Some(&self.cert))? {
+            self.spool.put(&report)?;
+            return Ok(false);
         }
         report.previous_hostname = self.cert.read()?;
-        match self.send(&report) {
+        match send(&self.api, &self.spool, Some(&self.cert), &report) {
             Delivery::Applied => Ok(true),
             Delivery::Refused => Ok(false),
             Delivery::Keep => {
                 self.spool.put(&report)?;
                 Ok(false)
             }
-        }
-    }
-
-    fn send(&self, report: &Report) -> Delivery {
-        let body = match serde_json::to_vec(report) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(report_id = %report.report_id, error = %e, "cannot serialise the report");
-                return Delivery::Refused;
-            }
-        };
-        let body = body.as_slice();
-        match self.api.post_report(body) {
-            Ok(Answer::Accepted { status, body }) => {
-                if let Err(e) = identity::accepted(&self.cert, report, status, &body) {
-                    tracing::error!(error = %format!("{e:#}"), "cannot update the cert file");
-                }
-                Delivery::Applied
-            }
-            Ok(Answer::Refused { problem, .. }) => {
-                identity::name_taken(report, &problem);
-                Delivery::Refused
-            }
-            Err(Failure::Refused {
-                status: status @ (401 | 403),
-                problem,
-            }) => {
-                tracing::error!(
-                    api = %self.api.base(),
-                    report_id = %report.report_id,
-                    status,
-                    reason = %problem.detail,
-                    "the server refused this agent's signature: check key_id and key_file (auto-server keys list); the report stays in the spool"
-                );
-                Delivery::Keep
-            }
-            Err(Failure::Refused { status, problem }) => {
-                // 400 or 413: this report will never be accepted. Keep a copy to read, move on.
-                tracing::error!(
-                    report_id = %report.report_id,
-                    status,
-                    code = %problem.code,
-                    reason = %problem.detail,
-                    "the server rejected the report"
-                );
-                if let Ok(path) = self.spool.put(report) {
-                    let item = crate::agent::spool::Spooled {
-                        path,
-                        bytes: body.len() as u64,
-                    };
-                    self.spool.quarantine(&item, &problem.detail);
-                }
-                Delivery::Refused
-            }
-            Err(Failure::Transient(message)) => {
-                tracing::warn!(api = %self.api.base(), report_id = %report.report_id, error = %message, "the API is unreachable; the report is kept in the spool");
-                Delivery::Keep
-            }
-        }
-    }
-}
-
-/// Sends a fleet's spool (ssh and salt mode: no cert; each report keeps its `previous_hostname`).
-/// True when the spool is empty afterwards.
-pub fn send_spool(api: &ApiClient, spool: &Spool) -> Result<bool> {
-    for item in spool.list()? {
-        let report = match spool.read(&item) {
-            Ok(r) => r,
-            Err(e) => {
-                spool.quarantine(&item, &format!("{e:#}"));
-                continue;
-            }
-        };
-        match send_fleet(api, &report) {
-            Delivery::Applied | Delivery::Refused => spool.remove(&item),
-            Delivery::Keep => return Ok(false),
-        }
-    }
-    Ok(true)
-}
-
-/// Delivers one host's report in ssh or salt mode; spools it when the API cannot take it now.
-/// True when the server applied it.
-pub fn send_remote_report(api: &ApiClient, spool: &Spool, report: &Report) -> bool {
-    match send_fleet(api, report) {
-        Delivery::Applied => true,
-        Delivery::Refused => false,
-        Delivery::Keep => {
-            if let Err(e) = spool.put(report) {
-                tracing::error!(host = %report.hostname, error = %format!("{e:#}"), "cannot spool the report: it is lost");
-            }
-            false
-        }
-    }
-}
-
-fn send_fleet(api: &ApiClient, report: &Report) -> Delivery {
-    let body = match serde_json::to_vec(report) {
-        Ok(b) => b,
-        Err(_) => return Delivery::Refused,
-    };
-    match api.post_report(&body) {
-        Ok(Answer::Accepted { body, .. }) => {
-            for w in &body.warnings {
-                tracing::error!(host = %body.hostname, code = %w.code, "{}", w.message);
-            }
-            tracing::info!(host = %body.hostname, outcome = %body.outcome, report_id = %report.report_id, "report accepted");
-            Delivery::Applied
-        }
-        Ok(Answer::Refused { problem, .. }) => {
-            identity::name_taken(report, &problem);
-            Delivery::Refused
-        }
-        Err(Failure::Refused {
-            status: status @ (401 | 403),
-            problem,
-        }) => {
-            tracing::error!(status, reason = %problem.detail, "the server refused this client's signature: check key_id and key_file; the report is kept in the spool");
-            Delivery::Keep
-        }
-        Err(Failure::Refused { status, problem }) => {
-            tracing::error!(host = %report.hostname, status, reason = %problem.detail, "the server rejected the report");
-            Delivery::Refused
-        }
-        Err(Failure::Transient(message)) => {
-            tracing::warn!(host = %report.hostname, error = %message, "the API is unreachable; the report is kept in the spool");
-            Delivery::Keep
         }
     }
 }

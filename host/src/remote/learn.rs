@@ -59,14 +59,43 @@ pub fn dry_run(registry: &PluginRegistry) -> Vec<Ask> {
     list
 }
 
-/// How a file read travels when it is batched: `cat -- 'PATH'`.
+/// How a file read travels when it is batched or sent on its own: `cat -- PATH`.
 pub fn cat_command(path: &str) -> String {
-    format!("cat -- {}", shell_quote(path))
+    format!("cat -- {}", plugin_api::batch::shell_word(path))
 }
 
-/// `text` as one single-quoted POSIX shell word.
-pub fn shell_quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "'\\''"))
+/// What `cat -- PATH` left behind, as a file read: the bytes, or an error whose kind says why
+/// (`not_found`, `permission_denied`, else `io`) with cat's own words. The one mapping of a remote
+/// read, for ssh and salt mode alike.
+pub fn cat_read(
+    target: &str,
+    path: &str,
+    stdout: &[u8],
+    stderr: &[u8],
+    exit_code: Option<i32>,
+) -> Result<Vec<u8>, plugin_api::PluginError> {
+    if exit_code == Some(0) {
+        return Ok(stdout.to_vec());
+    }
+    let said = String::from_utf8_lossy(stderr);
+    let said = said.lines().next().unwrap_or("").trim();
+    let lower = said.to_lowercase();
+    let kind = if lower.contains("no such file") || lower.contains("not a directory") {
+        "not_found"
+    } else if lower.contains("permission denied") {
+        "permission_denied"
+    } else {
+        "io"
+    };
+    let detail = if said.is_empty() {
+        format!("cat exited with {exit_code:?}")
+    } else {
+        said.to_owned()
+    };
+    Err(crate::plugins::executor::error(
+        kind,
+        format!("{target}: cannot read {path}: {detail}"),
+    ))
 }
 
 fn record(recorded: &Mutex<Vec<Ask>>, ask: Ask) {
@@ -115,7 +144,27 @@ mod tests {
 
     #[test]
     fn quoting_survives_single_quotes() {
-        assert_eq!(shell_quote("/a b/it's"), r"'/a b/it'\''s'");
-        assert_eq!(cat_command("/proc/cpuinfo"), "cat -- '/proc/cpuinfo'");
+        assert_eq!(cat_command("/a b/it's"), r"cat -- '/a b/it'\''s'");
+        let e = cat_read(
+            "h",
+            "/x",
+            b"",
+            b"cat: /x: No such file or directory\n",
+            Some(1),
+        )
+        .expect_err("missing");
+        assert_eq!(e.kind.as_str(), "not_found");
+        assert_eq!(
+            e.message.as_str(),
+            "h: cannot read /x: cat: /x: No such file or directory"
+        );
+        let e =
+            cat_read("h", "/x", b"", b"cat: /x: Permission denied", Some(1)).expect_err("denied");
+        assert_eq!(e.kind.as_str(), "permission_denied");
+        assert_eq!(
+            cat_read("h", "/x", b"ok", b"", Some(0)).ok(),
+            Some(b"ok".to_vec())
+        );
+        assert_eq!(cat_command("/proc/cpuinfo"), "cat -- /proc/cpuinfo");
     }
 }

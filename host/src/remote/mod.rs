@@ -100,10 +100,23 @@ pub struct HostFailure {
 pub trait Connector: Send + Sync {
     fn connect(&self, target: &RemoteTarget) -> Result<MakeExecutor, HostFailure>;
     fn mode(&self) -> Mode;
+    /// The one prefetch hook, called once before any host is collected, with the commands the
+    /// collectors will ask for (learned by a dry run, [`learn::dry_run`]): ssh mode runs them on
+    /// each host in one request right after connecting; salt mode runs them on every minion now,
+    /// as one job.
+    fn prefetch(&self, targets: &[RemoteTarget], learned: &[learn::Ask], shortest: Duration);
+    /// Called once after the last host (to log, and to drop what was prefetched).
+    fn finish(&self) {}
 }
 
 /// What became of one host.
-pub type HostResult = (RemoteTarget, Result<Report, HostFailure>, Duration);
+#[derive(Debug)]
+pub struct HostResult {
+    pub target: RemoteTarget,
+    /// Its report, or why it could not be collected.
+    pub outcome: Result<Report, HostFailure>,
+    pub took: Duration,
+}
 
 /// Collects every target with `workers` hosts at a time. `on_done` is called from the worker
 /// thread as each host finishes (to print or deliver its report at once).
@@ -116,6 +129,9 @@ pub fn collect_fleet(
 ) -> Vec<HostResult> {
     let workers = workers.max(1);
     let total = targets.len();
+    if let Some(shortest) = registry.loaded.iter().map(|p| p.timeout()).min() {
+        connector.prefetch(&targets, &learn::dry_run(registry), shortest);
+    }
     let hosts = Pool::new("host", workers);
     // Collector calls wait on the network, but one host's calls are serialised on its one
     // connection: two threads per host in flight keep every connection busy; more only costs
@@ -147,7 +163,11 @@ pub fn collect_fleet(
                     plugins,
                 )
             });
-            let result = (target, outcome, started.elapsed());
+            let result = HostResult {
+                target,
+                outcome,
+                took: started.elapsed(),
+            };
             progress.done(&result);
             on_done(&result);
             results
@@ -158,8 +178,9 @@ pub fn collect_fleet(
     }
     hosts.join();
     progress.finish();
+    connector.finish();
     let mut results = std::mem::take(&mut *results.lock().unwrap_or_else(|p| p.into_inner()));
-    results.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    results.sort_by(|a, b| a.target.name.cmp(&b.target.name));
     results
 }
 
@@ -183,7 +204,12 @@ impl Progress {
         }
     }
 
-    fn done(&self, (target, outcome, took): &HostResult) {
+    fn done(&self, result: &HostResult) {
+        let HostResult {
+            target,
+            outcome,
+            took,
+        } = result;
         let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
         let failed_plugins = match outcome {
             Ok(r) => r.plugins.values().filter(|p| !p.is_ok()).count(),
@@ -220,10 +246,13 @@ impl Progress {
 
 /// The closing summary: ok, failed with reason, duration.
 pub fn summary(results: &[HostResult], took: Duration) -> String {
-    let ok = results.iter().filter(|r| r.1.is_ok()).count();
+    let ok = results.iter().filter(|r| r.outcome.is_ok()).count();
     let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
     let mut lines = Vec::new();
-    for (target, outcome, _) in results {
+    for HostResult {
+        target, outcome, ..
+    } in results
+    {
         if let Err(f) = outcome {
             *by_kind.entry(f.kind.as_str()).or_default() += 1;
             lines.push(format!("  {}: {} ({})", target.name, f.message, f.kind));

@@ -22,10 +22,9 @@ use serde::Deserialize;
 
 use crate::{
     plugins::executor::{command_output, error, guarded},
-    plugins::registry::PluginRegistry,
     plugins::runner::MakeExecutor,
-    remote::learn::{self, cat_command},
-    remote::{self, Connector, HostFailure, HostResult, RemoteTarget},
+    remote::learn::{self, cat_command, cat_read},
+    remote::{Connector, HostFailure, RemoteTarget},
     Mode,
 };
 
@@ -87,12 +86,7 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
 
 impl Connector for SaltConnector {
     fn connect(&self, target: &RemoteTarget) -> Result<MakeExecutor, HostFailure> {
-        // The minion id is the target's name, unless the target maps it (`name=minion-id`).
-        let minion = if target.address != target.name {
-            target.address.clone()
-        } else {
-            target.name.clone()
-        };
+        let minion = minion_of(target);
         let (client, name) = (Arc::clone(&self.client), target.name.clone());
         Ok(Arc::new(move |deadline| {
             Executor_TO::from_value(
@@ -110,53 +104,46 @@ impl Connector for SaltConnector {
     fn mode(&self) -> Mode {
         Mode::Salt
     }
+
+    /// The learned commands run on every minion as ONE Salt job, and the collectors' calls are
+    /// answered from it. A command the dry run did not predict (one that depends on real output)
+    /// is still run, live, on its own (coalesced across minions by salt-exec).
+    fn prefetch(&self, targets: &[RemoteTarget], learned: &[learn::Ask], _shortest: Duration) {
+        let commands: Vec<String> = learned.iter().map(|a| a.command.clone()).collect();
+        let minions: Vec<String> = targets.iter().map(minion_of).collect();
+        let started = Instant::now();
+        match self
+            .client
+            .prefetch(&minions, &commands, self.batch_timeout)
+        {
+            Ok(()) => tracing::info!(
+                minions = minions.len(),
+                commands = commands.len(),
+                took_ms = started.elapsed().as_millis() as u64,
+                "ran the collectors' commands as one Salt job"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "the batch job failed: collecting command by command")
+            }
+        }
+    }
+
+    fn finish(&self) {
+        tracing::info!(
+            jobs = self.client.jobs(),
+            "salt jobs published for the fleet"
+        );
+        self.client.clear_prefetched();
+    }
 }
 
-/// Collects the minions: the commands the collectors will ask for are learned by a dry run
-/// (every collector against an executor that records and answers "not found"), run on every
-/// minion as ONE Salt job, and the collectors' calls answered from it. A command the dry run did
-/// not predict (one that depends on real output) is still run, live, on its own.
-pub fn collect_fleet(
-    targets: Vec<RemoteTarget>,
-    registry: &PluginRegistry,
-    connector: Arc<SaltConnector>,
-    workers: usize,
-    on_done: Arc<dyn Fn(&HostResult) + Send + Sync>,
-) -> Vec<HostResult> {
-    let commands: Vec<String> = learn::dry_run(registry)
-        .into_iter()
-        .map(|a| a.command)
-        .collect();
-    let minions: Vec<String> = targets
-        .iter()
-        .map(|t| {
-            if t.address != t.name {
-                t.address.clone()
-            } else {
-                t.name.clone()
-            }
-        })
-        .collect();
-    let started = Instant::now();
-    match connector
-        .client
-        .prefetch(&minions, &commands, connector.batch_timeout)
-    {
-        Ok(()) => tracing::info!(
-            minions = minions.len(),
-            commands = commands.len(),
-            took_ms = started.elapsed().as_millis() as u64,
-            "ran the collectors' commands as one Salt job"
-        ),
-        Err(e) => tracing::warn!(error = %e, "the batch job failed: collecting command by command"),
+/// The minion id is the target's name, unless the target maps it (`name=minion-id`).
+fn minion_of(target: &RemoteTarget) -> String {
+    if target.address != target.name {
+        target.address.clone()
+    } else {
+        target.name.clone()
     }
-    let results = remote::collect_fleet(targets, registry, connector.clone(), workers, on_done);
-    tracing::info!(
-        jobs = connector.client.jobs(),
-        "salt jobs published for the fleet"
-    );
-    connector.client.clear_prefetched();
-    results
 }
 
 /// One collector call's view of a minion.
@@ -205,18 +192,16 @@ impl Executor for SaltExecutor {
         guarded("read_file", || {
             let command = cat_command(path.as_str());
             match self.run_budgeted(&command, Duration::from_secs(30)) {
-                Ok(out) if out.exit_code == Some(0) => RResult::ROk(RVec::from(out.stdout)),
-                Ok(out) => {
-                    let stderr = String::from_utf8_lossy(&out.stderr);
-                    let kind = if stderr.contains("No such file") {
-                        "not_found"
-                    } else if stderr.contains("Permission denied") {
-                        "permission_denied"
-                    } else {
-                        "io"
-                    };
-                    RResult::RErr(error(kind, format!("{}: {}", path.as_str(), stderr.trim())))
-                }
+                Ok(out) => match cat_read(
+                    &self.name,
+                    path.as_str(),
+                    &out.stdout,
+                    &out.stderr,
+                    out.exit_code,
+                ) {
+                    Ok(bytes) => RResult::ROk(RVec::from(bytes)),
+                    Err(e) => RResult::RErr(e),
+                },
                 Err(e) => RResult::RErr(e),
             }
         })

@@ -7,7 +7,7 @@
 
 use std::{
     collections::HashMap,
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -25,10 +25,9 @@ use ssh_exec::{
 
 use crate::{
     plugins::executor::{command_output, error, guarded},
-    plugins::registry::PluginRegistry,
     plugins::runner::MakeExecutor,
     remote::batch,
-    remote::learn::{self, cat_command},
+    remote::learn::{self, cat_command, cat_read},
     remote::{Connector, HostFailure, RemoteTarget},
     Mode,
 };
@@ -59,12 +58,17 @@ pub struct SshConnector {
     options: ConnectOptions,
     user: String,
     port: u16,
-    /// What runs on each host right after it is connected (see the module doc); empty: nothing.
-    prefetch: Vec<String>,
+    /// What runs on each host right after it is connected (see the module doc); unset: nothing.
+    prefetch: std::sync::OnceLock<Prefetch>,
+}
+
+/// The learned commands, worked out once per fleet.
+struct Prefetch {
+    commands: Vec<String>,
     /// When the batch's watchdog kills what still runs: the longest of the commands' timeouts.
-    prefetch_limit: Duration,
+    limit: Duration,
     /// How long that batch may take on one host.
-    prefetch_timeout: Duration,
+    timeout: Duration,
 }
 
 impl SshConnector {
@@ -114,49 +118,31 @@ impl SshConnector {
             options,
             user: s.user.clone().unwrap_or_else(|| "root".to_string()),
             port: s.port.unwrap_or(22),
-            prefetch: Vec::new(),
-            prefetch_limit: Duration::ZERO,
-            prefetch_timeout: Duration::ZERO,
+            prefetch: std::sync::OnceLock::new(),
         })
-    }
-
-    /// Learn the collectors' commands by a dry run, to run them on each host in one request. The
-    /// batch's watchdog kills at the longest of the commands' timeouts, each capped by the shortest
-    /// collector timeout (as no collector would wait longer; a file read counts as that).
-    pub fn prefetching(mut self, registry: &PluginRegistry) -> Self {
-        let Some(shortest) = registry.loaded.iter().map(|p| p.timeout()).min() else {
-            return self;
-        };
-        for ask in learn::dry_run(registry) {
-            let timeout = ask.timeout.unwrap_or(shortest).min(shortest);
-            self.prefetch_limit = self.prefetch_limit.max(timeout);
-            self.prefetch.push(ask.command);
-        }
-        self.prefetch_timeout = shortest;
-        self
     }
 
     /// Run the learned commands on a freshly connected host; what came back, by command.
     fn run_prefetch(&self, session: &SshSession, host: &str) -> HashMap<String, batch::Output> {
-        if self.prefetch.is_empty() {
+        let Some(prefetch) = self.prefetch.get().filter(|p| !p.commands.is_empty()) else {
             return HashMap::new();
-        }
+        };
         let nonce = batch::nonce();
-        let script = batch::script(&self.prefetch, self.prefetch_limit, &nonce);
+        let script = batch::script(&prefetch.commands, prefetch.limit, &nonce);
         let started = Instant::now();
         // the watchdog kills at `limit`; the rest is for the outputs' way back
-        match session.run(&script, self.prefetch_timeout + Duration::from_secs(2)) {
+        match session.run(&script, prefetch.timeout + Duration::from_secs(2)) {
             Ok(out) if out.exit_code == Some(0) => {
-                let outputs = batch::parse(&out.stdout, self.prefetch.len(), &nonce);
-                let answered: HashMap<String, batch::Output> = self
-                    .prefetch
+                let outputs = batch::parse(&out.stdout, prefetch.commands.len(), &nonce);
+                let answered: HashMap<String, batch::Output> = prefetch
+                    .commands
                     .iter()
                     .zip(outputs)
                     .filter_map(|(command, o)| Some((command.clone(), o?)))
                     .collect();
                 tracing::debug!(
                     host,
-                    commands = self.prefetch.len(),
+                    commands = prefetch.commands.len(),
                     answered = answered.len(),
                     took_ms = started.elapsed().as_millis() as u64,
                     "ran the collectors' commands in one request"
@@ -212,6 +198,21 @@ impl Connector for SshConnector {
     fn mode(&self) -> Mode {
         Mode::Ssh
     }
+
+    /// The batch's watchdog kills at the longest of the commands' timeouts, each capped by the
+    /// shortest collector timeout (as no collector would wait longer; a file read counts as that).
+    fn prefetch(&self, _targets: &[RemoteTarget], learned: &[learn::Ask], shortest: Duration) {
+        let mut p = Prefetch {
+            commands: Vec::with_capacity(learned.len()),
+            limit: Duration::ZERO,
+            timeout: shortest,
+        };
+        for ask in learned {
+            p.limit = p.limit.max(ask.timeout.unwrap_or(shortest).min(shortest));
+            p.commands.push(ask.command.clone());
+        }
+        let _ = self.prefetch.set(p);
+    }
 }
 
 /// One collector call's view of a host's SSH session.
@@ -248,18 +249,6 @@ fn from_batch(
         out.stderr.clone(),
         out.exit_code,
     ))
-}
-
-/// A file read's error kind from what `cat` said (`not_found`, `permission_denied`, ...).
-fn read_error_kind(text: &str) -> Option<&'static str> {
-    let text = text.to_lowercase();
-    if text.contains("no such file") {
-        Some("not_found")
-    } else if text.contains("permission denied") {
-        Some("permission_denied")
-    } else {
-        None
-    }
 }
 
 impl Executor for SshExecutor {
@@ -306,37 +295,37 @@ impl Executor for SshExecutor {
 
     fn read_file(&self, path: RStr<'_>) -> RResult<RVec<u8>, PluginError> {
         guarded("read_file", || {
-            let batched = self
-                .prefetched
-                .get(&cat_command(path.as_str()))
-                .filter(|out| !out.timed_out);
+            let command = cat_command(path.as_str());
+            let batched = self.prefetched.get(&command).filter(|out| !out.timed_out);
             let read = match batched {
-                Some(out) => ssh_exec::cat_result(
+                Some(out) => cat_read(
                     &self.name,
                     path.as_str(),
-                    ssh_exec::Output {
-                        stdout: out.stdout.clone(),
-                        stderr: out.stderr.clone(),
-                        exit_code: out.exit_code,
-                    },
+                    &out.stdout,
+                    &out.stderr,
+                    out.exit_code,
                 ),
                 None => {
                     tracing::debug!(
                         path = path.as_str(),
                         "not prefetched: reading it on its own"
                     );
-                    self.session.read_file(Path::new(path.as_str()))
+                    // through `run`, so it too runs under the host's watchdog
+                    match self.run(RStr::from_str(&command), 30_000) {
+                        RResult::ROk(out) => cat_read(
+                            &self.name,
+                            path.as_str(),
+                            &out.stdout,
+                            &out.stderr,
+                            out.exit_code.into_option(),
+                        ),
+                        RResult::RErr(e) => Err(e),
+                    }
                 }
             };
             match read {
                 Ok(bytes) => RResult::ROk(RVec::from(bytes)),
-                Err(e) => {
-                    let text = e.to_string();
-                    let kind = read_error_kind(&text)
-                        .map(str::to_string)
-                        .unwrap_or_else(|| ssh_error(&e).kind.into_string());
-                    RResult::RErr(error(&kind, text))
-                }
+                Err(e) => RResult::RErr(e),
             }
         })
     }
