@@ -60,7 +60,10 @@ fn every_identity_branch_updates_the_cert_and_the_server_as_the_design_says() {
     let out = a.run(&server.url, Some(&key), &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(a.cert().as_deref(), Some("alpha"));
-    assert_eq!(host(&server, &key, "alpha")["plugins"]["os"]["facts"]["os_version"], "12.1");
+    assert_eq!(
+        host(&server, &key, "alpha")["plugins"]["os"]["facts"]["os_version"],
+        "12.1"
+    );
 
     // 1b. New machine, name taken: 409, nothing recorded, the cert stays empty.
     b.set_os("alpha", "11");
@@ -99,8 +102,14 @@ fn every_identity_branch_updates_the_cert_and_the_server_as_the_design_says() {
     assert_eq!(c.cert().as_deref(), Some("gamma"), "{}", stderr(&out));
     assert!(stderr(&out).contains("rename refused"), "{}", stderr(&out));
     assert_eq!(hostnames(&server, &key), ["alpha2", "gamma"]);
-    assert_eq!(host(&server, &key, "gamma")["plugins"]["os"]["facts"]["os_version"], "10.5");
-    assert_eq!(host(&server, &key, "alpha2")["plugins"]["os"]["facts"]["os_version"], "12.1");
+    assert_eq!(
+        host(&server, &key, "gamma")["plugins"]["os"]["facts"]["os_version"],
+        "10.5"
+    );
+    assert_eq!(
+        host(&server, &key, "alpha2")["plugins"]["os"]["facts"]["os_version"],
+        "12.1"
+    );
 }
 
 #[test]
@@ -289,7 +298,7 @@ fn isolated_collectors_that_segfault_or_spin_give_error_entries_and_the_rest_arr
     // Delivered: the os data and the fine plugin's data are on the server.
     let h = host(&server, &key, "zeta");
     assert_eq!(h["plugins"]["os"]["facts"]["os_version"], "1", "{h}");
-    assert_eq!(h["plugins"]["fine"]["behaviour"], "ok", "{h}");
+    assert_eq!(h["plugins"]["fine"]["facts"]["behaviour"], "ok", "{h}");
     // The failures are in the server's error log, naming the plugin.
     let errors = server.get_signed("/api/v1/errors", &key).to_string();
     assert!(
@@ -361,7 +370,11 @@ fn interval_mode_picks_up_a_dropped_in_collector_and_stops_on_sigterm() {
         "the drop-in's data on the server",
         || {
             let h = host(&server, &key, "theta");
-            Some(h).filter(|h| h["plugins"]["uptime"]["volatile"]["uptime_seconds"].as_u64().is_some())
+            Some(h).filter(|h| {
+                h["plugins"]["uptime"]["volatile"]["uptime_seconds"]
+                    .as_u64()
+                    .is_some()
+            })
         },
     );
     assert!(h["plugins"]["uptime"]["volatile"]["uptime_seconds"]

@@ -108,8 +108,16 @@ fn minions_are_collected_through_the_master_and_a_stopped_minion_gets_its_own_er
     for name in ["minion-01", "minion-02", "minion-03"] {
         let h = server.get_signed(&format!("/api/v1/hosts/{name}"), &key);
         assert_eq!(h["hostname"], name, "{h}\n{err}");
-        assert_eq!(h["os"]["os_name"], "Debian GNU/Linux", "{h}");
-        assert!(h["cpu"]["threads"].as_u64().is_some_and(|t| t >= 1), "{h}");
+        assert_eq!(
+            h["plugins"]["os"]["facts"]["os_name"], "Debian GNU/Linux",
+            "{h}"
+        );
+        assert!(
+            h["plugins"]["cpu"]["facts"]["thread_count"]
+                .as_u64()
+                .is_some_and(|t| t >= 1),
+            "{h}"
+        );
         assert!(machine_ids.insert(h["machine_id"].as_str().expect("machine_id").to_string()));
     }
     // Every collector is ok on every answering minion: each one's data is on the server and no

@@ -211,7 +211,10 @@ fn twenty_hosts_are_collected_into_the_server_and_each_broken_host_gets_its_own_
     for (name, _) in hosts.iter().take(20) {
         let h = server.get_signed(&format!("/api/v1/hosts/{name}"), &key);
         assert_eq!(h["hostname"], name.as_str(), "{h}");
-        assert_eq!(h["plugins"]["os"]["facts"]["os_name"], "Debian GNU/Linux", "{h}");
+        assert_eq!(
+            h["plugins"]["os"]["facts"]["os_name"], "Debian GNU/Linux",
+            "{h}"
+        );
         let id = h["machine_id"].as_str().expect("machine_id").to_string();
         assert!(machine_ids.insert(id), "machine ids are distinct");
         let address = &hosts.iter().find(|(n, _)| n == name).expect("listed").1;

@@ -208,8 +208,10 @@ impl AgentDir {
     /// Sets what the `os` collector reports: the hostname and an os_version.
     pub fn set_os(&self, hostname: &str, version: &str) {
         let os = serde_json::json!({
-            "hostname": hostname, "os_name": "Debian GNU/Linux", "os_version": version,
-            "kernel": "6.1.0-test", "arch": "x86_64", "uptime_seconds": 100, "machine_id": null
+            "facts": {"os_name": "Debian GNU/Linux", "os_version": version,
+                "kernel": "6.1.0-test", "arch": "x86_64"},
+            "volatile": {"uptime_seconds": 100},
+            "identity": {"hostname": hostname, "machine_id": null}
         });
         std::fs::write(self.dir.join("os.json"), os.to_string()).expect("write os.json");
     }
