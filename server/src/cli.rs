@@ -55,8 +55,39 @@ pub enum Command {
         #[command(subcommand)]
         command: HostsCommand,
     },
+    /// Manage the people who log in to the web pages (passwords are read from standard input).
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
     /// Print the documented example config file.
     DefaultConfig,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Add a user; the password is read from standard input (one line), never from the
+    /// command line.
+    Add {
+        name: String,
+        /// viewer: reads everything; admin: also registers hosts, manages keys and users, edits
+        /// hand-entered fields.
+        #[arg(long, value_enum)]
+        role: UserRole,
+    },
+    /// List the users (name, role, created, open sessions).
+    List,
+    /// Remove a user and end their sessions.
+    Remove { name: String },
+    /// Set a user's password (read from standard input) and end their sessions.
+    Passwd { name: String },
+}
+
+/// The role of a new user (`users add --role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UserRole {
+    Viewer,
+    Admin,
 }
 
 #[derive(Debug, clap::Args)]
@@ -100,6 +131,16 @@ pub struct ServeArgs {
     /// Seconds between two prunings of expired nonces (default 60).
     #[arg(long, env = "AUTO_SERVER_NONCE_PRUNE_SECS", value_name = "SECONDS")]
     pub nonce_prune_secs: Option<u64>,
+    /// Hours a web session lasts after login (default 12).
+    #[arg(long, env = "AUTO_SERVER_SESSION_HOURS", value_name = "HOURS")]
+    pub session_hours: Option<i64>,
+    /// Days without a report after which a host is stale (default 7).
+    #[arg(long, env = "AUTO_SERVER_STALE_DAYS", value_name = "DAYS")]
+    pub stale_days: Option<i64>,
+    /// Mark session cookies Secure on every request (set this when a TLS proxy that does not
+    /// send X-Forwarded-Proto sits in front; with it, `X-Forwarded-Proto: https` does the same).
+    #[arg(long, env = "AUTO_SERVER_SECURE_COOKIES")]
+    pub secure_cookies: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -163,6 +204,11 @@ pub struct FileConfig {
     pub keep_alive_secs: Option<u64>,
     pub max_clients: Option<usize>,
     pub nonce_prune_secs: Option<u64>,
+    pub session_hours: Option<i64>,
+    pub stale_days: Option<i64>,
+    pub secure_cookies: Option<bool>,
+    /// The inventory's summary columns (`server/ui/summary.toml` is the default).
+    pub summary: Option<crate::search::Summary>,
 }
 
 impl FileConfig {
@@ -281,6 +327,14 @@ pub fn serve(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Serve> {
         60,
         "nonce_prune_secs",
     )?;
+    let session_hours = args.session_hours.or(file.session_hours).unwrap_or(12);
+    if !(1..=24 * 90).contains(&session_hours) {
+        bail!("session_hours {session_hours} must be 1 to 2160");
+    }
+    let stale_days = args.stale_days.or(file.stale_days).unwrap_or(7);
+    if !(1..=3650).contains(&stale_days) {
+        bail!("stale_days {stale_days} must be 1 to 3650");
+    }
     Ok(Serve {
         net,
         nonce_prune,
@@ -298,6 +352,10 @@ pub fn serve(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Serve> {
                 max_depth,
                 max_string_bytes,
             },
+            session_ttl_secs: session_hours * 3600,
+            stale_days,
+            secure_cookies: args.secure_cookies || file.secure_cookies.unwrap_or(false),
+            summary: file.summary.clone().unwrap_or_default(),
         },
     })
 }
@@ -315,7 +373,9 @@ mod tests {
         assert!(file.clock_skew_secs.is_some() && file.max_connections.is_some());
         assert!(file.header_timeout_secs.is_some() && file.body_timeout_secs.is_some());
         assert!(file.keep_alive_secs.is_some() && file.max_clients.is_some());
-        assert!(file.nonce_prune_secs.is_some());
+        assert!(file.nonce_prune_secs.is_some() && file.session_hours.is_some());
+        assert!(file.stale_days.is_some() && file.secure_cookies.is_some());
+        assert!(file.summary.is_some());
     }
 
     #[test]

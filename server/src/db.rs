@@ -56,6 +56,11 @@ impl Backend {
                     "contract_and_trust",
                     include_str!("../migrations/sqlite/0002_contract_and_trust.sql"),
                 ),
+                (
+                    3,
+                    "web_ui",
+                    include_str!("../migrations/sqlite/0003_web_ui.sql"),
+                ),
             ],
             Backend::Postgres => &[
                 (
@@ -67,6 +72,11 @@ impl Backend {
                     2,
                     "contract_and_trust",
                     include_str!("../migrations/postgres/0002_contract_and_trust.sql"),
+                ),
+                (
+                    3,
+                    "web_ui",
+                    include_str!("../migrations/postgres/0003_web_ui.sql"),
                 ),
             ],
         }

@@ -305,7 +305,19 @@ async fn ingest_once(
         }
     };
 
-    apply(&mut tx, now, &host, checked).await?;
+    let changed = apply(&mut tx, now, &host, checked).await?;
+    // The search index follows what a search can find: names, identity, non-volatile components.
+    let ident = &checked.identity;
+    let identity_moved = [
+        (&ident.machine_id, &host.machine_id),
+        (&ident.serial, &host.serial),
+        (&ident.system_uuid, &host.system_uuid),
+    ]
+    .iter()
+    .any(|(new, old)| new.as_ref().is_some_and(|v| v.as_ref() != old.as_ref()));
+    if changed || status == 201 || outcome == "renamed" || identity_moved {
+        crate::search::reindex(&mut tx, host.id).await?;
+    }
 
     let outcome = Outcome::Applied {
         status,
@@ -325,6 +337,15 @@ async fn ingest_once(
         status,
         &body,
     )
+    .await?;
+    // Which host the report went to and its last change row: the past is rebuilt from these.
+    sqlx::query(
+        "UPDATE reports SET host_id = $1, last_change_id = \
+         (SELECT COALESCE(MAX(id), 0) FROM changes WHERE host_id = $1) WHERE report_id = $2",
+    )
+    .bind(host.id)
+    .bind(&report.report_id)
+    .execute(&mut *tx)
     .await?;
     tx.commit().await?;
     tracing::info!(status, host = %host.hostname, "report applied");
@@ -499,7 +520,7 @@ async fn apply(
     now: i64,
     host: &HostRow,
     checked: &Checked,
-) -> Result<(), sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
     let report = &checked.report;
     let id = &checked.identity;
 
@@ -660,7 +681,8 @@ async fn apply(
         }
         q.execute(&mut *conn).await?;
     }
-    if !changes.is_empty() {
+    let changed = !changes.is_empty();
+    if changed {
         tracing::debug!(changes = changes.len(), "change log written");
     }
 
@@ -742,7 +764,7 @@ async fn apply(
             .await?;
         }
     }
-    Ok(())
+    Ok(changed)
 }
 
 #[cfg(test)]

@@ -11,11 +11,15 @@ mod cli;
 mod clock;
 mod db;
 mod error;
+mod history;
 mod ingest;
 mod keys;
 mod openapi;
 mod report;
+mod search;
 mod store;
+mod ui;
+mod users;
 
 use std::io::Write;
 use std::pin::Pin;
@@ -29,7 +33,7 @@ use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{Args, Command, HostsCommand, KeysCommand};
+use crate::cli::{Args, Command, HostsCommand, KeysCommand, UsersCommand};
 
 /// An error and the exit code it means.
 struct Failure {
@@ -187,6 +191,50 @@ async fn run_async(args: Args, file: cli::FileConfig, common: cli::Common) -> Re
                 Err(detail) => Err(failed(anyhow::anyhow!(detail))),
             }
         }
+        Command::Users { command } => {
+            let db = open(&common, 2).await?;
+            match command {
+                UsersCommand::Add { name, role } => {
+                    let role = match role {
+                        cli::UserRole::Viewer => users::Role::Viewer,
+                        cli::UserRole::Admin => users::Role::Admin,
+                    };
+                    users::check_name(&name).map_err(failed)?;
+                    let password =
+                        users::read_password(&format!("password for {name}: ")).map_err(failed)?;
+                    users::add(&db, &name, role, &password)
+                        .await
+                        .map_err(failed)?;
+                    eprintln!("auto-server: user {name:?} added ({})", role.as_str());
+                }
+                UsersCommand::List => {
+                    let mut out = std::io::stdout().lock();
+                    for u in users::list(&db).await.map_err(failed)? {
+                        let _ = writeln!(
+                            out,
+                            "{}\t{}\tcreated {}\t{} session(s)",
+                            u.name,
+                            u.role,
+                            clock::rfc3339(u.created_at),
+                            u.sessions
+                        );
+                    }
+                }
+                UsersCommand::Remove { name } => {
+                    users::remove(&db, &name).await.map_err(failed)?;
+                    eprintln!("auto-server: user {name:?} removed");
+                }
+                UsersCommand::Passwd { name } => {
+                    let password = users::read_password(&format!("new password for {name}: "))
+                        .map_err(failed)?;
+                    users::set_password(&db, &name, &password)
+                        .await
+                        .map_err(failed)?;
+                    eprintln!("auto-server: password of {name:?} changed; their sessions ended");
+                }
+            }
+            Ok(())
+        }
         Command::DefaultConfig => Ok(()),
     }
 }
@@ -213,6 +261,11 @@ async fn serve(common: cli::Common, settings: cli::Serve) -> Result<(), Failure>
         master,
     });
     auth::set_clock_skew(state.config.clock_skew_secs);
+    match search::backfill(&state.db).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(hosts = n, "search index built for hosts that had none"),
+        Err(e) => tracing::warn!(error = %e, "cannot build the search index"),
+    }
     tokio::spawn(auth::prune_nonces(state.clone(), settings.nonce_prune));
     let backend = format!("{:?}", state.db.backend).to_ascii_lowercase();
     tracing::info!(%addr, backend, auth = !state.config.no_auth, "auto-server listening");
@@ -383,7 +436,7 @@ pub async fn serve_connections(
                 let router = router.clone();
                 let stopping = stopping.clone();
                 tokio::spawn(async move {
-                    serve_connection(stream, router, limits, stopping).await;
+                    serve_connection(stream, peer, router, limits, stopping).await;
                     drop(permit);
                 });
             }
@@ -412,6 +465,7 @@ pub async fn serve_connections(
 
 async fn serve_connection(
     stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
     router: axum::Router,
     limits: cli::NetLimits,
     mut stopping: tokio::sync::watch::Receiver<bool>,
@@ -437,6 +491,7 @@ async fn serve_connection(
             request.extensions_mut().insert(auth::BodyDeadline(
                 tokio::time::Instant::now() + limits.body_timeout,
             ));
+            request.extensions_mut().insert(ui::ClientAddr(peer.ip()));
             async move {
                 let response = tower_service::Service::call(&mut router, request).await;
                 drop(guard);

@@ -24,6 +24,9 @@ use crate::report::Limits;
 
 pub use hosts::register_host;
 
+pub use hosts::{diff_value, export_response, host_id_or_404, parse_at};
+pub use logs::changes_value;
+
 /// What a running server is told at start.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -31,6 +34,14 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     pub clock_skew_secs: i64,
     pub limits: Limits,
+    /// How long a web session lasts.
+    pub session_ttl_secs: i64,
+    /// A host not seen for this many days is stale.
+    pub stale_days: i64,
+    /// Session cookies always `Secure` (also set per request by `X-Forwarded-Proto: https`).
+    pub secure_cookies: bool,
+    /// Which facts the inventory's summary columns show.
+    pub summary: crate::search::Summary,
 }
 
 pub struct AppState {
@@ -42,7 +53,7 @@ pub struct AppState {
 
 pub type ApiResult = Result<Response, ApiError>;
 
-fn json_response(status: StatusCode, body: String) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: String) -> Response {
     let content_type = if status.is_success() {
         "application/json"
     } else {
@@ -51,7 +62,7 @@ fn json_response(status: StatusCode, body: String) -> Response {
     (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
-fn ok_json(value: Value) -> Response {
+pub(crate) fn ok_json(value: Value) -> Response {
     json_response(StatusCode::OK, value.to_string())
 }
 
@@ -66,9 +77,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/hosts", get(hosts::list).post(hosts::add))
         .route("/api/v1/hosts/{hostname}", get(hosts::detail))
         .route("/api/v1/hosts/{hostname}/changes", get(logs::host_changes))
+        .route("/api/v1/hosts/{hostname}/reports", get(hosts::reports))
+        .route("/api/v1/hosts/{hostname}/diff", get(hosts::diff))
+        .route("/api/v1/hosts/{hostname}/fields", get(hosts::fields))
         // logs
         .route("/api/v1/changes", get(logs::all_changes))
+        .route("/api/v1/changes/moved", get(logs::moved))
         .route("/api/v1/errors", get(logs::errors))
+        .route("/api/v1/summary", get(hosts::summary))
+        .merge(crate::ui::router(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -103,10 +120,11 @@ async fn openapi() -> Response {
     ok_json(crate::openapi::document())
 }
 
-type QueryMap = Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>;
+pub(crate) type QueryMap =
+    Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>;
 
 /// `?limit=N` (1 to 1000, default 100) and `?before=ID` (newest first, page backwards).
-fn page(q: QueryMap) -> Result<(i64, Option<i64>), ApiError> {
+pub(crate) fn page(q: QueryMap) -> Result<(i64, Option<i64>), ApiError> {
     let Query(query) =
         q.map_err(|e| ApiError::bad_request("bad_query", format!("bad query string: {e}")))?;
     let bad = |name: &str, v: &str| {
