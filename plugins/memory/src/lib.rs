@@ -1,24 +1,31 @@
 //! The `memory` collector: total memory and the installed memory modules.
 //!
 //! Two round trips to the target: a read of `/proc/meminfo` (`MemTotal`, the memory the kernel
-//! manages: a little less than what is installed) and `dmidecode -t 17` (SMBIOS memory devices).
+//! manages: a little less than what is installed) and `dmidecode -t 16,17` (SMBIOS physical
+//! memory arrays and memory devices).
 //!
-//! Its data (report schema 2): the fact `total_bytes`, and the part list `modules` keyed by the
-//! module's location (`["bank", "slot"]`): a part's id is `BANK/SLOT` when dmidecode names both
-//! (`BANK 0/DIMM 0`), else the slot (`A1`), else the bank; its attributes are `slot`, `bank`,
-//! `size_bytes`, `type`, `speed_mts`, `manufacturer` and `serial`.
+//! Its data (report schema 2): the facts `total_bytes`, `slot_count` (the type-17 entries of
+//! system-memory arrays, empty slots included), `populated_slot_count` (those holding a module)
+//! and `max_capacity_bytes` (the sum of the `Maximum Capacity` of the type-16 arrays used as
+//! system memory: what the board takes when every slot is filled), and the part list `modules`
+//! keyed by the module's location (`["bank", "slot"]`): a part's id is `BANK/SLOT` when dmidecode
+//! names both (`BANK 0/DIMM 0`), else the slot (`A1`), else the bank; its attributes are `slot`,
+//! `bank`, `size_bytes`, `type`, `speed_mts`, `manufacturer`, `serial` and `part_number`. Empty
+//! slots are counted, never parts. Where dmidecode gives nothing, the three slot facts are `null`
+//! with the same reason as the list; an output without type 16 leaves `max_capacity_bytes` null
+//! with its reason.
 //!
 //! dmidecode needs root, an SMBIOS table and the tool itself. When any of these is missing the
 //! collection still succeeds: the list is `{"unavailable": why}` (never an empty list: the modules
 //! are unknown, not gone), e.g. `dmidecode not installed`, `permission denied: needs root`,
 //! `no SMBIOS/DMI on this machine`; `reasons.modules` says the same.
-//! With the option `{ "sudo": true }` the collector runs `sudo -n dmidecode -t 17` (a NOPASSWD rule
+//! With the option `{ "sudo": true }` the collector runs `sudo -n dmidecode -t 16,17` (a NOPASSWD rule
 //! for dmidecode is then needed; `-n` never waits for a password).
 //!
 //! Rules for modules: empty slots (`No Module Installed`, size 0) are skipped; sizes are bytes
 //! (dmidecode's `MB`/`GB` are binary units); the speed is the module's rated speed in MT/s (older
 //! dmidecode prints it as MHz, the same number); placeholder texts (`Not Specified`, `Unknown`,
-//! `SerNum0`, ...) become `null`; the slot is the `Locator`, the bank the `Bank Locator`. Two
+//! `SerNum0`, `PartNum0`, ...) become `null`; the slot is the `Locator`, the bank the `Bank Locator`. Two
 //! modules that would share an id (a BIOS that names no bank and repeats a locator) are told apart
 //! by ` #2`, ` #3`, ... in the order dmidecode lists them.
 //!
@@ -32,10 +39,15 @@ use plugin_api::{
     CollectError, Data, Output, Target,
 };
 
+/// dmidecode's records, shared with the board and cpu collectors.
+#[path = "../../board/src/dmidecode.rs"]
+#[allow(dead_code)]
+mod dmidecode;
+
 const MEMINFO: &str = "/proc/meminfo";
 /// Non-root logins often lack the sbin directories on PATH.
-const DMIDECODE: &str = "PATH=\"$PATH:/usr/sbin:/sbin\" dmidecode -t 17";
-const DMIDECODE_SUDO: &str = "sudo -n dmidecode -t 17";
+const DMIDECODE: &str = "PATH=\"$PATH:/usr/sbin:/sbin\" dmidecode -t 16,17";
+const DMIDECODE_SUDO: &str = "sudo -n dmidecode -t 16,17";
 /// Below the host's default collector timeout (10 s), so that the executor kills a hung command
 /// and this collector reports it before the host gives up on the whole collector.
 const TIMEOUT: Duration = Duration::from_secs(8);
@@ -54,6 +66,18 @@ pub struct Module {
     pub speed_mts: Option<u64>,
     pub manufacturer: Option<String>,
     pub serial: Option<String>,
+    pub part_number: Option<String>,
+}
+
+/// The slots and array capacity of a dmidecode output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slots {
+    /// Type-17 entries (of system-memory arrays where the output says which array is which).
+    pub count: u64,
+    /// Those holding a module.
+    pub populated: u64,
+    /// The summed `Maximum Capacity` of the system-memory arrays; `None` without type 16.
+    pub max_capacity_bytes: Option<u64>,
 }
 
 impl Module {
@@ -66,6 +90,7 @@ impl Module {
             "speed_mts": self.speed_mts,
             "manufacturer": self.manufacturer,
             "serial": self.serial,
+            "part_number": self.part_number,
         })
     }
 }
@@ -141,40 +166,54 @@ pub fn parse_speed(value: &str) -> Option<u64> {
         .filter(|n| *n > 0)
 }
 
-/// The `Memory Device` records of dmidecode's output, each as its `key: value` lines.
+/// The `Memory Device` (type 17) records of dmidecode's output, each as its `key: value` lines.
 fn memory_devices(text: &str) -> Vec<BTreeMap<String, String>> {
-    let mut devices = Vec::new();
-    let mut current: Option<BTreeMap<String, String>> = None;
-    let mut header_next = false;
-    for line in text.lines() {
-        if line.starts_with("Handle ") {
-            devices.extend(current.take());
-            header_next = true;
-            continue;
-        }
-        if header_next {
-            header_next = false;
-            if line.trim() == "Memory Device" {
-                current = Some(BTreeMap::new());
-            }
-            continue;
-        }
-        if let Some(record) = current.as_mut() {
-            // Values are one tab deep; list items (two tabs) belong to the key above: skip them.
-            if let Some(rest) = line.strip_prefix('\t') {
-                if rest.starts_with('\t') {
-                    continue;
-                }
-                if let Some((k, v)) = rest.split_once(':') {
-                    record.insert(k.trim().to_string(), v.trim().to_string());
-                }
-            } else if line.trim().is_empty() {
-                devices.extend(current.take());
-            }
-        }
+    dmidecode::records(text)
+        .into_iter()
+        .filter(|r| r.kind == 17)
+        .map(|r| r.fields)
+        .collect()
+}
+
+/// The system-memory arrays (type 16 with `Use: System Memory`, or any use where it says none)
+/// of a dmidecode output: handle and maximum capacity in bytes.
+fn memory_arrays(text: &str) -> Vec<(String, Option<u64>)> {
+    dmidecode::records(text)
+        .into_iter()
+        .filter(|r| r.kind == 16)
+        .filter(|r| r.get("Use").is_none_or(|u| u == "System Memory"))
+        .map(|r| {
+            let handle = r.handle.clone();
+            (handle, r.get("Maximum Capacity").and_then(parse_size))
+        })
+        .collect()
+}
+
+/// Slots, populated slots and maximum capacity of a `dmidecode -t 16,17` output.
+pub fn parse_slots(text: &str) -> Slots {
+    let arrays = memory_arrays(text);
+    let devices: Vec<_> = dmidecode::records(text)
+        .into_iter()
+        .filter(|r| r.kind == 17)
+        .filter(|r| {
+            // A device of a non-system array (flash, video) is no DIMM slot.
+            arrays.is_empty()
+                || r.get("Array Handle")
+                    .is_none_or(|h| arrays.iter().any(|(a, _)| a.eq_ignore_ascii_case(h)))
+        })
+        .collect();
+    let populated = devices
+        .iter()
+        .filter(|d| d.get("Size").and_then(parse_size).is_some())
+        .count();
+    let max_capacity_bytes = (!arrays.is_empty())
+        .then(|| arrays.iter().map(|(_, c)| *c).sum::<Option<u64>>())
+        .flatten();
+    Slots {
+        count: devices.len() as u64,
+        populated: populated as u64,
+        max_capacity_bytes,
     }
-    devices.extend(current);
-    devices
 }
 
 /// The installed modules of a `dmidecode -t 17` output; empty slots are skipped.
@@ -211,6 +250,7 @@ pub fn parse_dmidecode_memory(text: &str) -> Vec<Module> {
                 speed_mts: r.get("Speed").and_then(|s| parse_speed(s)),
                 manufacturer: r.get("Manufacturer").and_then(|m| meaningful(m)),
                 serial: r.get("Serial Number").and_then(|s| meaningful(s)),
+                part_number: r.get("Part Number").and_then(|p| meaningful(p)),
             }
         })
         .collect()
@@ -218,40 +258,7 @@ pub fn parse_dmidecode_memory(text: &str) -> Vec<Module> {
 
 /// Why dmidecode gave no modules, from what it printed; `None` when it worked.
 pub fn dmidecode_failure(out: &Output) -> Option<String> {
-    let text = format!("{}\n{}", out.stderr, out.stdout);
-    let first_error = out
-        .stderr
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("")
-        .to_string();
-    if out.exit_code == Some(127)
-        || text.contains("command not found")
-        || text.contains("dmidecode: not found")
-    {
-        return Some("dmidecode not installed".into());
-    }
-    if text.contains("a password is required") || text.contains("sudo: a terminal is required") {
-        return Some(format!(
-            "permission denied: sudo needs a password for dmidecode ({first_error})"
-        ));
-    }
-    if text.contains("Permission denied") || text.contains("Operation not permitted") {
-        return Some("permission denied: needs root (or the option sudo = true)".into());
-    }
-    if text.contains("No SMBIOS nor DMI entry point found")
-        || text.contains("/dev/mem: No such file or directory")
-    {
-        return Some("no SMBIOS/DMI on this machine".into());
-    }
-    if !out.success() {
-        let status = out
-            .exit_code
-            .map_or("a signal".to_string(), |c| format!("exit code {c}"));
-        return Some(format!("dmidecode failed with {status}: {first_error}"));
-    }
-    None
+    dmidecode::failure(&format!("{}\n{}", out.stderr, out.stdout), out.exit_code)
 }
 
 fn sudo_option(options: &Value) -> Result<bool, CollectError> {
@@ -289,19 +296,57 @@ pub fn collect(target: &Target<'_>, options: &Value) -> Result<Value, CollectErr
     };
     data.fact("total_bytes", total_bytes);
 
-    let (modules, unavailable) = match target.run(command, TIMEOUT) {
+    let (modules, slots, unavailable) = match target.run(command, TIMEOUT) {
         Ok(out) => match dmidecode_failure(&out) {
-            Some(why) => (Vec::new(), Some(why)),
+            Some(why) => (Vec::new(), None, Some(why)),
             None => {
                 let modules = parse_dmidecode_memory(&out.stdout);
+                let slots = parse_slots(&out.stdout);
                 let why = modules
                     .is_empty()
                     .then(|| "dmidecode lists no installed memory module".to_string());
-                (modules, why)
+                (modules, Some(slots), why)
             }
         },
-        Err(e) => (Vec::new(), Some(format!("dmidecode: {e}"))),
+        Err(e) => (Vec::new(), None, Some(format!("dmidecode: {e}"))),
     };
+    match &slots {
+        Some(s) if s.count > 0 => {
+            data.fact("slot_count", s.count)
+                .fact("populated_slot_count", s.populated);
+        }
+        _ => {
+            let why = match (&unavailable, &slots) {
+                (Some(why), None) => why.clone(),
+                _ => "dmidecode lists no memory device (type 17)".to_string(),
+            };
+            data.fact("slot_count", Value::Null)
+                .fact("populated_slot_count", Value::Null)
+                .reason("slot_count", why.clone())
+                .reason("populated_slot_count", why);
+        }
+    }
+    match (&slots, &unavailable) {
+        (
+            Some(Slots {
+                max_capacity_bytes: Some(c),
+                ..
+            }),
+            _,
+        ) => {
+            data.fact("max_capacity_bytes", *c);
+        }
+        (Some(_), _) => {
+            data.fact("max_capacity_bytes", Value::Null).reason(
+                "max_capacity_bytes",
+                "dmidecode lists no system memory array (type 16) with a maximum capacity",
+            );
+        }
+        (None, why) => {
+            data.fact("max_capacity_bytes", Value::Null)
+                .reason("max_capacity_bytes", why.clone().unwrap_or_default());
+        }
+    }
     match &unavailable {
         Some(why) => {
             data.unavailable("modules", why.clone())
@@ -373,10 +418,15 @@ mod tests {
             ),
             (
                 "dell-poweredge-m630",
-                vm("m630").command(
-                    DMIDECODE,
-                    &read("dell-poweredge-m630", "dmidecode-excerpt.txt"),
-                ),
+                vm("m630").command(DMIDECODE, &read("dell-poweredge-m630", "dmidecode.txt")),
+            ),
+            (
+                "supermicro-sys-6018r",
+                vm("sm").command(DMIDECODE, &read("supermicro-sys-6018r", "dmidecode.txt")),
+            ),
+            (
+                "hp-proliant-m710x",
+                vm("hp").command(DMIDECODE, &read("hp-proliant-m710x", "dmidecode.txt")),
             ),
             (
                 "firecracker-vm",
@@ -444,15 +494,23 @@ mod tests {
         let slots: Vec<_> = modules.iter().map(|m| m["slot"].as_str()).collect();
         assert!(!slots.contains(&Some("A3")), "empty slot A3 is skipped");
         assert_eq!(data["facts"]["total_bytes"], 24_683_656u64 * 1024);
-        assert_eq!(data["reasons"], json!({}));
+        assert_eq!(modules[0]["part_number"], "36ASF4G72PZ-3G2J3");
+        assert_eq!(data["facts"]["slot_count"], 24);
+        assert_eq!(data["facts"]["populated_slot_count"], 8);
+        // The recording holds no type 16.
+        assert_eq!(
+            data["reasons"],
+            json!({"max_capacity_bytes": "dmidecode lists no system memory array (type 16) with a maximum capacity"})
+        );
     }
 
     #[test]
     fn dell_m630_old_dmidecode_mhz_and_mb() {
         let modules = parse_dmidecode_memory(include_str!(
-            "../fixtures/dell-poweredge-m630/dmidecode-excerpt.txt"
+            "../fixtures/dell-poweredge-m630/dmidecode.txt"
         ));
-        assert_eq!(modules.len(), 4);
+        // The full dump: 8 of 24 slots hold a module.
+        assert_eq!(modules.len(), 8);
         let first = &modules[0];
         assert_eq!(first.id, "A1");
         assert_eq!(first.slot.as_deref(), Some("A1"));
@@ -463,6 +521,73 @@ mod tests {
         assert_eq!(first.manufacturer.as_deref(), Some("00CE063200CE"));
         // The dump was anonymised to serial 4242 by its publisher.
         assert_eq!(first.serial.as_deref(), Some("4242"));
+        // dmidecode pads it with blanks.
+        assert_eq!(first.part_number.as_deref(), Some("M393A1G43DB0-CPB"));
+        let slots = parse_slots(include_str!(
+            "../fixtures/dell-poweredge-m630/dmidecode.txt"
+        ));
+        assert_eq!(
+            slots,
+            Slots {
+                count: 24,
+                populated: 8,
+                max_capacity_bytes: Some(1536 * GIB)
+            }
+        );
+    }
+
+    #[test]
+    fn supermicro_two_arrays_capacity_summed_empty_slots_counted() {
+        let exec = FixtureExecutor::new("sm")
+            .file(MEMINFO, meminfo_vm())
+            .command(
+                DMIDECODE,
+                include_str!("../fixtures/supermicro-sys-6018r/dmidecode.txt"),
+            );
+        let data = run(exec, json!({})).expect("collects");
+        assert_eq!(data["facts"]["slot_count"], 8);
+        assert_eq!(data["facts"]["populated_slot_count"], 4);
+        assert_eq!(data["facts"]["max_capacity_bytes"], 512 * GIB);
+        let modules = modules(&data);
+        assert_eq!(modules.len(), 4, "empty slots are not parts");
+        assert_eq!(modules[0]["part_number"], "HMA42GR7AFR4N-UH");
+        assert_eq!(modules[0]["id"], "P0_Node0_Channel0_Dimm0/P1-DIMMA1");
+    }
+
+    #[test]
+    fn hp_cartridge_part_numbers_and_a_full_board() {
+        let exec = FixtureExecutor::new("hp")
+            .file(MEMINFO, meminfo_vm())
+            .command(
+                DMIDECODE,
+                include_str!("../fixtures/hp-proliant-m710x/dmidecode.txt"),
+            );
+        let data = run(exec, json!({})).expect("collects");
+        assert_eq!(data["facts"]["slot_count"], 4);
+        assert_eq!(data["facts"]["populated_slot_count"], 4);
+        assert_eq!(data["facts"]["max_capacity_bytes"], 64 * GIB);
+        assert!(modules(&data)
+            .iter()
+            .all(|m| m["part_number"] == "853289-091"));
+    }
+
+    #[test]
+    fn type_17_only_output_has_slots_but_no_capacity() {
+        // The DDR4 Dell recording holds types 3, 7 and 17: no array.
+        let slots = parse_slots(include_str!(
+            "../fixtures/dell-poweredge-ddr4/dmidecode.txt"
+        ));
+        assert_eq!((slots.count, slots.populated), (24, 8));
+        assert_eq!(slots.max_capacity_bytes, None);
+        let part_numbers: Vec<_> = parse_dmidecode_memory(include_str!(
+            "../fixtures/dell-poweredge-ddr4/dmidecode.txt"
+        ))
+        .into_iter()
+        .map(|m| m.part_number)
+        .collect();
+        assert!(part_numbers
+            .iter()
+            .all(|p| p.as_deref() == Some("36ASF4G72PZ-3G2J3")));
     }
 
     #[test]
@@ -478,6 +603,11 @@ mod tests {
         let data = run(exec, json!({})).expect("collects");
         assert_eq!(data["facts"]["total_bytes"], 24_683_656u64 * 1024);
         assert_eq!(unavailable(&data), "no SMBIOS/DMI on this machine");
+        assert_eq!(data["facts"]["slot_count"], Value::Null);
+        assert_eq!(
+            data["reasons"]["slot_count"],
+            "no SMBIOS/DMI on this machine"
+        );
         assert_eq!(
             data["lists"]["modules"],
             json!({"unavailable": "no SMBIOS/DMI on this machine"}),
@@ -585,5 +715,29 @@ mod tests {
                 .all(|m| m["size_bytes"].as_u64() > Some(0))),
         }
         plugin_api::data::validate(&data, &Default::default()).expect("valid");
+        // Parity with dmidecode's own text, counted with grep (not this crate's parser): slots,
+        // populated slots and part numbers, where dmidecode answers (root and SMBIOS).
+        let grep = |pipeline: &str| {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "{} dmidecode -t 17 | {pipeline}",
+                    dmidecode::PATH_PREFIX
+                ))
+                .output()
+                .expect("sh");
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        if data["lists"]["modules"].get("unavailable").is_none() {
+            let slots: u64 = grep("grep -c '^Memory Device'").parse().expect("count");
+            let populated: u64 = grep("grep -c '^\\tSize: [0-9]'").parse().expect("count");
+            assert_eq!(data["facts"]["slot_count"], slots);
+            assert_eq!(data["facts"]["populated_slot_count"], populated);
+            assert_eq!(modules(&data).len() as u64, populated);
+        } else {
+            assert_eq!(data["facts"]["slot_count"], Value::Null);
+            assert!(data["reasons"]["slot_count"].is_string());
+            println!("dmidecode gives nothing here: slots compared as unavailable");
+        }
     }
 }
