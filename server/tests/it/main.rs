@@ -12,3 +12,4 @@ mod identity;
 mod limits;
 mod pending;
 mod trust;
+mod ui;
