@@ -3,6 +3,7 @@
 
 mod agent;
 mod contract;
+mod diskfull;
 mod salt;
 mod ssh;
 mod support;
