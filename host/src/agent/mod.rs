@@ -91,7 +91,7 @@ pub fn send(api: &ApiClient, spool: &Spool, cert: Option<&CertFile>, report: &Re
                 report_id = %report.report_id,
                 status,
                 reason = %problem.detail,
-                "the server refused this client's key: check key_id and key_file (auto-server keys list); the report stays in the spool"
+                "the server refused this agent's signature: check key_id and key_file (auto-server keys list); the report is kept in the spool"
             );
             Delivery::Keep
         }
@@ -114,7 +114,7 @@ pub fn send(api: &ApiClient, spool: &Spool, cert: Option<&CertFile>, report: &Re
             Delivery::Refused
         }
         Err(Failure::Transient(message)) => {
-            tracing::warn!(api = %api.base(), host = %report.hostname, report_id = %report.report_id, error = %message, "the API cannot take the report now; it is kept in the spool");
+            tracing::warn!(api = %api.base(), host = %report.hostname, report_id = %report.report_id, error = %message, "the API cannot take it now (unreachable, or 5xx after retries): the report is kept in the spool");
             Delivery::Keep
         }
     }
