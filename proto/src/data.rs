@@ -230,12 +230,7 @@ fn check_value(name: &str, v: &Value, path: &str, limits: &DataLimits) -> Result
             Value::Object(fields) => {
                 for (k, x) in fields {
                     let path = format!("{path}.{k}");
-                    if !valid_name(k) {
-                        return Err(invalid(
-                            path,
-                            "not a name: 1 to 64 of a-z, 0-9, '_', starting with a letter",
-                        ));
-                    }
+                    check_name(k, &path)?;
                     check_scalar(k, x, &path, limits)?;
                 }
             }
@@ -243,6 +238,18 @@ fn check_value(name: &str, v: &Value, path: &str, limits: &DataLimits) -> Result
         }
     }
     Ok(())
+}
+
+/// A fact, attribute or list name, or an error at `path`.
+fn check_name(name: &str, path: &str) -> Result<(), Invalid> {
+    if valid_name(name) {
+        Ok(())
+    } else {
+        Err(invalid(
+            path,
+            "not a name: 1 to 64 of a-z, 0-9, '_', starting with a letter",
+        ))
+    }
 }
 
 fn object<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>, Invalid> {
@@ -272,12 +279,7 @@ fn named_values(
     let mut out = BTreeMap::new();
     for (name, value) in map {
         let path = format!("{path}.{name}");
-        if !valid_name(name) {
-            return Err(invalid(
-                path,
-                "not a name: 1 to 64 of a-z, 0-9, '_', starting with a letter",
-            ));
-        }
+        check_name(name, &path)?;
         check_value(name, value, &path, limits)?;
         out.insert(name.clone(), value.clone());
     }
@@ -397,12 +399,7 @@ fn part_list(v: &Value, path: &str, limits: &DataLimits) -> Result<PartList, Inv
                 continue;
             }
             let path = format!("{path}.{name}");
-            if !valid_name(name) {
-                return Err(invalid(
-                    path,
-                    "not a name: 1 to 64 of a-z, 0-9, '_', starting with a letter",
-                ));
-            }
+            check_name(name, &path)?;
             check_value(name, value, &path, limits)?;
             attrs.insert(name.clone(), value.clone());
         }
@@ -478,12 +475,7 @@ pub fn validate(data: &Value, limits: &DataLimits) -> Result<CollectorData, Inva
         }
         for (name, list) in all {
             let path = format!(".lists.{name}");
-            if !valid_name(name) {
-                return Err(invalid(
-                    path,
-                    "not a name: 1 to 64 of a-z, 0-9, '_', starting with a letter",
-                ));
-            }
+            check_name(name, &path)?;
             lists.insert(name.clone(), part_list(list, &path, limits)?);
         }
     }
