@@ -5,6 +5,9 @@
 //! Not for: collecting anything itself, or talking to hosts. Exit codes: 0 done, 1 the command
 //! failed (a key that exists, a bad host), 2 fatal (usage, config, database unreachable).
 
+// the OpenAPI document is one large `json!` literal
+#![recursion_limit = "256"]
+
 mod api;
 mod auth;
 mod cli;

@@ -71,6 +71,59 @@ fn page_params() -> Value {
     ])
 }
 
+fn inventory_params() -> Value {
+    let q = |name: &str, description: &str, schema: Value| json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema});
+    json!([
+        q("q", "search words: each must begin a word of the host (name, serial, UUID, machine-id, MAC, IP, model, any part attribute, hand-entered fields)", json!({"type": "string", "maxLength": 256})),
+        q("os", "exact OS name (the summary's os fact)", json!({"type": "string"})),
+        q("vendor", "exact vendor", json!({"type": "string"})),
+        q("model", "exact model", json!({"type": "string"})),
+        q("memory_min_gib", "memory at least this many GiB", json!({"type": "integer", "minimum": 0, "maximum": 1_073_741_824})),
+        q("memory_max_gib", "memory at most this many GiB", json!({"type": "integer", "minimum": 0, "maximum": 1_073_741_824})),
+        q("seen_after", "last report on or after this day (YYYY-MM-DD, UTC) or time", json!({"type": "string", "format": "date"})),
+        q("seen_before", "last report on or before this day (YYYY-MM-DD, UTC) or before this time", json!({"type": "string", "format": "date"})),
+        q("stale", "no report for the server's stale days (true) or reported since (false)", json!({"type": "boolean"})),
+        q("errors", "a collector failed in the host's last report", json!({"type": "boolean"})),
+        q("tag", "has this hand-entered tag", json!({"type": "string"})),
+        q("sort", "sort key (default hostname)", json!({"type": "string", "enum": ["hostname", "last_seen", "os", "vendor", "model", "memory"]})),
+        q("order", "sort order (default asc)", json!({"type": "string", "enum": ["asc", "desc"]})),
+        q("cursor", "the X-Next-Cursor of the previous page", json!({"type": "string"})),
+        q("limit", "page size; without it every matching host", json!({"type": "integer", "minimum": 1, "maximum": 1000})),
+        q("format", "csv: the same as Accept: text/csv", json!({"type": "string", "enum": ["json", "csv"]}))
+    ])
+}
+
+fn change_filter_params() -> Value {
+    let q = |name: &str, description: &str, schema: Value| json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema});
+    json!([
+        q(
+            "host",
+            "only this host's changes (an unknown name gives none)",
+            json!({"type": "string"})
+        ),
+        q(
+            "component",
+            "only this component: PLUGIN (its facts) or PLUGIN.LIST (a part list)",
+            json!({"type": "string"})
+        ),
+        q(
+            "action",
+            "only this action",
+            json!({"type": "string", "enum": ["added", "removed", "changed"]})
+        ),
+        q(
+            "since",
+            "changes on or after this day (YYYY-MM-DD, UTC) or time",
+            json!({"type": "string", "format": "date"})
+        ),
+        q(
+            "until",
+            "changes on or before this day (YYYY-MM-DD, UTC) or before this time",
+            json!({"type": "string", "format": "date"})
+        )
+    ])
+}
+
 pub fn document() -> Value {
     let security = json!([{"key": [], "timestamp": [], "nonce": [], "signature": []}]);
     json!({
@@ -114,8 +167,27 @@ pub fn document() -> Value {
             }},
             "/api/v1/hosts": {
                 "get": {
-                    "summary": "the inventory", "operationId": "listHosts",
-                    "responses": with_auth_errors(json!({"200": json_response("every host, by name (case-insensitive)", array_of("HostSummary"))}))
+                    "summary": "the inventory: search, filters, sort, cursor paging; JSON or CSV", "operationId": "listHosts",
+                    "description": "Without parameters: every host, by name (case-insensitive). `q` matches host names, serials, UUIDs, \
+                        machine-ids, MACs, IPs, models and any part attribute (each word of the query must begin a word the host has). \
+                        Without `limit` every matching host is returned (the export of exactly the filtered set); with it, a page, and \
+                        the next page's cursor in `X-Next-Cursor` and a `Link: <...>; rel=\"next\"`. `Accept: text/csv` (or \
+                        `format=csv`) answers CSV with the same rows.",
+                    "parameters": inventory_params(),
+                    "responses": with_auth_errors(json!({
+                        "200": {
+                            "description": "the matching hosts, in the asked order",
+                            "headers": {
+                                "X-Next-Cursor": {"schema": {"type": "string"}, "description": "the next page's cursor (only when there is one)"},
+                                "Link": {"schema": {"type": "string"}, "description": "the next page's URL, rel=\"next\""}
+                            },
+                            "content": {
+                                "application/json": {"schema": array_of("HostSummary")},
+                                "text/csv": {"schema": {"type": "string", "description": "RFC 4180, a header line: hostname, os, os_version, vendor, model, memory_bytes, serial, system_uuid, machine_id, address, last_report_at, stale, has_errors, owner, location, rack, tags, notes, created_at"}}
+                            }
+                        },
+                        "400": problem_response("bad query parameter (`code`: `bad_query`): a limit out of 1..1000, an unknown sort, a cursor this server did not give, a bad date")
+                    }))
                 },
                 "post": {
                     "summary": "register a host for ssh/salt collection (or change its address)", "operationId": "addHost",
@@ -128,26 +200,72 @@ pub fn document() -> Value {
                 }
             },
             "/api/v1/hosts/{hostname}": {"get": {
-                "summary": "one host's current asset with all its components", "operationId": "getHost",
-                "parameters": [hostname_param()],
+                "summary": "one host's current asset with all its components (or as it was at a time)", "operationId": "getHost",
+                "parameters": [hostname_param(),
+                    {"name": "at", "in": "query", "required": false,
+                     "description": "show the facts and parts as they were then (YYYY-MM-DD: the end of that day, UTC; or RFC 3339), rebuilt from the change log; volatile facts are not kept",
+                     "schema": {"type": "string", "format": "date"}}],
                 "responses": with_auth_errors(json!({
                     "200": json_response("the host", schema_ref("HostDetail")),
+                    "400": problem_response("bad path, or a bad `at` (`code`: `bad_query`)"),
+                    "404": problem_response("no such host (`code`: `unknown_host`)")
+                }))
+            }},
+            "/api/v1/hosts/{hostname}/reports": {"get": {
+                "summary": "the host's applied reports, newest first (ids for the diff)", "operationId": "hostReports",
+                "parameters": [hostname_param()],
+                "responses": with_auth_errors(json!({
+                    "200": json_response("reports", array_of("ReportRef")),
+                    "400": problem_response("bad path"),
+                    "404": problem_response("no such host (`code`: `unknown_host`)")
+                }))
+            }},
+            "/api/v1/hosts/{hostname}/diff": {"get": {
+                "summary": "what differs between the host after one report and after another", "operationId": "hostDiff",
+                "parameters": [hostname_param(),
+                    {"name": "from", "in": "query", "required": true, "description": "a report id of this host", "schema": {"type": "string", "minLength": 1, "maxLength": 64}},
+                    {"name": "to", "in": "query", "required": true, "description": "a report id of this host", "schema": {"type": "string", "minLength": 1, "maxLength": 64}}],
+                "responses": with_auth_errors(json!({
+                    "200": json_response("the differences", schema_ref("Diff")),
+                    "400": problem_response("bad path or query (`code`: `bad_query`)"),
+                    "404": problem_response("no such host or report of it (`code`: `unknown_host`, `unknown_report`)")
+                }))
+            }},
+            "/api/v1/hosts/{hostname}/fields": {"get": {
+                "summary": "the host's hand-entered fields and who changed what", "operationId": "hostFields",
+                "parameters": [hostname_param()],
+                "responses": with_auth_errors(json!({
+                    "200": json_response("the fields and their change log, newest first", json!({
+                        "allOf": [schema_ref("HostFields"), {"type": "object", "required": ["changes"],
+                            "properties": {"changes": array_of("FieldChange")}}]})),
                     "400": problem_response("bad path"),
                     "404": problem_response("no such host (`code`: `unknown_host`)")
                 }))
             }},
             "/api/v1/hosts/{hostname}/changes": {"get": {
                 "summary": "one host's change log, newest first", "operationId": "hostChanges",
-                "parameters": [hostname_param(), page_params()[0], page_params()[1]],
+                "parameters": [hostname_param(), page_params()[0], page_params()[1],
+                    change_filter_params()[1], change_filter_params()[2], change_filter_params()[3], change_filter_params()[4]],
                 "responses": with_auth_errors(json!({
                     "200": json_response("changes", array_of("Change")),
                     "400": problem_response("bad query (`code`: `bad_query`)"),
                     "404": problem_response("no such host (`code`: `unknown_host`)")
                 }))
             }},
+            "/api/v1/changes/moved": {"get": {
+                "summary": "moved parts: a part serial removed from one host and added to another (among the last 20,000 part changes)",
+                "operationId": "movedParts",
+                "responses": with_auth_errors(json!({"200": json_response("moves, newest first", array_of("MovedPart"))}))
+            }},
+            "/api/v1/summary": {"get": {
+                "summary": "the dashboard's figures: counts, shared identities, failing collectors, distributions, recent changes",
+                "operationId": "summary",
+                "responses": with_auth_errors(json!({"200": json_response("the figures", schema_ref("Summary"))}))
+            }},
             "/api/v1/changes": {"get": {
                 "summary": "the change log of every host, newest first", "operationId": "changes",
-                "parameters": page_params(),
+                "parameters": [page_params()[0], page_params()[1], change_filter_params()[0], change_filter_params()[1],
+                    change_filter_params()[2], change_filter_params()[3], change_filter_params()[4]],
                 "responses": with_auth_errors(json!({
                     "200": json_response("changes", array_of("Change")),
                     "400": problem_response("bad query (`code`: `bad_query`)")
@@ -156,7 +274,9 @@ pub fn document() -> Value {
             "/api/v1/errors": {"get": {
                 "summary": "the error log: failed collectors, identity conflicts, rejected reports; newest first",
                 "operationId": "errors",
-                "parameters": page_params(),
+                "parameters": [page_params()[0], page_params()[1],
+                    {"name": "host", "in": "query", "required": false, "description": "only this host's rows (its name as logged)", "schema": {"type": "string"}},
+                    {"name": "code", "in": "query", "required": false, "description": "only rows with this code", "schema": {"type": "string"}}],
                 "responses": with_auth_errors(json!({
                     "200": json_response("errors", array_of("ErrorEntry")),
                     "400": problem_response("bad query (`code`: `bad_query`)")
@@ -258,14 +378,80 @@ fn schemas() -> Value {
                 "created_at": {"type": "string", "format": "date-time"},
                 "last_report_at": {"type": "string", "format": "date-time", "nullable": true},
                 "last_report_id": nullable_string(),
-                "machine_id": nullable_string(), "serial": nullable_string(), "system_uuid": nullable_string()
+                "machine_id": nullable_string(), "serial": nullable_string(), "system_uuid": nullable_string(),
+                "os": nullable_string(), "os_version": nullable_string(), "vendor": nullable_string(), "model": nullable_string(),
+                "memory_bytes": {"type": "integer", "nullable": true},
+                "owner": nullable_string(), "location": nullable_string(), "rack": nullable_string(), "notes": nullable_string(),
+                "tags": {"type": "array", "items": {"type": "string"}},
+                "has_errors": {"type": "boolean", "description": "a collector failed in the last report"},
+                "stale": {"type": "boolean", "description": "no report for the server's stale days"}
+            }
+        },
+        "HostFields": {
+            "type": "object", "required": ["owner", "location", "rack", "tags", "notes", "updated_at", "updated_by"],
+            "description": "hand-entered fields: set by people on the pages, never by a report",
+            "properties": {
+                "owner": nullable_string(), "location": nullable_string(), "rack": nullable_string(),
+                "tags": {"type": "string", "nullable": true, "description": "comma-separated"}, "notes": nullable_string(),
+                "updated_at": {"type": "string", "format": "date-time", "nullable": true}, "updated_by": nullable_string()
+            }
+        },
+        "FieldChange": {
+            "type": "object", "required": ["id", "at", "by", "field", "old", "new"],
+            "properties": {
+                "id": {"type": "integer"}, "at": {"type": "string", "format": "date-time"}, "by": {"type": "string"},
+                "field": {"type": "string"}, "old": nullable_string(), "new": nullable_string()
+            }
+        },
+        "ReportRef": {
+            "type": "object", "required": ["report_id", "received_at"],
+            "properties": {"report_id": {"type": "string"}, "received_at": {"type": "string", "format": "date-time"}}
+        },
+        "Diff": {
+            "type": "object", "required": ["hostname", "from", "to", "changes"],
+            "properties": {
+                "hostname": {"type": "string"}, "from": schema_ref("ReportRef"), "to": schema_ref("ReportRef"),
+                "changes": {"type": "array", "items": {
+                    "type": "object", "required": ["component", "item", "action", "old", "new"],
+                    "properties": {
+                        "component": {"type": "string"}, "item": {"type": "string"},
+                        "action": {"type": "string", "enum": ["added", "removed", "changed"]},
+                        "old": {"nullable": true}, "new": {"nullable": true}
+                    }
+                }}
+            }
+        },
+        "MovedPart": {
+            "type": "object", "required": ["serial", "component", "from_host", "from_item", "removed_at", "to_host", "to_item", "added_at"],
+            "properties": {
+                "serial": {"type": "string"}, "component": {"type": "string"},
+                "from_host": {"type": "string"}, "from_item": {"type": "string"}, "removed_at": {"type": "string", "format": "date-time"},
+                "to_host": {"type": "string"}, "to_item": {"type": "string"}, "added_at": {"type": "string", "format": "date-time"}
+            }
+        },
+        "Summary": {
+            "type": "object",
+            "required": ["hosts", "reported_today", "stale", "never_reported", "stale_days", "shared_identities", "failing_collectors", "charts", "recent_changes"],
+            "properties": {
+                "hosts": {"type": "integer"}, "reported_today": {"type": "integer"}, "stale": {"type": "integer"},
+                "never_reported": {"type": "integer"}, "stale_days": {"type": "integer"},
+                "shared_identities": {"type": "array", "items": {"type": "object", "required": ["identity", "value", "hosts"],
+                    "properties": {"identity": {"type": "string"}, "value": {"type": "string"}, "hosts": {"type": "array", "items": {"type": "string"}}}}},
+                "failing_collectors": {"type": "array", "items": {"type": "object", "required": ["collector", "hosts"],
+                    "properties": {"collector": nullable_string(), "hosts": {"type": "integer"}}}},
+                "charts": {"type": "object", "description": "os, vendor, model, memory_bytes: the ten most common values",
+                    "additionalProperties": {"type": "array", "items": {"type": "object", "required": ["value", "hosts"],
+                        "properties": {"value": {"nullable": true}, "hosts": {"type": "integer"}}}}},
+                "recent_changes": array_of("Change")
             }
         },
         "HostDetail": {
             "allOf": [schema_ref("HostSummary"), {
                 "type": "object",
-                "required": ["plugins"],
+                "required": ["plugins", "fields"],
                 "properties": {
+                    "fields": schema_ref("HostFields"),
+                    "as_of": {"type": "string", "format": "date-time", "description": "present with ?at=: the time shown"},
                     "plugins": {"type": "object", "description": "every collector's stored data, by collector name",
                         "additionalProperties": schema_ref("StoredPlugin")}
                 }

@@ -299,20 +299,18 @@ impl Query {
                 "stale" => q.stale = flag(k)?,
                 "errors" => q.errors = flag(k)?,
                 "tag" => q.tag = text().map(|t| t.to_lowercase()),
-                "sort" => {
-                    if !v.is_empty() {
-                        q.sort = Sort::ALL
-                            .iter()
-                            .find(|(n, _)| *n == v)
-                            .map(|(_, s)| *s)
-                            .ok_or_else(|| {
-                                bad(
-                                    "sort",
-                                    v,
-                                    "expected hostname, last_seen, os, vendor, model or memory",
-                                )
-                            })?;
-                    }
+                "sort" if !v.is_empty() => {
+                    q.sort = Sort::ALL
+                        .iter()
+                        .find(|(n, _)| *n == v)
+                        .map(|(_, s)| *s)
+                        .ok_or_else(|| {
+                            bad(
+                                "sort",
+                                v,
+                                "expected hostname, last_seen, os, vendor, model or memory",
+                            )
+                        })?;
                 }
                 "order" => match v {
                     "" | "asc" => q.desc = false,

@@ -415,7 +415,7 @@ fn a_person_uses_the_pages_in_a_browser() {
         for (p, name) in [("/ui/hosts/ui-web-01", "host-phone"), ("/ui/hosts", "inventory-phone"), ("/ui/", "dashboard-phone")] {
             c.goto(&format!("{base}{p}")).await.expect("goto");
             let fits = c
-                .execute("return document.documentElement.scrollWidth <= window.innerWidth + 1;", vec![])
+                .execute("return document.documentElement.scrollWidth <= document.documentElement.clientWidth;", vec![])
                 .await
                 .expect("measure");
             shot(&c, name).await;
