@@ -177,7 +177,7 @@ async fn ingest_once(
 ) -> Result<Outcome, sqlx::Error> {
     let report = &checked.report;
     let now = crate::clock::now();
-    let mut tx = db.write.begin().await?;
+    let mut tx = db.begin_write().await?;
     if let Some((nonce, timestamp)) = nonce {
         if !crate::auth::record_nonce(&mut *tx, nonce, timestamp).await? {
             tracing::warn!("request refused: nonce replayed");
