@@ -37,10 +37,23 @@ echo "==> auto-client run --mode agent --api $api"
   --key-id quickstart --key-file "$state/agent.key" \
   --cert-file "$state/cert" --spool-dir "$state/spool" --log-dir "$state/log"
 
+login=$(id -un 2>/dev/null || echo admin)
+if ! "$server" users list --db "$db" | cut -f1 | grep -qx "$login"; then
+  password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=' | cut -c1-20)
+  printf '%s\n' "$password" | "$server" users add "$login" --role admin --db "$db" 2>/dev/null
+  echo "==> web login for you: user $login, password $password (shown once;"
+  echo "    change it with: $server users passwd $login --db $db)"
+fi
+
 host=$(cat "$state/cert")
 echo "==> the CMDB's record of $host (GET /api/v1/hosts/$host, signed)"
 "$client" api "/api/v1/hosts/$host" --api "$api" --key-id quickstart --key-file "$state/agent.key"
 echo
 echo "server: $api (db $db); agent cert: $state/cert; logs: $state/log"
 [ $keep = 1 ] && echo "auto-server keeps running (pid $pid)"
+if [ $keep = 1 ]; then
+  echo "this machine's page: $api/ui/hosts/$host"
+else
+  echo "this machine's page: $api/ui/hosts/$host (run scripts/quickstart.sh --keep to keep the server up and open it)"
+fi
 exit 0
