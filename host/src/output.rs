@@ -27,8 +27,8 @@ pub fn report_table(report: &Report) -> String {
         "{:width$}  {:6}  {:>6}  DATA",
         "PLUGIN", "STATUS", "MS"
     );
-    // Lists go under their collector's line, indented to the DATA column.
-    let indent = " ".repeat(width + 2 + 6 + 2 + 6 + 2);
+    // Each part list is a table of its own under its collector's line.
+    let indent = "  ";
     for (name, p) in &report.plugins {
         match p {
             PluginReport::Ok {
@@ -113,8 +113,23 @@ fn value_text(v: &Value) -> String {
     }
 }
 
-/// The part lists of a collector's data: `NAME: unavailable: why`, or `NAME[N]` and one line per
-/// part (`ID  attr=value ...`, null attributes left out).
+/// Widest a table cell gets; longer values are cut with `…`.
+const MAX_CELL: usize = 40;
+
+fn cell(v: &Value) -> String {
+    let text = value_text(v);
+    if text.chars().count() > MAX_CELL {
+        let cut: String = text.chars().take(MAX_CELL - 1).collect();
+        format!("{cut}…")
+    } else {
+        text
+    }
+}
+
+/// The part lists of a collector's data, each as its own table like `lsblk`'s: a title line
+/// (`NAME (N parts)` or `NAME: unavailable: why`), a header of upper-cased attribute names (the
+/// id first, then the list's key attributes, then the rest by name; columns that are null in
+/// every part are left out), and one row per part. Nothing here knows any collector.
 fn list_lines(data: &Value) -> Vec<String> {
     let mut lines = Vec::new();
     let Some(lists) = data.get("lists").and_then(Value::as_object) else {
@@ -125,28 +140,69 @@ fn list_lines(data: &Value) -> Vec<String> {
             lines.push(format!("{name}: unavailable: {}", value_text(why)));
             continue;
         }
-        let parts = list
+        let parts: Vec<&serde_json::Map<String, Value>> = list
             .get("parts")
             .and_then(Value::as_array)
-            .map(Vec::as_slice)
+            .map(|p| p.iter().filter_map(Value::as_object).collect())
             .unwrap_or_default();
-        lines.push(format!("{name}[{}]", parts.len()));
-        for part in parts {
-            let Some(part) = part.as_object() else {
-                continue;
-            };
-            let id = part.get("id").map(value_text).unwrap_or_default();
-            let attrs: Vec<String> = part
-                .iter()
-                .filter(|(k, v)| *k != "id" && !v.is_null())
-                .map(|(k, v)| format!("{k}={}", value_text(v)))
-                .collect();
-            lines.push(
-                format!("  {id}  {}", attrs.join(" "))
-                    .trim_end()
-                    .to_string(),
-            );
+        let noun = if parts.len() == 1 { "part" } else { "parts" };
+        lines.push(format!("{name} ({} {noun})", parts.len()));
+        if parts.is_empty() {
+            continue;
         }
+        let key: Vec<&str> = list
+            .get("key")
+            .and_then(Value::as_array)
+            .map(|k| k.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let mut columns: Vec<&str> = vec!["id"];
+        columns.extend(key.iter().copied().filter(|k| *k != "id"));
+        let mut rest: Vec<&str> = parts
+            .iter()
+            .flat_map(|p| p.iter())
+            .filter(|(k, v)| !v.is_null() && !columns.contains(&k.as_str()))
+            .map(|(k, _)| k.as_str())
+            .collect();
+        rest.sort_unstable();
+        rest.dedup();
+        columns.extend(rest);
+        columns.retain(|c| {
+            parts
+                .iter()
+                .any(|p| p.get(*c).is_some_and(|v| !v.is_null()))
+        });
+        let rows: Vec<Vec<String>> = parts
+            .iter()
+            .map(|p| {
+                columns
+                    .iter()
+                    .map(|c| p.get(*c).map(cell).unwrap_or_else(|| "-".into()))
+                    .collect()
+            })
+            .collect();
+        let header: Vec<String> = columns.iter().map(|c| c.to_uppercase()).collect();
+        let widths: Vec<usize> = (0..columns.len())
+            .map(|i| {
+                rows.iter()
+                    .map(|r| r[i].chars().count())
+                    .chain([header[i].chars().count()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let line = |cells: &[String]| {
+            let mut text = String::from("  ");
+            for (i, c) in cells.iter().enumerate() {
+                let pad = widths[i].saturating_sub(c.chars().count());
+                text.push_str(c);
+                if i + 1 < cells.len() {
+                    text.push_str(&" ".repeat(pad + 2));
+                }
+            }
+            text
+        };
+        lines.push(line(&header));
+        lines.extend(rows.iter().map(|r| line(r)));
     }
     lines
 }
@@ -254,8 +310,9 @@ mod tests {
         assert_eq!(
             list_lines(&data),
             [
-                "interfaces[1]",
-                "  eth0  addresses=[192.0.2.2/24] name=eth0",
+                "interfaces (1 part)",
+                "  ID    NAME  ADDRESSES",
+                "  eth0  eth0  [192.0.2.2/24]",
                 "modules: unavailable: dmidecode not installed",
             ]
         );
@@ -280,7 +337,9 @@ mod tests {
         let table = report_table(&report);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines[2].trim_end(), "disk    ok           3");
-        assert_eq!(lines[3], format!("{}disks[1]", " ".repeat(24)));
-        assert_eq!(lines[4], format!("{}  S1  name=sda", " ".repeat(24)));
+        assert_eq!(
+            &lines[3..],
+            ["  disks (1 part)", "    ID  NAME", "    S1  sda"]
+        );
     }
 }
