@@ -1,24 +1,38 @@
 //! The `disk` collector: the whole physical disks of the target.
 //!
-//! One command on the target: `lsblk -J -b -d -o NAME,SIZE,MODEL,SERIAL,ROTA,TYPE,TRAN`, falling
-//! back in the same shell line to `lsblk -P ...` (key="value" pairs) where lsblk is older than
-//! util-linux 2.27 and has no JSON (CentOS 7 has 2.23). Both JSON dialects are read: numbers and
-//! booleans as JSON numbers and `true`/`false` (current util-linux) or as strings `"0"`/`"1"`
-//! (older releases, e.g. 2.31 on Ubuntu 18.04).
+//! One command on the target: `lsblk -J -b -d -o NAME,SIZE,MODEL,SERIAL,ROTA,TYPE,TRAN,REV,WWN`,
+//! falling back in the same shell line (only when the one before failed) to `lsblk -P ...`
+//! (key="value" pairs) where lsblk is older than util-linux 2.27 and has no JSON (CentOS 7 has
+//! 2.23), then to `lsblk -P -b -d -o NAME,SIZE,MODEL,ROTA,TYPE` where lsblk knows none of
+//! SERIAL, TRAN, REV, WWN (before 2.23: TRAN and REV came in 2.23, WWN in 2.22). Both JSON
+//! dialects are read: numbers and booleans as JSON numbers and `true`/`false` (current
+//! util-linux) or as strings `"0"`/`"1"` (older releases, e.g. 2.31 on Ubuntu 18.04).
 //!
 //! Which devices count as disks: lsblk `TYPE` `disk` only (no partitions, LVM, device-mapper,
 //! md RAID, loop or optical devices), and of those not the kernel's memory-backed and network
 //! devices by name (`loop*`, `ram*`, `zram*`, `nbd*`, `rbd*`, `drbd*`, `dm-*`, `md*`, `fd*`,
-//! `sr*`) and none of size 0 (an empty card reader, an unused zram). A hardware RAID volume is
-//! what the OS sees as a disk, so it counts (its model names the controller; the drives behind it
-//! need the controller's own tool).
+//! `sr*`). A hardware RAID volume is what the OS sees as a disk, so it counts (its model names
+//! the controller; the drives behind it need the controller's own tool).
+//!
+//! A disk of size 0 is a device without a medium: a BMC's virtual media (`AMI Virtual HDisk0`
+//! on USB) with no image mounted, an empty card reader. It is real hardware an inventory may
+//! want (and what ops look for when virtual media is left attached), so it is kept, marked
+//! `media_present: false` with `size_bytes: 0`; every other disk has `media_present: true`
+//! (`null` where lsblk gave no size). Inserting a medium changes these two attributes, not the
+//! part's id.
 //!
 //! Its data (report schema 2) is the part list `disks`, keyed by `["serial", "name"]`: a disk's id
 //! is its serial, else (no serial, or a serial two disks share: multipath) its name; its
-//! attributes are `name`, `size_bytes`, `model`, `serial`, `rotational` and `kind`. A disk without
-//! a serial has a reason `NAME.serial`.
+//! attributes are `name`, `size_bytes`, `media_present`, `model`, `serial`, `rotational`, `kind`,
+//! `transport` (lsblk's TRAN: `sata`, `sas`, `nvme`, `usb`, `fc`, `iscsi`, `virtio`, ...),
+//! `firmware` (REV: the drive's firmware revision) and `wwn` (WWN, as lsblk prints it:
+//! `0x5000c500a1b2c3d4`, `eui.…` for NVMe). A disk without a serial has a reason `NAME.serial`;
+//! a column this lsblk does not have makes the attribute `null` on every disk with a reason
+//! under its name (`firmware`, `transport`, `wwn`); an empty column means the device reports
+//! none (virtio disks have no WWN or revision).
 //!
-//! `kind` is one of: `virtual` (a hypervisor's disk: `vd*`/`xvd*` names, virtio transport, or a
+//! `kind` is one of: `virtual_media` (a BMC's virtual media: USB transport and a `Virtual ...`
+//! model), `virtual` (a hypervisor's disk: `vd*`/`xvd*` names, virtio transport, or a
 //! model such as `QEMU HARDDISK`, `VMware Virtual disk`, `Virtual Disk`, `VBOX HARDDISK`), `nvme`,
 //! `ssd` (not rotational), `hdd` (rotational), or `null` when lsblk does not say.
 
@@ -30,14 +44,19 @@ use plugin_api::{
     CollectError, Data, Target,
 };
 
-const COLUMNS: &str = "NAME,SIZE,MODEL,SERIAL,ROTA,TYPE,TRAN";
+const COLUMNS: &str = "NAME,SIZE,MODEL,SERIAL,ROTA,TYPE,TRAN,REV,WWN";
+/// The columns of the oldest lsblk (util-linux 2.19).
+const OLD_COLUMNS: &str = "NAME,SIZE,MODEL,ROTA,TYPE";
 /// Below the host's default collector timeout (10 s), so that the executor kills a hung command
 /// and this collector reports it before the host gives up on the whole collector.
 const TIMEOUT: Duration = Duration::from_secs(8);
 
 /// The one command this collector runs.
 pub fn command() -> String {
-    format!("lsblk -J -b -d -o {COLUMNS} 2>/dev/null || lsblk -P -b -d -o {COLUMNS}")
+    format!(
+        "lsblk -J -b -d -o {COLUMNS} 2>/dev/null || lsblk -P -b -d -o {COLUMNS} 2>/dev/null \
+         || lsblk -P -b -d -o {OLD_COLUMNS}"
+    )
 }
 
 /// One whole disk.
@@ -49,6 +68,9 @@ pub struct Disk {
     pub serial: Option<String>,
     pub rotational: Option<bool>,
     pub kind: Option<&'static str>,
+    pub transport: Option<String>,
+    pub firmware: Option<String>,
+    pub wwn: Option<String>,
 }
 
 impl Disk {
@@ -56,10 +78,14 @@ impl Disk {
         json!({
             "name": self.name,
             "size_bytes": self.size_bytes,
+            "media_present": self.size_bytes.map(|s| s > 0),
             "model": self.model,
             "serial": self.serial,
             "rotational": self.rotational,
             "kind": self.kind,
+            "transport": self.transport,
+            "firmware": self.firmware,
+            "wwn": self.wwn,
         })
     }
 }
@@ -181,6 +207,9 @@ fn kind(
     rota: Option<bool>,
 ) -> Option<&'static str> {
     let model = model.unwrap_or("").to_ascii_lowercase();
+    if tran == Some("usb") && model.contains("virtual") {
+        return Some("virtual_media");
+    }
     if name.starts_with("vd")
         || name.starts_with("xvd")
         || tran == Some("virtio")
@@ -208,9 +237,6 @@ pub fn parse_lsblk(stdout: &str) -> Result<Vec<Disk>, CollectError> {
             continue;
         }
         let size_bytes = number(&row, "size");
-        if size_bytes == Some(0) {
-            continue;
-        }
         let model = text(&row, "model");
         let rotational = boolean(&row, "rota");
         let tran = text(&row, "tran");
@@ -221,9 +247,22 @@ pub fn parse_lsblk(stdout: &str) -> Result<Vec<Disk>, CollectError> {
             model,
             serial: text(&row, "serial"),
             rotational,
+            transport: tran,
+            firmware: text(&row, "rev"),
+            wwn: text(&row, "wwn"),
         });
     }
     Ok(disks)
+}
+
+/// The attributes whose lsblk column is absent from every row (an lsblk too old to know it),
+/// with the column's name.
+pub fn missing_columns(stdout: &str) -> Result<Vec<(&'static str, &'static str)>, CollectError> {
+    let rows = parse_rows(stdout)?;
+    Ok([("transport", "tran"), ("firmware", "rev"), ("wwn", "wwn")]
+        .into_iter()
+        .filter(|(_, column)| !rows.is_empty() && rows.iter().all(|r| !r.contains_key(*column)))
+        .collect())
 }
 
 /// Collects the disks of `target` with one command.
@@ -231,6 +270,15 @@ pub fn collect(target: &Target<'_>, _options: &Value) -> Result<Value, CollectEr
     let stdout = target.run_ok(&command(), TIMEOUT)?;
     let disks = parse_lsblk(&stdout)?;
     let mut data = Data::new();
+    for (field, column) in missing_columns(&stdout)? {
+        data.reason(
+            field,
+            format!(
+                "lsblk printed no {} column (util-linux before 2.23 lacks it)",
+                column.to_ascii_uppercase()
+            ),
+        );
+    }
     if disks.is_empty() {
         data.reason(
             "disks",
@@ -274,7 +322,8 @@ pub fn ids(disks: &[Disk]) -> Vec<String> {
 
 export_collector!(
     name = "disk",
-    description = "whole physical disks: size, model, serial, kind (lsblk)",
+    description =
+        "whole physical disks: size, model, serial, kind, transport, firmware, WWN (lsblk)",
     collect = collect
 );
 
@@ -297,8 +346,9 @@ mod tests {
     }
 
     /// Each fixture case and the lsblk output the collector reads from it.
-    const CASES: [(&str, &str); 4] = [
+    const CASES: [(&str, &str); 5] = [
         ("firecracker-vm", "lsblk.json"),
+        ("ansible-netapp-bmc-vmedia", "lsblk-adapted.json"),
         ("hyperv-ubuntu-18.04", "lsblk-O.json"),
         ("intel-rste-server", "lsblk-adapted.json"),
         ("util-linux-issue-305", "lsblk-adapted.json"),
@@ -379,13 +429,74 @@ mod tests {
                 "id": "vda",
                 "name": "vda",
                 "size_bytes": 274_877_906_944u64,
+                "media_present": true,
                 "model": null,
                 "serial": null,
                 "rotational": true,
                 "kind": "virtual",
+                "transport": null,
+                "firmware": null,
+                "wwn": null,
             }])
         );
         assert!(data["reasons"]["vda.serial"].is_string());
+    }
+
+    #[test]
+    fn bmc_virtual_media_of_zero_bytes_kept_and_marked_netapp_wwn() {
+        let data = run(include_str!(
+            "../fixtures/ansible-netapp-bmc-vmedia/lsblk-adapted.json"
+        ))
+        .expect("collects");
+        let d = disks(&data);
+        let names: Vec<_> = d.iter().filter_map(|d| d["name"].as_str()).collect();
+        assert_eq!(
+            names,
+            ["sdb", "sdc", "sdd", "sde", "sdf", "sdg"],
+            "sr0 is no disk"
+        );
+        assert_eq!(d[0]["size_bytes"], 0);
+        assert_eq!(d[0]["media_present"], false);
+        assert_eq!(d[0]["kind"], "virtual_media");
+        assert_eq!(d[0]["transport"], "usb");
+        // The four virtual disks share the BMC's serial: they go by name.
+        assert_eq!(d[0]["id"], "sdb");
+        assert_eq!(d[4]["media_present"], true);
+        assert_eq!(d[4]["wwn"], "0x60080e500047c49c0000135a5c4572b1");
+        assert_eq!(d[4]["id"], "SV84235026");
+        assert_eq!(d[5]["wwn"], Value::Null);
+    }
+
+    #[test]
+    fn firmware_transport_and_wwn_of_a_full_row() {
+        // Synthetic row in current util-linux's JSON.
+        let rows = r#"{"blockdevices": [
+            {"name": "sda", "size": 480103981056, "model": "INTEL SSDSC2KB480G8", "serial": "PHYF1", "rota": false, "type": "disk", "tran": "sata", "rev": "XCV10110", "wwn": "0x55cd2e415123abcd"}
+        ]}"#;
+        let data = run(rows).expect("collects");
+        let d = &disks(&data)[0];
+        assert_eq!(d["firmware"], "XCV10110");
+        assert_eq!(d["transport"], "sata");
+        assert_eq!(d["wwn"], "0x55cd2e415123abcd");
+        assert_eq!(data["reasons"], json!({}));
+    }
+
+    #[test]
+    fn an_lsblk_without_rev_tran_wwn_columns_degrades_with_reasons() {
+        // The oldest fallback's columns (NAME,SIZE,MODEL,ROTA,TYPE), as `-P` prints them.
+        let out = "NAME=\"sda\" SIZE=\"500107862016\" MODEL=\"ST500DM002-1BD14\" ROTA=\"1\" TYPE=\"disk\"\n";
+        let data = run(out).expect("collects");
+        let d = &disks(&data)[0];
+        assert_eq!(d["firmware"], Value::Null);
+        assert_eq!(d["kind"], "hdd");
+        assert_eq!(
+            data["reasons"]["firmware"],
+            "lsblk printed no REV column (util-linux before 2.23 lacks it)"
+        );
+        assert!(data["reasons"]["wwn"].is_string());
+        assert!(data["reasons"]["transport"].is_string());
+        assert!(data["reasons"]["sda.serial"].is_string());
+        assert!(command().ends_with("|| lsblk -P -b -d -o NAME,SIZE,MODEL,ROTA,TYPE"));
     }
 
     #[test]
@@ -400,6 +511,9 @@ mod tests {
         assert_eq!(d.model.as_deref(), Some("Virtual Disk"));
         assert_eq!(d.rotational, Some(true));
         assert_eq!(d.kind, Some("virtual"));
+        // Padded with blanks by util-linux 2.31.
+        assert_eq!(d.firmware.as_deref(), Some("1.0"));
+        assert_eq!(d.wwn, None);
     }
 
     #[test]
@@ -422,6 +536,10 @@ mod tests {
 
     #[test]
     fn this_vm_pairs_dialect_real_output() {
+        assert_eq!(
+            parse_lsblk(include_str!("../fixtures/firecracker-vm/lsblk-P.txt")).expect("parses"),
+            parse_lsblk(include_str!("../fixtures/firecracker-vm/lsblk.json")).expect("parses")
+        );
         let disks =
             parse_lsblk(include_str!("../fixtures/firecracker-vm/lsblk-P.txt")).expect("parses");
         assert_eq!(disks.len(), 1);
@@ -464,10 +582,6 @@ mod tests {
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| !NOT_DISKS.iter().any(|p| n.starts_with(p)))
-            .filter(|n| {
-                std::fs::read_to_string(format!("/sys/block/{n}/size"))
-                    .is_ok_and(|s| s.trim() != "0")
-            })
             .collect();
         expected.sort();
         let mut names: Vec<String> = disks(&data)
@@ -484,6 +598,20 @@ mod tests {
                 .parse()
                 .expect("a number");
             assert_eq!(d["size_bytes"].as_u64(), Some(sectors * 512), "{name}");
+            assert_eq!(d["media_present"], sectors > 0, "{name}");
+            // Parity with sysfs for firmware and WWN where the kernel exports them.
+            let sys = |f: &str| {
+                std::fs::read_to_string(format!("/sys/block/{name}/{f}"))
+                    .ok()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+            };
+            if let Some(rev) = sys("device/rev").or_else(|| sys("device/firmware_rev")) {
+                assert_eq!(d["firmware"], rev.as_str(), "{name}");
+            }
+            if let Some(wwid) = sys("device/wwid").or_else(|| sys("wwid")) {
+                println!("{name}: sysfs wwid {wwid}, lsblk wwn {}", d["wwn"]);
+            }
         }
     }
 }
