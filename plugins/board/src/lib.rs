@@ -71,7 +71,11 @@ const DMI_TYPES: &str = "0,1,2,3";
 const TIMEOUT: Duration = Duration::from_secs(8);
 
 /// A fact, its sysfs files and its dmidecode (type, key) sources, in order of preference.
-type Field = (&'static str, &'static [&'static str], &'static [(u8, &'static str)]);
+type Field = (
+    &'static str,
+    &'static [&'static str],
+    &'static [(u8, &'static str)],
+);
 
 /// Every fact of this collector.
 const FIELDS: [Field; 12] = [
