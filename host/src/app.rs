@@ -24,7 +24,7 @@ use crate::{
     plugins::worker,
     remote::salt::SaltConnector,
     remote::ssh::SshConnector,
-    remote::{self, Connector, HostResult, RemoteTarget},
+    remote::{self, Connector, HostResult, HostSummary, RemoteTarget},
     settings::{self, Fleet, Where},
     Mode, Outcome,
 };
@@ -188,6 +188,7 @@ fn run_main(settings: settings::Run) -> Result<Outcome> {
         load,
         isolation,
         cache: RegistryCache::default(),
+        lists: agent::lists::ListState::new(&settings.cert_path, settings.full_report_every),
     };
     match settings.interval {
         Some(every) => agent::run_interval(&mut agent, every),
@@ -201,7 +202,7 @@ fn collect_fleet(
     targets: Vec<RemoteTarget>,
     registry: &PluginRegistry,
     on_done: Arc<dyn Fn(&HostResult) + Send + Sync>,
-) -> Result<Vec<HostResult>> {
+) -> Result<Vec<HostSummary>> {
     let connector: Arc<dyn Connector> = match fleet.mode {
         Mode::Ssh => Arc::new(SshConnector::new(&fleet.ssh)?),
         Mode::Salt => Arc::new(SaltConnector::new(&fleet.salt)?),
@@ -246,12 +247,8 @@ fn collect_remote(fleet: &Fleet, common: &settings::Common, format: Format) -> R
     Ok(fleet_outcome(&results))
 }
 
-fn fleet_outcome(results: &[HostResult]) -> Outcome {
-    let all_ok = results.iter().all(|r| {
-        r.outcome
-            .as_ref()
-            .is_ok_and(|rep| rep.plugins.values().all(|p| p.is_ok()))
-    });
+fn fleet_outcome(results: &[HostSummary]) -> Outcome {
+    let all_ok = results.iter().all(HostSummary::all_ok);
     if all_ok {
         Outcome::AllWell
     } else {

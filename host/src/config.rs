@@ -185,6 +185,8 @@ pub struct ConfigFile {
     pub cert_file: Option<PathBuf>,
     pub spool_dir: Option<PathBuf>,
     pub spool_max_reports: Option<usize>,
+    /// Every how many reports the agent sends its long part lists whole (else by digest).
+    pub full_report_every: Option<u32>,
     pub spool_max_bytes: Option<u64>,
     pub log_dir: Option<PathBuf>,
     pub strict_permissions: Option<bool>,

@@ -182,6 +182,8 @@ pub struct Run {
     pub spool_dir: PathBuf,
     pub spool_max_reports: usize,
     pub spool_max_bytes: u64,
+    /// Every how many reports long part lists go whole (the others send unchanged ones by digest).
+    pub full_report_every: u32,
     pub interval: Option<Duration>,
     pub log_dir: Option<PathBuf>,
 }
@@ -209,6 +211,7 @@ impl Run {
                 .unwrap_or_else(|| PathBuf::from("/var/lib/auto-client/spool")),
             spool_max_reports: file.spool_max_reports.unwrap_or(1000),
             spool_max_bytes: file.spool_max_bytes.unwrap_or(64 << 20),
+            full_report_every: file.full_report_every.unwrap_or(24).max(1),
             interval,
             log_dir: args.log_dir.clone().or_else(|| file.log_dir.clone()),
         })

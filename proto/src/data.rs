@@ -88,9 +88,32 @@ pub enum PartList {
         /// The attributes the ids are made of, in the collector's words (`["serial", "name"]`).
         key: Vec<String>,
         parts: Vec<Part>,
+        /// [`list_digest`] of the list as received.
+        digest: String,
     },
     /// The list could not be seen (no privilege, tool missing): its parts are unknown, not gone.
     Unavailable { reason: String },
+    /// The list is what it was in the last report the server accepted from this host: the same
+    /// [`list_digest`]. Sent instead of a long list that did not change (installed packages); the
+    /// server keeps what it has when the digest matches, and asks for the list in full when not.
+    Unchanged { digest: String },
+}
+
+/// The digest of a seen list, as sent: `sha256:` and the hex SHA-256 of its canonical JSON text
+/// (`{"key": [...], "parts": [...]}`, object keys sorted, no spaces; what `serde_json` prints for a
+/// `Value`). The client and the server compute it the same way from the same JSON.
+pub fn list_digest(list: &Value) -> String {
+    use sha2::{Digest, Sha256};
+    let text = serde_json::to_string(list).unwrap_or_default();
+    format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())))
+}
+
+fn valid_digest(d: &str) -> bool {
+    d.strip_prefix("sha256:").is_some_and(|h| {
+        h.len() == 64
+            && h.bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+    })
 }
 
 /// One collector's checked data.
@@ -288,6 +311,28 @@ fn named_values(
 
 fn part_list(v: &Value, path: &str, limits: &DataLimits) -> Result<PartList, Invalid> {
     let map = object(v, path)?;
+    if let Some(digest) = map.get("unchanged") {
+        let path = format!("{path}.unchanged");
+        match digest.as_str() {
+            Some(d) if valid_digest(d) && map.len() == 1 => {
+                return Ok(PartList::Unchanged {
+                    digest: d.to_owned(),
+                })
+            }
+            Some(d) if valid_digest(d) => {
+                return Err(invalid(
+                    path,
+                    "an unchanged list has nothing but its digest",
+                ))
+            }
+            _ => {
+                return Err(invalid(
+                    path,
+                    "expected sha256: and 64 lower-case hex digits (the list's digest)",
+                ))
+            }
+        }
+    }
     if let Some(reason) = map.get("unavailable") {
         let Some(reason) = reason.as_str().filter(|r| !r.trim().is_empty()) else {
             return Err(invalid(
@@ -312,7 +357,7 @@ fn part_list(v: &Value, path: &str, limits: &DataLimits) -> Result<PartList, Inv
     if let Some(extra) = map.keys().find(|k| !matches!(k.as_str(), "key" | "parts")) {
         return Err(invalid(
             format!("{path}.{extra}"),
-            "unknown member (a list has `key` and `parts`, or only `unavailable`)",
+            "unknown member (a list has `key` and `parts`, or only `unavailable`, or only `unchanged`)",
         ));
     }
     let key_path = format!("{path}.key");
@@ -408,7 +453,11 @@ fn part_list(v: &Value, path: &str, limits: &DataLimits) -> Result<PartList, Inv
             attrs,
         });
     }
-    Ok(PartList::Seen { key, parts })
+    Ok(PartList::Seen {
+        key,
+        parts,
+        digest: list_digest(v),
+    })
 }
 
 /// Checks one `ok` collector's `data` against the contract. The error's path is below `data`.
@@ -678,6 +727,22 @@ mod tests {
             let got = check(data.clone()).expect_err(&data.to_string());
             assert!(got.starts_with(want), "{data}: {got}");
         }
+    }
+
+    #[test]
+    fn an_unchanged_list_carries_only_its_digest() {
+        let list = json!({"key": ["name"], "parts": [{"id": "a", "name": "a"}]});
+        let digest = list_digest(&list);
+        assert!(valid_digest(&digest), "{digest}");
+        // key order in the text does not matter: the digest is of the canonical value
+        let reordered: Value =
+            serde_json::from_str(r#"{"parts":[{"name":"a","id":"a"}],"key":["name"]}"#)
+                .expect("json");
+        assert_eq!(list_digest(&reordered), digest);
+        let d = check(json!({"lists": {"l": {"unchanged": digest}}})).expect("valid");
+        assert!(matches!(&d.lists["l"], PartList::Unchanged { digest: x } if *x == digest));
+        let e = check(json!({"lists": {"l": {"unchanged": "md5:x"}}})).expect_err("bad digest");
+        assert!(e.starts_with(".lists.l.unchanged: expected sha256:"), "{e}");
     }
 
     #[test]

@@ -85,6 +85,10 @@ pub struct IngestResponse {
     /// For example `{"code": "hostname_taken", ...}` when a rename was refused.
     #[serde(default)]
     pub warnings: Vec<Warning>,
+    /// Part lists (`PLUGIN.LIST`) sent as `unchanged` whose digest is not what the server holds:
+    /// they were left as they were, and the client sends them in full next time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resend: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

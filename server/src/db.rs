@@ -61,6 +61,11 @@ impl Backend {
                     "web_ui",
                     include_str!("../migrations/sqlite/0003_web_ui.sql"),
                 ),
+                (
+                    4,
+                    "list_digests",
+                    include_str!("../migrations/common/0004_list_digests.sql"),
+                ),
             ],
             Backend::Postgres => &[
                 (
@@ -77,6 +82,11 @@ impl Backend {
                     3,
                     "web_ui",
                     include_str!("../migrations/postgres/0003_web_ui.sql"),
+                ),
+                (
+                    4,
+                    "list_digests",
+                    include_str!("../migrations/common/0004_list_digests.sql"),
                 ),
             ],
         }

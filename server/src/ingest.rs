@@ -305,7 +305,7 @@ async fn ingest_once(
         }
     };
 
-    let changed = apply(&mut tx, now, &host, checked).await?;
+    let (changed, resend) = apply(&mut tx, now, &host, checked).await?;
     // The search index follows what a search can find: names, identity, non-volatile components.
     let ident = &checked.identity;
     let identity_moved = [
@@ -326,6 +326,7 @@ async fn ingest_once(
             hostname: host.hostname.clone(),
             report_id: report.report_id.clone(),
             warnings,
+            resend,
         },
     };
     let (status, body) = outcome.status_and_body();
@@ -425,13 +426,25 @@ pub struct Wanted {
 /// What the report's `ok` collectors say, as components: the ones the host has now, the kinds
 /// they speak for (anything stored of those kinds and not wanted has been removed), the items
 /// they could not see (kept as they are), and the state of each part list.
+/// A part list as the report leaves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListState {
+    pub kind: String,
+    /// Why it could not be seen; `None`: seen.
+    pub unavailable: Option<String>,
+    /// The digest of what was seen (`None`: keep the stored one).
+    pub digest: Option<String>,
+}
+
 #[derive(Debug, Default)]
 pub struct Desired {
     pub wanted: Vec<Wanted>,
     pub owned: HashSet<String>,
     pub unknown: HashSet<(String, String)>,
-    /// Seen lists (`None`) and unavailable ones (`Some(reason)`), by kind.
-    pub lists: Vec<(String, Option<String>)>,
+    /// The state of every list the report speaks of, seen or unavailable.
+    pub lists: Vec<ListState>,
+    /// Lists sent as `unchanged`, with their digest: kept as stored when the digest matches.
+    pub unchanged: Vec<(String, String)>,
 }
 
 /// Turns the checked report into components. Pure: the stored kinds are passed in, so that a
@@ -463,7 +476,7 @@ pub fn desired(checked: &Checked, stored_kinds: &HashSet<String>) -> Desired {
         for (list, parts) in &data.lists {
             let kind = format!("{plugin}.{list}");
             match parts {
-                PartList::Seen { parts, .. } => {
+                PartList::Seen { parts, digest, .. } => {
                     d.owned.insert(kind.clone());
                     d.wanted.extend(parts.iter().map(|p| Wanted {
                         kind: kind.clone(),
@@ -471,11 +484,24 @@ pub fn desired(checked: &Checked, stored_kinds: &HashSet<String>) -> Desired {
                         value: Value::Object(p.attrs.clone()),
                         volatile: false,
                     }));
-                    d.lists.push((kind, None));
+                    d.lists.push(ListState {
+                        kind,
+                        unavailable: None,
+                        digest: Some(digest.clone()),
+                    });
                 }
                 PartList::Unavailable { reason } => {
                     d.owned.remove(&kind);
-                    d.lists.push((kind, Some(reason.clone())));
+                    d.lists.push(ListState {
+                        kind,
+                        unavailable: Some(reason.clone()),
+                        digest: None,
+                    });
+                }
+                PartList::Unchanged { digest } => {
+                    // kept as stored: settled in `apply` against the stored digest
+                    d.owned.remove(&kind);
+                    d.unchanged.push((kind, digest.clone()));
                 }
             }
         }
@@ -520,7 +546,7 @@ async fn apply(
     now: i64,
     host: &HostRow,
     checked: &Checked,
-) -> Result<bool, sqlx::Error> {
+) -> Result<(bool, Vec<String>), sqlx::Error> {
     let report = &checked.report;
     let id = &checked.identity;
 
@@ -686,16 +712,48 @@ async fn apply(
         tracing::debug!(changes = changes.len(), "change log written");
     }
 
-    // Part lists: when each was last seen, and since when it could not be seen.
-    for (kind, unavailable) in &d.lists {
+    // Lists sent as unchanged: the same as last seen when the digest is the stored one (then they
+    // count as seen now); otherwise left as they are, and the client is asked for them in full.
+    let mut lists = d.lists.clone();
+    let mut resend = Vec::new();
+    for (kind, digest) in &d.unchanged {
+        let stored: Option<String> =
+            sqlx::query("SELECT digest FROM part_lists WHERE host_id = $1 AND kind = $2")
+                .bind(host.id)
+                .bind(kind)
+                .fetch_optional(&mut *conn)
+                .await?
+                .map(|r| r.try_get("digest"))
+                .transpose()?
+                .flatten();
+        if stored.as_deref() == Some(digest.as_str()) {
+            lists.push(ListState {
+                kind: kind.clone(),
+                unavailable: None,
+                digest: None,
+            });
+        } else {
+            tracing::info!(list = %kind, "an unchanged list's digest is not the stored one: asking for it in full");
+            resend.push(kind.clone());
+        }
+    }
+
+    // Part lists: when each was last seen, its digest, and since when it could not be seen.
+    for ListState {
+        kind,
+        unavailable,
+        digest,
+    } in &lists
+    {
         sqlx::query(
-            "INSERT INTO part_lists (host_id, kind, unavailable, unavailable_since, last_seen_at, last_seen_report_id) \
+            "INSERT INTO part_lists (host_id, kind, unavailable, unavailable_since, last_seen_at, last_seen_report_id, digest) \
              VALUES ($1, $2, $3, CASE WHEN $4 = 1 THEN $5 ELSE NULL END, CASE WHEN $4 = 1 THEN NULL ELSE $5 END, \
-                     CASE WHEN $4 = 1 THEN NULL ELSE $6 END) \
+                     CASE WHEN $4 = 1 THEN NULL ELSE $6 END, $7) \
              ON CONFLICT (host_id, kind) DO UPDATE SET unavailable = excluded.unavailable, \
              unavailable_since = CASE WHEN $4 = 1 THEN COALESCE(part_lists.unavailable_since, excluded.unavailable_since) ELSE NULL END, \
              last_seen_at = CASE WHEN $4 = 1 THEN part_lists.last_seen_at ELSE excluded.last_seen_at END, \
-             last_seen_report_id = CASE WHEN $4 = 1 THEN part_lists.last_seen_report_id ELSE excluded.last_seen_report_id END",
+             last_seen_report_id = CASE WHEN $4 = 1 THEN part_lists.last_seen_report_id ELSE excluded.last_seen_report_id END, \
+             digest = COALESCE($7, part_lists.digest)",
         )
         .bind(host.id)
         .bind(kind)
@@ -703,12 +761,13 @@ async fn apply(
         .bind(i64::from(unavailable.is_some()))
         .bind(now)
         .bind(&report.report_id)
+        .bind(digest.as_deref())
         .execute(&mut *conn)
         .await?;
     }
     // A list no collector reports any more is gone with its parts.
     for kind in d.owned.iter().filter(|k| k.contains('.')) {
-        if !d.lists.iter().any(|(k, _)| k == kind) {
+        if !lists.iter().any(|l| l.kind == *kind) {
             sqlx::query("DELETE FROM part_lists WHERE host_id = $1 AND kind = $2")
                 .bind(host.id)
                 .bind(kind)
@@ -764,7 +823,7 @@ async fn apply(
             .await?;
         }
     }
-    Ok(changed)
+    Ok((changed, resend))
 }
 
 #[cfg(test)]
@@ -830,10 +889,11 @@ mod tests {
         assert!(!d.owned.contains("shelf.slots"));
         assert_eq!(
             d.lists,
-            [(
-                "shelf.slots".to_owned(),
-                Some("shelftool: not found".to_owned())
-            )]
+            [ListState {
+                kind: "shelf.slots".to_owned(),
+                unavailable: Some("shelftool: not found".to_owned()),
+                digest: None,
+            }]
         );
     }
 

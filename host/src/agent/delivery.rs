@@ -131,12 +131,21 @@ impl ApiClient {
     }
 
     /// One signed request, no retry.
-    fn send_once(&self, method: &str, path: &str, body: &[u8]) -> Result<(u16, Vec<u8>), Failure> {
+    fn send_once(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        gzip: bool,
+    ) -> Result<(u16, Vec<u8>), Failure> {
         let url = format!("{}{}", self.base, path);
         let mut req = self
             .agent
             .request(method, &url)
             .set("content-type", "application/json");
+        if gzip {
+            req = req.set("content-encoding", "gzip");
+        }
         if let Some(key) = &self.key {
             let ts = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -186,11 +195,17 @@ impl ApiClient {
     }
 
     /// Retries transient failures with exponential backoff and jitter; a 4xx is final at once.
-    fn send(&self, method: &str, path: &str, body: &[u8]) -> Result<(u16, Vec<u8>), Failure> {
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        gzip: bool,
+    ) -> Result<(u16, Vec<u8>), Failure> {
         let mut backoff = self.retry.first_backoff;
         let mut attempt = 1;
         loop {
-            match self.send_once(method, path, body) {
+            match self.send_once(method, path, body, gzip) {
                 Err(Failure::Transient(m)) if attempt < self.retry.attempts => {
                     let jitter = backoff.mul_f64(fastrand::f64() * 0.5);
                     tracing::warn!(attempt, error = %m, retry_in_ms = (backoff + jitter).as_millis() as u64, "request failed, retrying");
@@ -204,8 +219,15 @@ impl ApiClient {
     }
 
     /// POSTs a report (as its exact JSON bytes).
+    /// A body over [`GZIP_OVER`] bytes travels gzip-compressed (`Content-Encoding: gzip`; the
+    /// signature covers the compressed bytes, as sent).
     pub fn post_report(&self, body: &[u8]) -> Result<Answer, Failure> {
-        match self.send("POST", "/api/v1/reports", body) {
+        let compressed = (body.len() > GZIP_OVER).then(|| gzip(body)).flatten();
+        let sent = match &compressed {
+            Some(c) => self.send("POST", "/api/v1/reports", c, true),
+            None => self.send("POST", "/api/v1/reports", body, false),
+        };
+        match sent {
             Ok((status, bytes)) => {
                 let body: IngestResponse = serde_json::from_slice(&bytes).map_err(|e| {
                     Failure::Transient(format!(
@@ -224,7 +246,7 @@ impl ApiClient {
     /// A signed GET of any API path (`auto-client api PATH`), as JSON.
     pub fn get_json(&self, path: &str) -> Result<serde_json::Value> {
         let (_, bytes) = self
-            .send("GET", path, b"")
+            .send("GET", path, b"", false)
             .map_err(|e| anyhow::anyhow!("GET {path}: {e}"))?;
         serde_json::from_slice(&bytes)
             .with_context(|| format!("GET {path}: the answer is not JSON"))
@@ -233,10 +255,23 @@ impl ApiClient {
     /// The hosts due for collection.
     pub fn pending_hosts(&self) -> Result<Vec<PendingHost>> {
         let (_, bytes) = self
-            .send("GET", "/api/v1/hosts/pending", b"")
+            .send("GET", "/api/v1/hosts/pending", b"", false)
             .map_err(|e| anyhow::anyhow!("cannot get the pending hosts: {e}"))?;
         serde_json::from_slice(&bytes).context("the pending hosts answer is not a list of hosts")
     }
+}
+
+/// Reports larger than this are sent gzip-compressed.
+pub const GZIP_OVER: usize = 1024;
+
+fn gzip(body: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4),
+        flate2::Compression::fast(),
+    );
+    enc.write_all(body).ok()?;
+    enc.finish().ok()
 }
 
 fn read_body(resp: ureq::Response) -> Vec<u8> {

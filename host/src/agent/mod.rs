@@ -3,6 +3,7 @@
 
 pub mod delivery;
 pub mod identity;
+pub mod lists;
 pub mod spool;
 
 use std::{
@@ -36,13 +37,14 @@ pub struct Agent {
     pub load: LoadOptions,
     pub isolation: Isolation,
     pub cache: RegistryCache,
+    pub lists: lists::ListState,
 }
 
 /// What happened to one report.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Delivery {
-    /// The server applied it.
-    Applied,
+    /// The server applied it; `resend`: lists it wants in full next time.
+    Applied { resend: Vec<String> },
     /// The server refused it for good (name taken, malformed): logged, not retried.
     Refused,
     /// Not delivered: keep it and stop sending for this cycle.
@@ -75,7 +77,9 @@ pub fn send(api: &ApiClient, spool: &Spool, cert: Option<&CertFile>, report: &Re
                     tracing::error!(error = %format!("{e:#}"), "cannot update the cert file");
                 }
             }
-            Delivery::Applied
+            Delivery::Applied {
+                resend: body.resend,
+            }
         }
         Ok(Answer::Refused { problem, .. }) => {
             identity::name_taken(report, &problem);
@@ -135,7 +139,7 @@ pub fn send_spool(api: &ApiClient, spool: &Spool, cert: Option<&CertFile>) -> Re
             report.previous_hostname = cert.read()?;
         }
         match send(api, spool, cert, &report) {
-            Delivery::Applied | Delivery::Refused => spool.remove(&item),
+            Delivery::Applied { .. } | Delivery::Refused => spool.remove(&item),
             Delivery::Keep => return Ok(false),
         }
     }
@@ -146,7 +150,7 @@ pub fn send_spool(api: &ApiClient, spool: &Spool, cert: Option<&CertFile>) -> Re
 /// True when the server applied it.
 pub fn send_remote_report(api: &ApiClient, spool: &Spool, report: &Report) -> bool {
     match send(api, spool, None, report) {
-        Delivery::Applied => true,
+        Delivery::Applied { .. } => true,
         Delivery::Refused => false,
         Delivery::Keep => {
             if let Err(e) = spool.put(report) {
@@ -196,8 +200,13 @@ impl Agent {
             return Ok(false);
         }
         report.previous_hostname = self.cert.read()?;
-        match send(&self.api, &self.spool, Some(&self.cert), &report) {
-            Delivery::Applied => Ok(true),
+        // Long lists the server holds as they are go by their digest; the spool keeps them whole.
+        let sent = self.lists.slim(&report);
+        match send(&self.api, &self.spool, Some(&self.cert), &sent) {
+            Delivery::Applied { resend } => {
+                self.lists.accepted(&report, &sent, &resend);
+                Ok(true)
+            }
             Delivery::Refused => Ok(false),
             Delivery::Keep => {
                 self.spool.put(&report)?;

@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod learn;
+pub mod pace;
 pub mod salt;
 pub mod ssh;
 
@@ -118,15 +119,44 @@ pub struct HostResult {
     pub took: Duration,
 }
 
+/// What the closing summary and the exit code need of one host, kept after its report was handed
+/// to `on_done` (a report is ~16 KB: 10,000 of them held to the end were most of the RSS).
+#[derive(Debug, Clone)]
+pub struct HostSummary {
+    pub name: String,
+    /// How many of its collectors failed, or why the host could not be collected.
+    pub outcome: Result<usize, HostFailure>,
+    pub took: Duration,
+}
+
+impl HostSummary {
+    fn of(result: &HostResult) -> Self {
+        Self {
+            name: result.target.name.clone(),
+            outcome: match &result.outcome {
+                Ok(report) => Ok(report.plugins.values().filter(|p| !p.is_ok()).count()),
+                Err(f) => Err(f.clone()),
+            },
+            took: result.took,
+        }
+    }
+
+    /// Collected, every collector ok.
+    pub fn all_ok(&self) -> bool {
+        matches!(self.outcome, Ok(0))
+    }
+}
+
 /// Collects every target with `workers` hosts at a time. `on_done` is called from the worker
-/// thread as each host finishes (to print or deliver its report at once).
+/// thread as each host finishes (to print or deliver its report at once); the report is dropped
+/// right after, only its [`HostSummary`] is kept (sorted by name).
 pub fn collect_fleet(
     targets: Vec<RemoteTarget>,
     registry: &PluginRegistry,
     connector: Arc<dyn Connector>,
     workers: usize,
     on_done: Arc<dyn Fn(&HostResult) + Send + Sync>,
-) -> Vec<HostResult> {
+) -> Vec<HostSummary> {
     let workers = workers.max(1);
     let total = targets.len();
     if let Some(shortest) = registry.loaded.iter().map(|p| p.timeout()).min() {
@@ -170,17 +200,16 @@ pub fn collect_fleet(
             };
             progress.done(&result);
             on_done(&result);
-            results
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(result);
+            let kept = HostSummary::of(&result);
+            drop(result);
+            results.lock().unwrap_or_else(|p| p.into_inner()).push(kept);
         });
     }
     hosts.join();
     progress.finish();
     connector.finish();
     let mut results = std::mem::take(&mut *results.lock().unwrap_or_else(|p| p.into_inner()));
-    results.sort_by(|a, b| a.target.name.cmp(&b.target.name));
+    results.sort_by(|a, b| a.name.cmp(&b.name));
     results
 }
 
@@ -245,17 +274,14 @@ impl Progress {
 }
 
 /// The closing summary: ok, failed with reason, duration.
-pub fn summary(results: &[HostResult], took: Duration) -> String {
+pub fn summary(results: &[HostSummary], took: Duration) -> String {
     let ok = results.iter().filter(|r| r.outcome.is_ok()).count();
     let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
     let mut lines = Vec::new();
-    for HostResult {
-        target, outcome, ..
-    } in results
-    {
+    for HostSummary { name, outcome, .. } in results {
         if let Err(f) = outcome {
             *by_kind.entry(f.kind.as_str()).or_default() += 1;
-            lines.push(format!("  {}: {} ({})", target.name, f.message, f.kind));
+            lines.push(format!("  {name}: {} ({})", f.message, f.kind));
         }
     }
     let kinds = by_kind

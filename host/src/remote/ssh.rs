@@ -28,6 +28,7 @@ use crate::{
     plugins::runner::MakeExecutor,
     remote::batch,
     remote::learn::{self, cat_command, cat_read},
+    remote::pace::{Pacer, Signal},
     remote::{Connector, HostFailure, RemoteTarget},
     Mode,
 };
@@ -60,6 +61,8 @@ pub struct SshConnector {
     port: u16,
     /// What runs on each host right after it is connected (see the module doc); unset: nothing.
     prefetch: std::sync::OnceLock<Prefetch>,
+    /// How many handshakes may be under way: follows how fast they complete (`pace`).
+    pacer: Pacer,
 }
 
 /// The learned commands, worked out once per fleet.
@@ -115,10 +118,12 @@ impl SshConnector {
         Ok(Self {
             auth,
             known_hosts: Arc::new(known_hosts),
-            options,
+            options: options.clone(),
             user: s.user.clone().unwrap_or_else(|| "root".to_string()),
             port: s.port.unwrap_or(22),
             prefetch: std::sync::OnceLock::new(),
+            // the pool of `--workers` bounds it too; the window only grows while in use
+            pacer: Pacer::new(4096, options.connect_timeout),
         })
     }
 
@@ -171,14 +176,27 @@ impl Connector for SshConnector {
             port: target.port.unwrap_or(self.port),
             user: self.user.clone(),
         };
-        let started = Instant::now();
-        let session =
-            SshSession::connect(&ssh_target, &self.auth, &self.known_hosts, &self.options)
-                .map_err(|e| HostFailure {
-                    kind: e.kind().to_string(),
-                    message: e.to_string(),
-                })?;
-        tracing::debug!(took_ms = started.elapsed().as_millis() as u64, "connected");
+        let waited = Instant::now();
+        let permit = self.pacer.start();
+        let started = permit.started();
+        let connected =
+            SshSession::connect(&ssh_target, &self.auth, &self.known_hosts, &self.options);
+        let took = started.elapsed();
+        permit.end(match &connected {
+            Ok(_) => Signal::Done(took),
+            Err(SshError::Timeout { .. }) => Signal::TimedOut,
+            Err(_) => Signal::Neutral,
+        });
+        let session = connected.map_err(|e| HostFailure {
+            kind: e.kind().to_string(),
+            message: e.to_string(),
+        })?;
+        tracing::debug!(
+            waited_ms = started.duration_since(waited).as_millis() as u64,
+            took_ms = took.as_millis() as u64,
+            window = self.pacer.limit(),
+            "connected"
+        );
         let prefetched = Arc::new(self.run_prefetch(&session, &target.name));
         let session = Arc::new(session);
         let name = target.name.clone();

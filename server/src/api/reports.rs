@@ -1,7 +1,7 @@
 //! `POST /api/v1/reports`: check (off the async executor), then ingest in one transaction.
 
 use axum::body::Bytes;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::Extension;
 
 use super::{json_response, ApiError, ApiResult, AppStateRef};
@@ -10,10 +10,54 @@ use crate::clock::now;
 use crate::ingest::{self, log_error, WriteScope};
 use crate::report;
 
+/// A gzip body is inflated to at most this many times the body limit (a "zip bomb" is a 413).
+pub const INFLATE_FACTOR: usize = 16;
+
+/// The body as JSON bytes: as sent, or inflated when `Content-Encoding: gzip` (the signature
+/// covers the bytes as sent). Any other encoding is refused.
+fn inflate(headers: &HeaderMap, body: Bytes, limit: usize) -> Result<Bytes, ApiError> {
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("identity")
+        .trim()
+        .to_ascii_lowercase();
+    match encoding.as_str() {
+        "identity" | "" => Ok(body),
+        "gzip" => {
+            use std::io::Read;
+            let mut out = Vec::with_capacity(body.len() * 4);
+            let read = flate2::read::GzDecoder::new(&body[..])
+                .take(limit as u64 + 1)
+                .read_to_end(&mut out);
+            match read {
+                Err(e) => Err(ApiError::bad_request(
+                    "malformed_report",
+                    format!("the gzip body cannot be inflated: {e}"),
+                )),
+                Ok(n) if n > limit => Err(ApiError::Problem {
+                    status: StatusCode::PAYLOAD_TOO_LARGE,
+                    code: "too_large",
+                    detail: format!(
+                        "the gzip body inflates to more than the limit of {limit} bytes"
+                    ),
+                }),
+                Ok(_) => Ok(Bytes::from(out)),
+            }
+        }
+        other => Err(ApiError::Problem {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code: "unsupported_encoding",
+            detail: format!("content-encoding {other:?} is not taken: send identity or gzip"),
+        }),
+    }
+}
+
 pub async fn post_report(
     state: AppStateRef,
     nonce: Option<Extension<PendingNonce>>,
     principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
     let scope = match principal.map(|Extension(p)| p.scope) {
@@ -29,14 +73,17 @@ pub async fn post_report(
     };
     let nonce = nonce.map(|Extension(n)| (n.nonce, n.timestamp));
     let limits = state.config.limits;
+    let inflate_limit = state.config.max_body_bytes.saturating_mul(INFLATE_FACTOR);
     // Parsing and checking a large report is CPU work: not on the async executor.
-    let checked = tokio::task::spawn_blocking(move || report::check(&body, limits))
-        .await
-        .map_err(|e| ApiError::Problem {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            code: "internal",
-            detail: format!("the report check failed: {e}"),
-        })?;
+    let checked = tokio::task::spawn_blocking(move || {
+        inflate(&headers, body, inflate_limit).map(|body| report::check(&body, limits))
+    })
+    .await
+    .map_err(|e| ApiError::Problem {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        code: "internal",
+        detail: format!("the report check failed: {e}"),
+    })??;
     let checked = match checked {
         Ok(c) => c,
         Err(m) => {

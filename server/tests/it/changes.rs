@@ -382,6 +382,73 @@ fn a_huge_part_list_is_refused_quickly(b: Backend) {
     assert_eq!(s.get("/healthz").status, 200);
 }
 
+/// A long list the server holds as it is may come by its digest: kept, no row; a digest the
+/// server does not hold leaves the list as it was and asks for it in full (`resend`).
+fn an_unchanged_list_is_kept_by_its_digest(b: Backend) {
+    let s = Server::start(b);
+    let mut m = Machine::new("web-1");
+    assert_eq!(s.report(&m.report(None)).status, 201);
+    let before = s.changes_of("web-1").len();
+    let whole = m.data["disk"]["lists"]["disks"].clone();
+    let digest = auto_proto::data::list_digest(&whole);
+    m.data.get_mut("disk").expect("disk")["lists"]["disks"] = json!({"unchanged": digest});
+    let a = s.report(&m.report(Some("web-1")));
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert!(a.body.get("resend").is_none(), "{:?}", a.body);
+    assert_eq!(s.changes_of("web-1").len(), before);
+    let stored = s.get("/api/v1/hosts/web-1").body["plugins"]["disk"]["lists"]["disks"].clone();
+    assert_eq!(
+        stored["parts"].as_array().map(Vec::len),
+        whole["parts"].as_array().map(Vec::len)
+    );
+    // a digest the server does not hold: the list is left as it was, and asked for in full
+    let other = auto_proto::data::list_digest(&json!({"key": ["x"], "parts": []}));
+    m.data.get_mut("disk").expect("disk")["lists"]["disks"] = json!({"unchanged": other});
+    let a = s.report(&m.report(Some("web-1")));
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(a.body["resend"], json!(["disk.disks"]));
+    assert_eq!(s.changes_of("web-1").len(), before);
+    let again = s.get("/api/v1/hosts/web-1").body["plugins"]["disk"]["lists"]["disks"].clone();
+    assert_eq!(again["parts"], stored["parts"]);
+}
+
+/// A gzip body is inflated (the signature covers the bytes as sent); a "zip bomb" is a 413; an
+/// encoding the server does not take is a 415.
+fn gzip_bodies_are_taken_within_the_limit(b: Backend) {
+    use std::io::Write;
+    let gz = |bytes: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(bytes).expect("gzip");
+        e.finish().expect("gzip")
+    };
+    let s = Server::start(b);
+    let send = |body: &[u8], encoding: &str| {
+        let mut headers = s.signed_headers(
+            "POST",
+            "/api/v1/reports",
+            body,
+            crate::support::now(),
+            &crate::support::random_hex(16),
+        );
+        headers.push(("content-encoding", encoding.to_owned()));
+        s.raw("POST", "/api/v1/reports", body, &headers)
+    };
+    let report = Machine::new("web-1").report(None).to_string();
+    let a = send(&gz(report.as_bytes()), "gzip");
+    assert_eq!(a.status, 201, "{:?}", a.body);
+    // 40 MB of spaces: 40 KB on the wire, more than 16 x the 1 MiB body limit inflated
+    let bomb = gz(&vec![b' '; 40 << 20]);
+    assert!(bomb.len() < 1 << 20);
+    let a = send(&bomb, "gzip");
+    assert_eq!(a.status, 413, "{:?}", a.body);
+    let a = send(report.as_bytes(), "br");
+    assert_eq!(a.status, 415, "{:?}", a.body);
+    assert_eq!(
+        s.get("/api/v1/hosts").body.as_array().map(Vec::len),
+        Some(1)
+    );
+}
+
 crate::both!(
     a_first_report_logs_everything_as_added,
     no_change_writes_nothing,
@@ -394,4 +461,6 @@ crate::both!(
     a_new_collectors_parts_are_logged_one_row_each,
     nonsense_values_are_refused_naming_the_field,
     a_huge_part_list_is_refused_quickly,
+    an_unchanged_list_is_kept_by_its_digest,
+    gzip_bodies_are_taken_within_the_limit,
 );
