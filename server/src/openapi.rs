@@ -157,7 +157,8 @@ pub fn document() -> Value {
                     "201": json_response("a new host was created", schema_ref("IngestResponse")),
                     "200": json_response("an existing host was updated or renamed (a refused rename carries the warning hostname_taken)", schema_ref("IngestResponse")),
                     "400": problem_response("malformed report (`code`: `malformed_report`; `detail` names the field): not json, a key twice in one object, schema 1, a value against the contract (negative size, 2^64, a string where a number belongs, a part id twice), more parts than the limit"),
-                    "409": problem_response("a new host's name belongs to another host (`code`: `hostname_taken`); nothing was stored")
+                    "409": problem_response("a new host's name belongs to another host (`code`: `hostname_taken`); nothing was stored"),
+                    "415": problem_response("a content-encoding other than identity or gzip (`code`: `unsupported_encoding`)")
                 }))
             }},
             "/api/v1/hosts/pending": {"get": {
@@ -355,7 +356,8 @@ fn schemas() -> Value {
                 "warnings": {"type": "array", "items": {
                     "type": "object", "required": ["code", "message"],
                     "properties": {"code": {"type": "string"}, "message": {"type": "string"}}
-                }}
+                }},
+                "resend": {"type": "array", "items": {"type": "string"}, "description": "PLUGIN.LIST sent as unchanged whose digest the server does not hold: send them whole next time (absent when none)"}
             }
         },
         "PendingHost": {
@@ -514,7 +516,9 @@ fn schemas() -> Value {
                         "parts": {"type": "array", "maxItems": 10000, "items": schema_ref("Part")}
                      }},
                     {"type": "object", "additionalProperties": false, "required": ["unavailable"],
-                     "properties": {"unavailable": {"type": "string", "minLength": 1, "description": "why the list could not be seen: its stored parts are kept, never logged as removed"}}}
+                     "properties": {"unavailable": {"type": "string", "minLength": 1, "description": "why the list could not be seen: its stored parts are kept, never logged as removed"}}},
+                    {"type": "object", "additionalProperties": false, "required": ["unchanged"],
+                     "properties": {"unchanged": {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$", "description": "the list's digest: the server keeps what it holds when the digest is the stored one, else names the list in the answer's resend"}}}
                 ]}},
                 "reasons": {"type": "object", "additionalProperties": {"type": "string"}}
             }
