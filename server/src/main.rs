@@ -289,6 +289,9 @@ struct ConnWatch {
     head_started: AtomicU64,
     /// Requests being handled.
     in_flight: AtomicUsize,
+    /// Wakes the watchdog when a request head starts: it may be sleeping out the (longer)
+    /// keep-alive timeout, and must now keep the header timeout.
+    head_began: tokio::sync::Notify,
 }
 
 impl ConnWatch {
@@ -299,10 +302,14 @@ impl ConnWatch {
     fn saw_bytes(&self, read: bool) {
         let now = self.now();
         self.last_io.store(now, Ordering::Relaxed);
-        if read && self.in_flight.load(Ordering::Relaxed) == 0 {
-            let _ =
-                self.head_started
-                    .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+        if read
+            && self.in_flight.load(Ordering::Relaxed) == 0
+            && self
+                .head_started
+                .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.head_began.notify_one();
         }
     }
 
@@ -478,6 +485,7 @@ async fn serve_connection(
         last_io: AtomicU64::new(1),
         head_started: AtomicU64::new(0),
         in_flight: AtomicUsize::new(0),
+        head_began: tokio::sync::Notify::new(),
     });
     let io = hyper_util::rt::TokioIo::new(WatchedIo {
         inner: stream,
@@ -508,7 +516,12 @@ async fn serve_connection(
     let watchdog = async {
         loop {
             match watch.verdict(&limits) {
-                Ok(wait) => tokio::time::sleep(wait).await,
+                Ok(wait) => {
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = watch.head_began.notified() => {}
+                    }
+                }
                 Err(why) => return why,
             }
         }
