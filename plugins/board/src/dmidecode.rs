@@ -120,6 +120,7 @@ pub fn failure(text: &str, exit_code: Option<i32>) -> Option<String> {
     }
     if text.contains("No SMBIOS nor DMI entry point found")
         || text.contains("/dev/mem: No such file or directory")
+        || text.contains(NO_ENTRY_POINT)
     {
         return Some("no SMBIOS/DMI on this machine".into());
     }
@@ -130,10 +131,29 @@ pub fn failure(text: &str, exit_code: Option<i32>) -> Option<String> {
     None
 }
 
+/// What dmidecode reads an SMBIOS entry point from: the kernel's copy (4.2 and later), the EFI
+/// system table, or `/dev/mem`. Where none exists dmidecode can only say "no SMBIOS", so the
+/// batch step does not start it (a process start saved on VMs without SMBIOS).
+const ENTRY_POINTS: [&str; 4] = [
+    "/sys/firmware/dmi/tables/smbios_entry_point",
+    "/sys/firmware/efi/systab",
+    "/proc/efi/systab",
+    "/dev/mem",
+];
+
+/// What stands in for dmidecode's output where no entry point exists.
+pub const NO_ENTRY_POINT: &str = "no SMBIOS entry point (no kernel DMI table, EFI systab or /dev/mem)";
+
 /// What a batch script prints for dmidecode: the command's output (stderr merged) under
-/// `==> NAME`, then its exit code under `==> NAME exit`.
+/// `==> NAME`, then its exit code under `==> NAME exit`; where no SMBIOS entry point exists,
+/// [`NO_ENTRY_POINT`] and exit code 1 without starting dmidecode.
 pub fn batch_step(name: &str, command: &str) -> String {
-    format!("printf '==> {name}\\n'; {command} 2>&1; printf '==> {name} exit\\n%s\\n' $?")
+    let exists: Vec<String> = ENTRY_POINTS.iter().map(|p| format!("[ -e {p} ]")).collect();
+    format!(
+        "printf '==> {name}\\n'; if {}; then {command} 2>&1; printf '==> {name} exit\\n%s\\n' $?; \
+         else echo '{NO_ENTRY_POINT}'; printf '==> {name} exit\\n1\\n'; fi",
+        exists.join(" || ")
+    )
 }
 
 /// The output and exit code of a [`batch_step`] from the script's sections; `None` when the step
@@ -187,6 +207,10 @@ mod tests {
             Some("no SMBIOS/DMI on this machine")
         );
         assert_eq!(failure("# dmidecode 3.4\nHandle 0x0000", Some(0)), None);
+        assert_eq!(
+            failure(NO_ENTRY_POINT, Some(1)).as_deref(),
+            Some("no SMBIOS/DMI on this machine")
+        );
         assert_eq!(
             failure("odd", Some(2)).as_deref(),
             Some("dmidecode failed with exit code 2: odd")
