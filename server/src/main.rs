@@ -5,25 +5,6 @@
 //! Not for: collecting anything itself, or talking to hosts. Exit codes: 0 done, 1 the command
 //! failed (a key that exists, a bad host), 2 fatal (usage, config, database unreachable).
 
-// the OpenAPI document is one large `json!` literal
-#![recursion_limit = "256"]
-
-mod api;
-mod auth;
-mod cli;
-mod clock;
-mod db;
-mod error;
-mod history;
-mod ingest;
-mod keys;
-mod openapi;
-mod report;
-mod search;
-mod store;
-mod ui;
-mod users;
-
 use std::io::Write;
 use std::pin::Pin;
 use std::process::ExitCode;
@@ -36,7 +17,8 @@ use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{Args, Command, HostsCommand, KeysCommand, UsersCommand};
+use auto_server::cli::{Args, Command, HostsCommand, KeysCommand, UsersCommand};
+use auto_server::{api, auth, cli, clock, db, error, keys, search, ui, users};
 
 /// An error and the exit code it means.
 struct Failure {
