@@ -1,11 +1,13 @@
 //! The `cpu` collector: processor model and socket, core and thread counts.
 //!
-//! One command on the target (one round trip): a single `grep -H ''` prints `/proc/cpuinfo` and
-//! the kernel's topology under `/sys/devices/system/cpu` (`online`, and each CPU's
-//! `topology/core_siblings_list` and `topology/thread_siblings_list`), each line prefixed with
-//! its file; where the kernel exports no topology at all (old kernels, a sysfs hidden from a
-//! container) the same command then runs `dmidecode -t 4` (SMBIOS processors; `sudo -n` with the
-//! option `{ "sudo": true }`, as memory and board do). Its data (report schema 2) is four facts:
+//! A read of `/proc/cpuinfo` and one `sh` command on the target, asked together (the dry run of
+//! ssh and salt mode learns both: one round trip; in agent mode the file read costs no process):
+//! the command prints the kernel's topology under `/sys/devices/system/cpu` (`online`, and each
+//! CPU's `topology/core_siblings_list` and `topology/thread_siblings_list`) as `PATH:VALUE` lines
+//! with shell builtins only (no process but the `sh`, whatever the number of CPUs); where the
+//! kernel exports no topology at all (old kernels, a sysfs hidden from a container) it then runs
+//! `dmidecode -t 4` (SMBIOS processors; `sudo -n` with the option `{ "sudo": true }`, as memory
+//! and board do; not started where no SMBIOS entry point exists). Its data (report schema 2) is four facts:
 //! `model`, `socket_count`, `core_count`, `thread_count`. Each comes from the first source that
 //! can tell, so that no architecture fails the whole collector:
 //! - `thread_count`: the CPUs in sysfs `online`, else the `processor` entries of cpuinfo (x86,
@@ -48,8 +50,9 @@ const TIMEOUT: Duration = Duration::from_secs(8);
 /// `sudo -n`.
 pub fn script(sudo: bool) -> String {
     format!(
-        "grep -H '' {CPUINFO} {SYS_CPU}/online {SYS_CPU}/cpu[0-9]*/topology/core_siblings_list \
-         {SYS_CPU}/cpu[0-9]*/topology/thread_siblings_list 2>/dev/null; \
+        "for f in {SYS_CPU}/online {SYS_CPU}/cpu[0-9]*/topology/core_siblings_list \
+         {SYS_CPU}/cpu[0-9]*/topology/thread_siblings_list; do \
+         [ -r \"$f\" ] && read -r v < \"$f\" && printf '%s:%s\\n' \"$f\" \"$v\"; done; \
          s=; for f in {SYS_CPU}/cpu[0-9]*/topology/core_siblings_list; do [ -r \"$f\" ] && s=1; break; done; \
          [ -n \"$s\" ] || {{ {step}; }}",
         step = dmidecode::batch_step("dmidecode", &dmidecode::command("4", sudo)),
@@ -330,10 +333,12 @@ fn sudo_option(options: &Value) -> Result<bool, CollectError> {
     }
 }
 
-/// The facts from the script's output (see the crate docs for which source wins).
-pub fn build(stdout: &str) -> Result<Value, CollectError> {
-    let (cpuinfo, topology, dmi) = split_output(stdout);
-    let info = parse_cpuinfo(&cpuinfo);
+/// The facts from `/proc/cpuinfo` (or why it could not be read) and the script's output (see
+/// the crate docs for which source wins).
+pub fn build(cpuinfo: Result<String, CollectError>, stdout: &str) -> Result<Value, CollectError> {
+    let (in_output, topology, dmi) = split_output(stdout);
+    let cpuinfo_error = cpuinfo.as_ref().err().map(ToString::to_string);
+    let info = parse_cpuinfo(&cpuinfo.unwrap_or(in_output));
     let smbios = dmi
         .as_ref()
         .map(|(text, exit)| match dmidecode::failure(text, *exit) {
@@ -351,7 +356,10 @@ pub fn build(stdout: &str) -> Result<Value, CollectError> {
         _ => None,
     });
     if model.is_none() {
-        data.reason("model", format!("{CPUINFO} names no processor model"));
+        match &cpuinfo_error {
+            Some(e) => data.reason("model", format!("{CPUINFO}: {e}")),
+            None => data.reason("model", format!("{CPUINFO} names no processor model")),
+        };
     }
     let cores = topology.cores().or(info.cores).unwrap_or(threads);
     let sockets = match (topology.sockets().or(info.sockets), &smbios) {
@@ -377,21 +385,18 @@ pub fn build(stdout: &str) -> Result<Value, CollectError> {
     data.build()
 }
 
-/// Collects the processor facts of `target` with one command.
+/// Collects the processor facts of `target` with one file read and one command.
 pub fn collect(target: &Target<'_>, options: &Value) -> Result<Value, CollectError> {
     let sudo = sudo_option(options)?;
-    let out = target.run(&script(sudo), TIMEOUT)?;
-    if out.stdout.trim().is_empty() {
-        let first = out.stderr.lines().next().unwrap_or("").trim();
-        return Err(CollectError::new(
-            "command_failed",
-            format!(
-                "the cpu script printed nothing (exit code {:?}): {first}",
-                out.exit_code
-            ),
-        ));
-    }
-    build(&out.stdout)
+    // Both asked whatever the other gives, so that a dry run learns both.
+    let cpuinfo = target.read_to_string(CPUINFO);
+    let stdout = match (target.run(&script(sudo), TIMEOUT), &cpuinfo) {
+        (Ok(out), _) => out.stdout,
+        // The topology is unknown: cpuinfo alone tells what it can.
+        (Err(_), Ok(_)) => String::new(),
+        (Err(e), Err(_)) => return Err(e),
+    };
+    build(cpuinfo, &stdout)
 }
 
 export_collector!(
@@ -416,66 +421,61 @@ mod tests {
         std::fs::read_to_string(dir(case).join(file)).expect("fixture")
     }
 
-    /// What the script prints where the kernel exports no topology, cpuinfo holds `cpuinfo`
-    /// and dmidecode says `dmidecode` with exit code `exit` (the cases that recorded cpuinfo only).
-    fn cpuinfo_only(cpuinfo: &str, dmidecode: &str, exit: i32) -> String {
-        let mut out: String = cpuinfo
-            .lines()
-            .map(|l| format!("{CPUINFO}:{l}\n"))
-            .collect();
-        out.push_str(&format!(
-            "==> dmidecode\n{dmidecode}\n==> dmidecode exit\n{exit}\n"
-        ));
-        out
+    /// What the script prints where the kernel exports no topology and dmidecode says
+    /// `dmidecode` with exit code `exit` (the cases that recorded cpuinfo only).
+    fn no_topology(dmidecode: &str, exit: i32) -> String {
+        format!("==> dmidecode\n{dmidecode}\n==> dmidecode exit\n{exit}\n")
     }
 
     /// The output of a machine without dmidecode (synthetic, as sh says it).
     const NO_DMIDECODE: &str = "sh: 1: dmidecode: not found";
 
-    fn run(stdout: &str) -> Value {
+    fn run(cpuinfo: &str, stdout: &str) -> Value {
         FixtureExecutor::new("t")
+            .file(CPUINFO, cpuinfo)
             .command(&script(false), stdout)
             .with_target(|t| collect(t, &json!({})))
             .expect("collects")
     }
 
-    /// Each fixture case and the script output the collector reads.
-    fn cases() -> Vec<(&'static str, String)> {
-        let only = |case: &str| cpuinfo_only(&read(case, "cpuinfo"), NO_DMIDECODE, 127);
-        vec![
-            ("firecracker-vm", read("firecracker-vm", "script.out")),
-            ("facter-amd64twentyfour", only("facter-amd64twentyfour")),
-            ("facter-arm64", only("facter-arm64")),
-            ("facter-wo-physical-id", only("facter-wo-physical-id")),
-            (
-                "lscpu-ppc64-POWER7-64cpu",
-                read("lscpu-ppc64-POWER7-64cpu", "script-adapted.out"),
-            ),
-            (
-                "lscpu-s390-lpar",
-                read("lscpu-s390-lpar", "script-adapted.out"),
-            ),
-            (
-                "lscpu-arm-A510-A710-A715-X3",
-                read("lscpu-arm-A510-A710-A715-X3", "script-adapted.out"),
-            ),
-        ]
+    /// A case's `cpuinfo` and the script's output on it.
+    fn case(name: &str) -> (String, String) {
+        let script = if dir(name).join("script.out").exists() {
+            read(name, "script.out")
+        } else if dir(name).join("script-adapted.out").exists() {
+            read(name, "script-adapted.out")
+        } else {
+            no_topology(NO_DMIDECODE, 127)
+        };
+        (read(name, "cpuinfo"), script)
     }
+
+    const CASES: [&str; 7] = [
+        "firecracker-vm",
+        "facter-amd64twentyfour",
+        "facter-arm64",
+        "facter-wo-physical-id",
+        "lscpu-ppc64-POWER7-64cpu",
+        "lscpu-s390-lpar",
+        "lscpu-arm-A510-A710-A715-X3",
+    ];
 
     #[test]
     fn outputs_match_the_recorded_golden_files() {
-        for (case, stdout) in cases() {
-            plugin_api::testing::golden(dir(case), &run(&stdout));
+        for name in CASES {
+            let (cpuinfo, stdout) = case(name);
+            plugin_api::testing::golden(dir(name), &run(&cpuinfo, &stdout));
         }
     }
 
-    fn facts(stdout: &str) -> Value {
-        run(stdout)["facts"].clone()
+    fn facts(name: &str) -> Value {
+        let (cpuinfo, stdout) = case(name);
+        run(&cpuinfo, &stdout)["facts"].clone()
     }
 
     #[test]
     fn this_vm_amd_epyc_two_vcpus() {
-        let data = facts(include_str!("../fixtures/firecracker-vm/script.out"));
+        let data = facts("firecracker-vm");
         assert_eq!(data["model"], "AMD EPYC");
         assert_eq!(data["socket_count"], 1);
         assert_eq!(data["core_count"], 2);
@@ -486,9 +486,7 @@ mod tests {
     fn power7_smt4_lpar_cores_from_thread_siblings() {
         // cpuinfo has neither physical nor core ids: it read as 64 cores before; lscpu says
         // 4 threads a core, 16 "sockets" (its package siblings).
-        let data = facts(include_str!(
-            "../fixtures/lscpu-ppc64-POWER7-64cpu/script-adapted.out"
-        ));
+        let data = facts("lscpu-ppc64-POWER7-64cpu");
         assert_eq!(data["model"], "POWER7 (architected), altivec supported");
         assert_eq!(data["thread_count"], 64);
         assert_eq!(data["core_count"], 16);
@@ -498,9 +496,7 @@ mod tests {
     #[test]
     fn s390_lpar_with_another_cpuinfo_layout_and_offline_cpus() {
         // `processor 1: version = ...` lines: the collector used to fail ("lists no processor").
-        let data = facts(include_str!(
-            "../fixtures/lscpu-s390-lpar/script-adapted.out"
-        ));
+        let data = facts("lscpu-s390-lpar");
         assert_eq!(data["model"], "IBM/S390 machine 2817");
         // lscpu (tests/expected/lscpu/lscpu-s390-lpar): on-line 1-5,8-19, one thread a core,
         // and its parsable table puts the online CPUs in 7 sockets (0-6).
@@ -511,9 +507,7 @@ mod tests {
 
     #[test]
     fn arm64_big_little_phone_soc() {
-        let data = facts(include_str!(
-            "../fixtures/lscpu-arm-A510-A710-A715-X3/script-adapted.out"
-        ));
+        let data = facts("lscpu-arm-A510-A710-A715-X3");
         assert_eq!(data["thread_count"], 8);
         assert_eq!(data["core_count"], 8);
         // The kernel's packages are this SoC's three clusters (lscpu: 3 + 2 + 2 + 1 cores in
@@ -525,11 +519,7 @@ mod tests {
 
     #[test]
     fn dual_socket_xeon_with_hyperthreading() {
-        let data = facts(&cpuinfo_only(
-            include_str!("../fixtures/facter-amd64twentyfour/cpuinfo"),
-            NO_DMIDECODE,
-            127,
-        ));
+        let data = facts("facter-amd64twentyfour");
         assert_eq!(data["model"], "Intel(R) Xeon(R) CPU X5675 @ 3.07GHz");
         assert_eq!(data["socket_count"], 2);
         assert_eq!(data["core_count"], 12);
@@ -538,11 +528,8 @@ mod tests {
 
     #[test]
     fn arm64_without_model_name_or_topology() {
-        let data = run(&cpuinfo_only(
-            include_str!("../fixtures/facter-arm64/cpuinfo"),
-            NO_DMIDECODE,
-            127,
-        ));
+        let (cpuinfo, stdout) = case("facter-arm64");
+        let data = run(&cpuinfo, &stdout);
         assert_eq!(data["facts"]["model"], "Cavium ThunderX 88XX");
         assert_eq!(data["facts"]["core_count"], 2);
         assert_eq!(data["facts"]["thread_count"], 2);
@@ -557,21 +544,21 @@ mod tests {
     fn vm_without_physical_id_takes_sockets_from_smbios() {
         // Two recordings put together: facter's cpuinfo of a VM without `physical id` and
         // facter's dmidecode of a VMware VM (two populated type-4 sockets).
-        let data = facts(&cpuinfo_only(
-            include_str!("../fixtures/facter-wo-physical-id/cpuinfo"),
-            include_str!("../../board/fixtures/vmware-vm/dmidecode.txt"),
-            0,
-        ));
+        let cpuinfo = include_str!("../fixtures/facter-wo-physical-id/cpuinfo");
+        let data = run(
+            cpuinfo,
+            &no_topology(
+                include_str!("../../board/fixtures/vmware-vm/dmidecode.txt"),
+                0,
+            ),
+        )["facts"]
+            .clone();
         assert_eq!(data["model"], "Intel(R) Xeon(R) CPU E5-2697 v4 @ 2.30GHz");
         assert_eq!(data["socket_count"], 2);
         assert_eq!(data["core_count"], 4);
         assert_eq!(data["thread_count"], 4);
         // Without dmidecode: unknown.
-        let data = facts(&cpuinfo_only(
-            include_str!("../fixtures/facter-wo-physical-id/cpuinfo"),
-            NO_DMIDECODE,
-            127,
-        ));
+        let data = facts("facter-wo-physical-id");
         assert_eq!(data["socket_count"], Value::Null);
     }
 
@@ -601,9 +588,9 @@ mod tests {
             .arg(script(false))
             .output()
             .expect("sh");
-        let (cpuinfo, topology, _) = split_output(&String::from_utf8_lossy(&out.stdout));
-        assert!(cpuinfo.contains("processor"));
+        let (_, topology, dmi) = split_output(&String::from_utf8_lossy(&out.stdout));
         assert!(topology.threads().is_some());
+        assert_eq!(dmi, None, "a kernel topology: no dmidecode");
         assert!(script(true).contains("sudo -n dmidecode -t 4"));
         assert_eq!(
             script(true).replace("sudo -n dmidecode", "X"),
@@ -616,20 +603,37 @@ mod tests {
     }
 
     #[test]
-    fn nothing_printed_is_an_error() {
-        let err = FixtureExecutor::new("t")
-            .with_target(|t| collect(t, &json!({})))
-            .expect_err("no answer");
-        assert_eq!(err.kind, "command_failed");
-    }
-
-    #[test]
     fn no_processor_anywhere_is_a_parse_error() {
+        // No cpuinfo, and a script that printed nothing.
         let err = FixtureExecutor::new("t")
-            .command(&script(false), "/proc/cpuinfo:\n")
             .with_target(|t| collect(t, &json!({})))
             .expect_err("nothing listed");
         assert_eq!(err.kind, "parse");
+        let err = FixtureExecutor::new("t")
+            .file(CPUINFO, "")
+            .command(&script(false), "")
+            .with_target(|t| collect(t, &json!({})))
+            .expect_err("nothing listed");
+        assert_eq!(err.kind, "parse");
+    }
+
+    #[test]
+    fn topology_alone_tells_threads_cores_and_sockets() {
+        // cpuinfo unreadable: the kernel's topology still tells the counts; the model is
+        // null with the reason.
+        let data = FixtureExecutor::new("t")
+            .command(
+                &script(false),
+                include_str!("../fixtures/lscpu-ppc64-POWER7-64cpu/script-adapted.out"),
+            )
+            .with_target(|t| collect(t, &json!({})))
+            .expect("collects");
+        assert_eq!(data["facts"]["thread_count"], 64);
+        assert_eq!(data["facts"]["core_count"], 16);
+        assert_eq!(data["facts"]["model"], Value::Null);
+        assert!(data["reasons"]["model"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("/proc/cpuinfo: not_found")));
     }
 
     /// `lscpu`'s value of `field` on this machine (`LC_ALL=C lscpu`), where it has one.
@@ -648,6 +652,7 @@ mod tests {
     #[ignore = "reads this machine: cargo test -p collector-cpu -- --ignored"]
     fn live_this_machine() {
         let data = FixtureExecutor::new("local")
+            .record_file(CPUINFO)
             .record_command(&script(false))
             .with_target(|t| collect(t, &json!({})))
             .expect("collects");
