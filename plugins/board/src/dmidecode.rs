@@ -142,7 +142,8 @@ const ENTRY_POINTS: [&str; 4] = [
 ];
 
 /// What stands in for dmidecode's output where no entry point exists.
-pub const NO_ENTRY_POINT: &str = "no SMBIOS entry point (no kernel DMI table, EFI systab or /dev/mem)";
+pub const NO_ENTRY_POINT: &str =
+    "no SMBIOS entry point (no kernel DMI table, EFI systab or /dev/mem)";
 
 /// What a batch script prints for dmidecode: the command's output (stderr merged) under
 /// `==> NAME`, then its exit code under `==> NAME exit`; where no SMBIOS entry point exists,
