@@ -3,11 +3,17 @@
 //! Understands OpenSSH's format: comma-separated host patterns (`*`, `?`, `!negation`,
 //! `[host]:port`), hashed names (`|1|salt|hmac`), `@revoked`; `@cert-authority` lines are skipped
 //! (host certificates are not supported). Unparsable lines are skipped, as OpenSSH does.
+//!
+//! Looked up without a scan of the file: plain names (no wildcard, no negation) are a `HashMap`
+//! from name to lines; hashed lines (one salt each: every line must be hashed for a name) are
+//! hashed once per name, with each line's HMAC key set up at load, and the lines that matched
+//! are kept per name; only lines with wildcards or negations are matched one by one.
 
+use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -32,8 +38,65 @@ pub enum HostKeyPolicy {
 pub struct KnownHosts {
     path: PathBuf,
     policy: HostKeyPolicy,
-    entries: RwLock<Vec<Entry>>,
+    entries: RwLock<Table>,
+    /// The hashed lines that match a name, by name (hashed lines are only read at load, so an
+    /// answer stays right).
+    hashed_matches: Mutex<HashMap<String, Arc<[usize]>>>,
     append: Mutex<()>,
+}
+
+/// The lines, and where to find a name's.
+#[derive(Debug, Default)]
+struct Table {
+    entries: Vec<Entry>,
+    /// Plain names (lower-cased) of lines with neither wildcards nor negations → their indices.
+    exact: HashMap<String, Vec<usize>>,
+    /// Lines with a wildcard or a negated pattern: matched one by one.
+    patterns: Vec<usize>,
+    /// Hashed lines.
+    hashed: Vec<usize>,
+}
+
+impl Table {
+    fn new(entries: Vec<Entry>) -> Table {
+        let mut table = Table::default();
+        for entry in entries {
+            table.push(entry);
+        }
+        table
+    }
+
+    fn push(&mut self, entry: Entry) {
+        let index = self.entries.len();
+        match &entry.hosts {
+            HostPatterns::Hashed { .. } => self.hashed.push(index),
+            HostPatterns::Plain(patterns) => {
+                let wild = patterns
+                    .iter()
+                    .any(|(negated, p)| *negated || p.contains(['*', '?']));
+                if wild {
+                    self.patterns.push(index);
+                } else {
+                    for (_, name) in patterns {
+                        let lines = self.exact.entry(name.clone()).or_default();
+                        if lines.last() != Some(&index) {
+                            lines.push(index);
+                        }
+                    }
+                }
+            }
+        }
+        self.entries.push(entry);
+    }
+
+    /// The hashed lines that match `name`: one HMAC per hashed line.
+    fn hashed_matching(&self, name: &str) -> Vec<usize> {
+        self.hashed
+            .iter()
+            .copied()
+            .filter(|&i| self.entries[i].hosts.matches(name))
+            .collect()
+    }
 }
 
 #[derive(Debug)]
@@ -49,7 +112,8 @@ enum HostPatterns {
     /// Lower-cased patterns; `negated` ones exclude.
     Plain(Vec<(bool, String)>),
     Hashed {
-        salt: Vec<u8>,
+        /// HMAC-SHA1 keyed with the line's salt (the key set up once, cloned per name).
+        keyed: Box<Hmac<Sha1>>,
         hash: Vec<u8>,
     },
 }
@@ -92,12 +156,17 @@ impl KnownHosts {
             .enumerate()
             .filter_map(|(i, line)| parse_line(line, i + 1))
             .collect();
-        Ok(KnownHosts {
+        Ok(KnownHosts::from_entries(path, policy, entries))
+    }
+
+    fn from_entries(path: PathBuf, policy: HostKeyPolicy, entries: Vec<Entry>) -> KnownHosts {
+        KnownHosts {
             path,
             policy,
-            entries: RwLock::new(entries),
+            entries: RwLock::new(Table::new(entries)),
+            hashed_matches: Mutex::new(HashMap::new()),
             append: Mutex::new(()),
-        })
+        }
     }
 
     /// The file this was read from (and appends go to).
@@ -111,23 +180,64 @@ impl KnownHosts {
 
     /// How many key lines are known (parsed at load plus recorded since).
     pub fn len(&self) -> usize {
-        self.read().len()
+        self.read().entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Entry>> {
-        // a panic while holding the lock cannot leave the Vec half-written: use it anyway
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Table> {
+        // a panic while holding the lock cannot leave the table half-written: use it anyway
         self.entries.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The indices of the lines that match any of `names`, in file order.
+    fn matching(&self, table: &Table, names: &[String]) -> Vec<usize> {
+        let mut lines: Vec<usize> = Vec::new();
+        for name in names {
+            if let Some(exact) = table.exact.get(name) {
+                lines.extend(exact);
+            }
+            lines.extend(
+                table
+                    .patterns
+                    .iter()
+                    .copied()
+                    .filter(|&i| table.entries[i].hosts.matches(name)),
+            );
+            if !table.hashed.is_empty() {
+                lines.extend(self.hashed_for(table, name).iter().copied());
+            }
+        }
+        lines.sort_unstable();
+        lines.dedup();
+        lines
+    }
+
+    /// The hashed lines matching `name`, worked out once per name.
+    fn hashed_for(&self, table: &Table, name: &str) -> Arc<[usize]> {
+        let cache = || {
+            self.hashed_matches
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+        };
+        if let Some(hit) = cache().get(name) {
+            return Arc::clone(hit);
+        }
+        // hashed outside the cache's lock: other hosts' lookups go on meanwhile
+        let found: Arc<[usize]> = table.hashed_matching(name).into();
+        cache().insert(name.to_string(), Arc::clone(&found));
+        found
     }
 
     /// The key types recorded for any of `names` (e.g. `ssh-ed25519`), in file order, unique.
     pub(crate) fn key_types(&self, names: &[String]) -> Vec<String> {
         let mut types: Vec<String> = Vec::new();
-        for entry in self.read().iter() {
-            if entry.revoked || !names.iter().any(|n| entry.hosts.matches(n)) {
+        let table = self.read();
+        for i in self.matching(&table, names) {
+            let entry = &table.entries[i];
+            if entry.revoked {
                 continue;
             }
             if let Some(t) = key_type_of(&entry.key) {
@@ -141,13 +251,11 @@ impl KnownHosts {
 
     /// Look the presented key blob up under every name the host goes by.
     pub(crate) fn verdict(&self, names: &[String], key: &[u8]) -> Verdict {
-        let entries = self.read();
+        let table = self.read();
         let mut changed = None;
         let mut known = false;
-        for entry in entries.iter() {
-            if !names.iter().any(|n| entry.hosts.matches(n)) {
-                continue;
-            }
+        for i in self.matching(&table, names) {
+            let entry = &table.entries[i];
             if entry.key == key {
                 if entry.revoked {
                     return Verdict::Revoked;
@@ -186,9 +294,9 @@ impl KnownHosts {
             .append(true)
             .open(&self.path)?;
         file.write_all(line.as_bytes())?;
-        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
-        let number = entries.iter().map(|e| e.line).max().unwrap_or(0) + 1;
-        entries.push(Entry {
+        let mut table = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        let number = table.entries.iter().map(|e| e.line).max().unwrap_or(0) + 1;
+        table.push(Entry {
             hosts: HostPatterns::Plain(names.iter().map(|n| (false, n.to_lowercase())).collect()),
             key: key.to_vec(),
             revoked: false,
@@ -244,8 +352,9 @@ fn parse_line(line: &str, number: usize) -> Option<Entry> {
     }
     let hosts = if let Some(hashed) = first.strip_prefix("|1|") {
         let (salt, hash) = hashed.split_once('|')?;
+        let salt = STANDARD.decode(salt).ok()?;
         HostPatterns::Hashed {
-            salt: STANDARD.decode(salt).ok()?,
+            keyed: Box::new(Hmac::<Sha1>::new_from_slice(&salt).ok()?),
             hash: STANDARD.decode(hash).ok()?,
         }
     } else {
@@ -283,10 +392,8 @@ impl HostPatterns {
                 }
                 matched
             }
-            HostPatterns::Hashed { salt, hash } => {
-                let Ok(mut mac) = Hmac::<Sha1>::new_from_slice(salt) else {
-                    return false;
-                };
+            HostPatterns::Hashed { keyed, hash } => {
+                let mut mac = (**keyed).clone();
                 mac.update(name.as_bytes());
                 mac.verify_slice(hash).is_ok()
             }
@@ -355,12 +462,11 @@ mod tests {
             .filter_map(|(i, l)| parse_line(l, i + 1))
             .collect();
         assert_eq!(entries.len(), 4);
-        let kh = KnownHosts {
-            path: PathBuf::from("/nonexistent"),
-            policy: HostKeyPolicy::Strict,
-            entries: RwLock::new(entries),
-            append: Mutex::new(()),
-        };
+        let kh = KnownHosts::from_entries(
+            PathBuf::from("/nonexistent"),
+            HostKeyPolicy::Strict,
+            entries,
+        );
         assert_eq!(kh.verdict(&names(&["node-001"]), &key), Verdict::Known);
         assert_eq!(kh.verdict(&names(&["x", "10.0.0.2"]), &key), Verdict::Known);
         assert_eq!(kh.verdict(&names(&["node-009"]), &key), Verdict::Known);
@@ -375,6 +481,135 @@ mod tests {
             Verdict::Changed { line: 2 }
         );
         assert_eq!(kh.key_types(&names(&["node-001"])), vec!["ssh-ed25519"]);
+    }
+
+    fn hashed_name(name: &str, salt: &[u8]) -> String {
+        let mut mac = Hmac::<Sha1>::new_from_slice(salt).expect("hmac");
+        mac.update(name.as_bytes());
+        format!(
+            "|1|{}|{}",
+            STANDARD.encode(salt),
+            STANDARD.encode(mac.finalize().into_bytes())
+        )
+    }
+
+    #[test]
+    fn ports_cert_authority_file_order_case_and_recorded_lines() {
+        let key = STANDARD.decode(KEY).expect("test key");
+        let mut other = key.clone();
+        let last = other.len() - 1;
+        other[last] ^= 1;
+        let other_b64 = STANDARD.encode(&other);
+        let mut third = key.clone();
+        third[last] ^= 2;
+        let hashed = hashed_name("[node-012]:2200", b"salt-of-twenty-bytes");
+        let text = format!(
+            "[node-010]:2222 ssh-ed25519 {KEY}\n\
+             @cert-authority *.example.org ssh-ed25519 {KEY}\n\
+             {hashed} ssh-ed25519 {KEY}\n\
+             web-*,db-1 ssh-ed25519 {other_b64}\n\
+             db-1 ssh-ed25519 {KEY}\n\
+             Node-Upper ssh-ed25519 {KEY}\n"
+        );
+        let dir = std::env::temp_dir().join(format!("kh-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("known_hosts");
+        std::fs::write(&path, text).expect("write");
+        let kh = KnownHosts::load(&path, HostKeyPolicy::AcceptNew).expect("load");
+        assert_eq!(kh.len(), 5, "the @cert-authority line is skipped");
+        let v = |host: &str, port: u16, k: &[u8]| kh.verdict(&lookup_names(host, "", port), k);
+        assert_eq!(v("node-010", 2222, &key), Verdict::Known);
+        assert_eq!(v("node-010", 22, &key), Verdict::Unknown);
+        assert_eq!(v("node-010", 2200, &key), Verdict::Unknown);
+        assert_eq!(v("a.example.org", 22, &key), Verdict::Unknown);
+        for _ in 0..2 {
+            // hashed, then from the per-name cache
+            assert_eq!(v("node-012", 2200, &key), Verdict::Known);
+            assert_eq!(v("node-012", 2200, &other), Verdict::Changed { line: 3 });
+            assert_eq!(v("node-012", 22, &key), Verdict::Unknown);
+        }
+        assert_eq!(v("db-1", 22, &key), Verdict::Known);
+        // the first line in file order with another key: the pattern line before the exact one
+        assert_eq!(v("db-1", 22, &third), Verdict::Changed { line: 4 });
+        assert_eq!(v("web-9", 22, &key), Verdict::Changed { line: 4 });
+        assert_eq!(
+            kh.key_types(&lookup_names("web-9", "", 22)),
+            vec!["ssh-ed25519"]
+        );
+        assert_eq!(v("NODE-UPPER", 22, &key), Verdict::Known);
+        // a recorded host is found by the index too, and under its address
+        let new = lookup_names("new-1", "10.9.9.9", 22);
+        assert_eq!(kh.verdict(&new, &key), Verdict::Unknown);
+        assert_eq!(kh.record(&new, &key).expect("recorded"), Verdict::Known);
+        assert_eq!(kh.verdict(&names(&["10.9.9.9"]), &key), Verdict::Known);
+        assert_eq!(
+            kh.verdict(&names(&["new-1"]), &other),
+            Verdict::Changed { line: 7 }
+        );
+        let again = KnownHosts::load(&path, HostKeyPolicy::Strict).expect("load");
+        assert_eq!(again.verdict(&names(&["new-1"]), &key), Verdict::Known);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// `cargo test -p ssh-exec --release --lib -- --ignored --nocapture lookup_cost`: what one
+    /// connection's lookups (`key_types` + `verdict`, under the host's name and address) cost in a
+    /// known_hosts of 20,000 lines, plain and hashed (`ssh-keygen -H`), for names looked up the
+    /// first time and again.
+    #[test]
+    #[ignore = "a micro benchmark: run it on purpose, in release"]
+    fn lookup_cost() {
+        const LINES: usize = 20_000;
+        let key = STANDARD.decode(KEY).expect("test key");
+        let name = |i: usize| format!("host-{i:05}");
+        let addr = |i: usize| format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256);
+        let hashed = |n: &str, i: usize| {
+            let salt = format!("salt-{i:015}");
+            let mut mac = Hmac::<Sha1>::new_from_slice(salt.as_bytes()).expect("hmac");
+            mac.update(n.as_bytes());
+            format!(
+                "|1|{}|{}",
+                STANDARD.encode(salt.as_bytes()),
+                STANDARD.encode(mac.finalize().into_bytes())
+            )
+        };
+        let dir = std::env::temp_dir().join(format!("kh-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut plain = String::new();
+        let mut hashed_text = String::new();
+        for i in 0..LINES {
+            plain.push_str(&format!("{},{} ssh-ed25519 {KEY}\n", name(i), addr(i)));
+            hashed_text.push_str(&format!("{} ssh-ed25519 {KEY}\n", hashed(&name(i), 2 * i)));
+            hashed_text.push_str(&format!(
+                "{} ssh-ed25519 {KEY}\n",
+                hashed(&addr(i), 2 * i + 1)
+            ));
+        }
+        // the hashed file: 20,000 lines (10,000 hosts, name and address each on its own line)
+        let hashed_text: String = hashed_text
+            .lines()
+            .take(LINES)
+            .map(|l| format!("{l}\n"))
+            .collect();
+        for (label, text, hosts) in [("plain", plain, LINES), ("hashed", hashed_text, LINES / 2)] {
+            let path = dir.join(label);
+            std::fs::write(&path, text).expect("write");
+            let kh = KnownHosts::load(&path, HostKeyPolicy::Strict).expect("load");
+            assert_eq!(kh.len(), LINES);
+            let lookups = 200;
+            let pick = |k: usize| (k * 7919) % hosts;
+            for round in ["first", "again"] {
+                let started = std::time::Instant::now();
+                for k in 0..lookups {
+                    let i = pick(k);
+                    let names = lookup_names(&name(i), &addr(i), 22);
+                    assert_eq!(kh.key_types(&names), vec!["ssh-ed25519"]);
+                    assert_eq!(kh.verdict(&names, &key), Verdict::Known);
+                }
+                let per = started.elapsed() / lookups as u32;
+                println!("known_hosts of {LINES} {label} lines, names looked up {round}: {per:?} per connection (key_types + verdict)");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
