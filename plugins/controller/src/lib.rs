@@ -1,8 +1,9 @@
 //! The `controller` collector: the storage and network controllers on the PCI bus, with their
 //! kernel driver and, where the kernel exports it, their firmware version.
 //!
-//! One round trip: one `sh` script (see [`SCRIPT`]) runs `lspci -vmm -nn -k` and then prints
-//! `PCI-SLOT FIRMWARE` lines from what the kernel exports: `/sys/class/nvme/*/firmware_rev`
+//! One round trip: one `sh` script (see [`SCRIPT`]) walks `/sys/bus/pci/devices` (class, ids,
+//! revision, driver of each storage and network function), looks their names up in pci.ids with
+//! one `awk`, and then prints `PCI-SLOT FIRMWARE` lines from what the kernel exports: `/sys/class/nvme/*/firmware_rev`
 //! (NVMe), `/sys/class/scsi_host/*/{version_fw,fw_version,firmware_revision}` (SAS/RAID HBAs such
 //! as mpt3sas and megaraid_sas) and `ethtool -i` (network, where ethtool is installed).
 //!
@@ -10,10 +11,12 @@
 //! `01xx` (mass storage: SCSI, IDE, RAID, SATA, SAS, NVMe, ...) or `02xx` (network: Ethernet,
 //! InfiniBand, ...), keyed by `["slot"]` (`02:00.0`). Attributes: `slot`, `kind` (`storage` or
 //! `network`), `class` (`Non-Volatile memory controller`), `vendor`, `model`, `pci_id`
-//! (`144d:a80a`), `subsystem_vendor`, `subsystem`, `revision`, `driver` (the kernel driver in use)
-//! and `firmware`.
+//! (`144d:a80a`), `subsystem_id` (`144d:aa0a`), `revision`, `driver` (the kernel driver in use)
+//! and `firmware`. The section parser reads lspci's `-vmm` and `-mm` output too (the fixtures
+//! recorded elsewhere are lspci outputs).
 //!
-//! Degrading: no lspci makes the list `unavailable` (not an error); a controller whose firmware
+//! Degrading: no `/sys/bus/pci` makes the list `unavailable` (not an error); no pci.ids leaves
+//! `vendor` and `model` `null` (`reasons.controllers.model`); a controller whose firmware
 //! the kernel does not export has `firmware` `null` and `reasons.controllers.firmware` says where it
 //! was looked for. Errors: only when the script printed nothing at all.
 
@@ -29,10 +32,27 @@ use plugin_api::{
 #[path = "../../gpu/src/lspci.rs"]
 pub mod lspci;
 
-/// The one command this collector runs.
-pub const SCRIPT: &str = "PATH=\"$PATH:/usr/sbin:/sbin\"; \
-if command -v lspci >/dev/null 2>&1; then printf '==> lspci\\n'; lspci -vmm -nn -k 2>/dev/null; \
-else printf '=!> lspci missing\\n'; fi; \
+/// The one command this collector runs. It walks `/sys/bus/pci/devices` with shell builtins only
+/// (no process per device) and prints each storage or network function in `lspci -vmm -n`'s form
+/// (`Driver:` is the driver link's target, found with `cd` and `pwd -P`); one `awk` then looks
+/// up those ids' names in pci.ids. lspci itself parses the whole pci.ids (1.3 MB) on every run:
+/// 100 ms of CPU here against 20 ms for the awk, and `collect` runs a dozen collectors at once.
+pub const SCRIPT: &str = "PATH=\"$PATH:/usr/sbin:/sbin\"; w=''; \
+if [ -d /sys/bus/pci/devices ]; then printf '==> pci\\n'; else printf '=!> pci missing\\n'; fi; \
+for d in /sys/bus/pci/devices/*; do [ -r \"$d/class\" ] || continue; read -r c < \"$d/class\"; \
+case $c in 0x01*|0x02*) ;; *) continue;; esac; c=${c#0x}; \
+read -r v < \"$d/vendor\"; read -r i < \"$d/device\"; v=${v#0x}; i=${i#0x}; \
+printf 'Slot:\\t%s\\nClass:\\t%s\\nVendor:\\t%s\\nDevice:\\t%s\\n' \"${d##*/}\" \"${c%??}\" \"$v\" \"$i\"; \
+if [ -r \"$d/subsystem_vendor\" ]; then read -r sv < \"$d/subsystem_vendor\"; read -r sd < \"$d/subsystem_device\"; \
+printf 'SVendor:\\t%s\\nSDevice:\\t%s\\n' \"${sv#0x}\" \"${sd#0x}\"; fi; \
+if [ -r \"$d/revision\" ]; then read -r r < \"$d/revision\"; printf 'Rev:\\t%s\\n' \"${r#0x}\"; fi; \
+if cd \"$d/driver\" 2>/dev/null; then printf 'Driver:\\t'; pwd -P; cd /; fi; echo; w=\"$w $v:$i\"; done; \
+if [ -n \"$w\" ]; then for f in /usr/share/misc/pci.ids /usr/share/hwdata/pci.ids /usr/share/pci.ids; do \
+[ -r \"$f\" ] || continue; printf '==> names\\n'; awk -v want=\"$w \" \
+'BEGIN{n=split(want,a,\" \"); for(k=1;k<=n;k++){wd[a[k]]=1; wv[substr(a[k],1,4)]=1}} \
+/^[0-9a-f][0-9a-f][0-9a-f][0-9a-f]  /{v=substr($0,1,4); if (v in wv) print v \"\\t\" substr($0,7); next} \
+/^\\t[0-9a-f][0-9a-f][0-9a-f][0-9a-f]  /{k=v \":\" substr($0,2,4); if (k in wd) print k \"\\t\" substr($0,8)}' \"$f\"; \
+break; done; fi; \
 printf '==> firmware\\n'; \
 for d in /sys/class/nvme/*; do [ -r \"$d/firmware_rev\" ] || continue; \
 s=$(readlink -f \"$d/device\"); read -r v < \"$d/firmware_rev\"; printf '%s %s\\n' \"${s##*/}\" \"$v\"; done; \
@@ -72,19 +92,33 @@ pub fn kind(class_id: &str) -> Option<&'static str> {
 pub fn collect(target: &Target<'_>, _options: &Value) -> Result<Value, CollectError> {
     let sections = batch::run(target, SCRIPT, TIMEOUT, "controller")?;
     let mut data = Data::new();
-    let Some(Section::Content(text)) = sections.get("lspci") else {
-        let why = "lspci is not installed";
+    let Some(Section::Content(text)) = sections.get("pci") else {
+        let why = "no PCI bus to read: /sys/bus/pci/devices is missing";
         data.unavailable("controllers", why)
             .reason("controllers", why);
         return data.build();
     };
+    let mut devices = lspci::parse(text);
+    match sections.get("names") {
+        Some(Section::Content(names)) => lspci::apply_names(&mut devices, names),
+        _ => lspci::apply_names(&mut devices, ""),
+    }
+    if !devices.is_empty()
+        && !sections.contains_key("names")
+        && devices.iter().any(|d| d.device.is_none())
+    {
+        data.reason(
+            "controllers.model",
+            "no pci.ids on the target (/usr/share/misc, /usr/share/hwdata): ids only",
+        );
+    }
     let firmware = match sections.get("firmware") {
         Some(Section::Content(t)) => parse_firmware(t),
         _ => BTreeMap::new(),
     };
     let mut missing_firmware = false;
     let list = data.list("controllers", &["slot"]);
-    for d in lspci::parse(text) {
+    for d in devices {
         let Some(k) = d.class_id.as_deref().and_then(kind) else {
             continue;
         };
@@ -99,8 +133,7 @@ pub fn collect(target: &Target<'_>, _options: &Value) -> Result<Value, CollectEr
                 "vendor": d.vendor,
                 "model": d.device,
                 "pci_id": d.pci_id(),
-                "subsystem_vendor": d.subsystem_vendor,
-                "subsystem": d.subsystem_device,
+                "subsystem_id": d.subsystem_id(),
                 "revision": d.revision,
                 "driver": d.driver,
                 "firmware": fw,
@@ -140,7 +173,7 @@ mod tests {
     }
 
     fn script_out(lspci: &str, firmware: &str) -> String {
-        format!("==> lspci\n{lspci}\n==> firmware\n{firmware}\n==> end\n")
+        format!("==> pci\n{lspci}\n==> firmware\n{firmware}\n==> end\n")
     }
 
     fn cases() -> Vec<(&'static str, String)> {
@@ -155,8 +188,8 @@ mod tests {
             ),
             ("firecracker-vm", read("firecracker-vm", "script.out")),
             (
-                "no-lspci",
-                "=!> lspci missing\n==> firmware\n==> end\n".to_string(),
+                "no-pci-bus",
+                "=!> pci missing\n==> firmware\n==> end\n".to_string(),
             ),
         ]
     }
@@ -207,18 +240,22 @@ mod tests {
         assert_eq!(ids, ["00:01.0", "00:03.0"]);
         assert_eq!(c[0]["driver"], "ata_piix");
         assert_eq!(c[0]["pci_id"], "8086:7010");
-        assert_eq!(c[0]["class"], Value::Null, "-n prints ids only");
+        assert_eq!(
+            c[0]["class"], "IDE interface",
+            "-n prints ids: the class from the table"
+        );
+        assert_eq!(c[0]["model"], Value::Null, "no names section: ids only");
+        assert!(data["reasons"]["controllers.model"].is_string());
         assert_eq!(c[1]["kind"], "network");
         assert_eq!(c[1]["driver"], "virtio-pci");
     }
 
     #[test]
-    fn no_lspci_is_unavailable() {
+    fn no_pci_bus_is_unavailable() {
         let data = run(&cases()[3].1);
-        assert_eq!(
-            data["lists"]["controllers"]["unavailable"],
-            "lspci is not installed"
-        );
+        assert!(data["lists"]["controllers"]["unavailable"]
+            .as_str()
+            .is_some_and(|w| w.starts_with("no PCI bus")));
     }
 
     #[test]

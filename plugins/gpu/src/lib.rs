@@ -1,9 +1,11 @@
 //! The `gpu` collector: every display controller the PCI bus shows, with NVIDIA's details where
 //! `nvidia-smi` can tell them.
 //!
-//! One round trip: one `sh` script (see [`SCRIPT`]) runs `lspci -vmm -nn -k` (every PCI function
-//! with its class, vendor, device, revision and kernel driver) and, where it is installed,
-//! `nvidia-smi -q -x` (serial, UUID, VBIOS, memory and driver version of every NVIDIA GPU).
+//! One round trip: one `sh` script (see [`SCRIPT`]) looks for a display class in
+//! `/sys/bus/pci/devices` (shell builtins only) and, where there is one, runs `lspci -vmm -nn -k`
+//! (every PCI function with its class, vendor, device, revision and kernel driver) and, where it
+//! is installed, `nvidia-smi -q -x` (serial, UUID, VBIOS, memory and driver version of every
+//! NVIDIA GPU).
 //!
 //! Its data (report schema 2): the part list `gpus`, one part per PCI function of class `0300`
 //! (VGA compatible), `0302` (3D) or `0380` (other display controller), keyed by
@@ -34,11 +36,17 @@ pub mod lspci;
 
 use lspci::PciDevice;
 
-/// The one command this collector runs.
-pub const SCRIPT: &str = "PATH=\"$PATH:/usr/sbin:/sbin:/usr/bin\"; \
-if command -v lspci >/dev/null 2>&1; then printf '==> lspci\\n'; lspci -vmm -nn -k 2>/dev/null; \
+/// The one command this collector runs. A builtin-only walk of `/sys/bus/pci/devices` first looks
+/// for a display class; lspci (which parses all of pci.ids, 100 ms of CPU) and nvidia-smi run only
+/// where there is one (or where sysfs cannot tell). Without a display controller the `lspci`
+/// section is empty: a seen, empty list.
+pub const SCRIPT: &str = "PATH=\"$PATH:/usr/sbin:/sbin:/usr/bin\"; g=''; \
+if [ -d /sys/bus/pci/devices ]; then for d in /sys/bus/pci/devices/*; do [ -r \"$d/class\" ] || continue; \
+read -r c < \"$d/class\"; case $c in 0x0300*|0x0302*|0x0380*) g=1;; esac; done; else g=1; fi; \
+if [ -z \"$g\" ]; then printf '==> lspci\\n'; \
+else if command -v lspci >/dev/null 2>&1; then printf '==> lspci\\n'; lspci -vmm -nn -k 2>/dev/null; \
 else printf '=!> lspci missing\\n'; fi; \
-if command -v nvidia-smi >/dev/null 2>&1; then printf '==> nvidia-smi\\n'; nvidia-smi -q -x 2>&1; fi; \
+if command -v nvidia-smi >/dev/null 2>&1; then printf '==> nvidia-smi\\n'; nvidia-smi -q -x 2>&1; fi; fi; \
 printf '==> end\\n'";
 
 /// Below the host's default collector timeout (10 s): nvidia-smi can take seconds to wake

@@ -2,7 +2,9 @@
 //! `Key:\tvalue` block per device, with `Driver:` and `Module:` lines) and the one-line form
 //! (`lspci -mm -nn`: `SLOT "CLASS" "VENDOR" "DEVICE" [-rREV] [-pPROGIF] "SVENDOR" "SDEVICE"`).
 //! With `-nn` a name ends in its id (`VGA compatible controller [0300]`); with `-n` alone the value
-//! is the id. Shared by the `gpu` and `controller` collectors (`#[path]` include).
+//! is the id. The same verbose form with ids only (class, vendor, device as hex; `Driver:` the
+//! driver link's target) is what the collectors' sysfs walks print. Shared by the `gpu` and
+//! `controller` collectors (`#[path]` include).
 
 /// One PCI function.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -18,6 +20,8 @@ pub struct PciDevice {
     pub device_id: Option<String>,
     pub subsystem_vendor: Option<String>,
     pub subsystem_device: Option<String>,
+    pub subsystem_vendor_id: Option<String>,
+    pub subsystem_device_id: Option<String>,
     pub revision: Option<String>,
     pub driver: Option<String>,
 }
@@ -29,6 +33,15 @@ impl PciDevice {
             "{}:{}",
             self.vendor_id.as_deref()?,
             self.device_id.as_deref()?
+        ))
+    }
+
+    /// `SVENDOR:SDEVICE` ids (`1028:06e4`).
+    pub fn subsystem_id(&self) -> Option<String> {
+        Some(format!(
+            "{}:{}",
+            self.subsystem_vendor_id.as_deref()?,
+            self.subsystem_device_id.as_deref()?
         ))
     }
 
@@ -79,14 +92,19 @@ pub fn name_and_id(value: &str, id_len: usize) -> (Option<String>, Option<String
 fn set(dev: &mut PciDevice, key: &str, value: &str) {
     let value = value.trim();
     match key {
-        "Slot" => dev.slot = value.to_string(),
+        // sysfs names the domain always; lspci only where there is more than one.
+        "Slot" => dev.slot = value.strip_prefix("0000:").unwrap_or(value).to_string(),
         "Class" => (dev.class, dev.class_id) = name_and_id(value, 4),
         "Vendor" => (dev.vendor, dev.vendor_id) = name_and_id(value, 4),
         "Device" => (dev.device, dev.device_id) = name_and_id(value, 4),
-        "SVendor" => dev.subsystem_vendor = name_and_id(value, 4).0,
-        "SDevice" => dev.subsystem_device = name_and_id(value, 4).0,
+        "SVendor" => (dev.subsystem_vendor, dev.subsystem_vendor_id) = name_and_id(value, 4),
+        "SDevice" => (dev.subsystem_device, dev.subsystem_device_id) = name_and_id(value, 4),
         "Rev" => dev.revision = Some(value.to_string()).filter(|v| !v.is_empty()),
-        "Driver" => dev.driver = Some(value.to_string()).filter(|v| !v.is_empty()),
+        // lspci prints the name; a sysfs walk prints the driver link's target path.
+        "Driver" => {
+            let name = value.rsplit('/').next().unwrap_or(value);
+            dev.driver = Some(name.to_string()).filter(|v| !v.is_empty())
+        }
         _ => {}
     }
 }
@@ -166,6 +184,72 @@ pub fn parse(text: &str) -> Vec<PciDevice> {
             Some(dev)
         })
         .collect()
+}
+
+/// The PCI class names (as pci.ids and lspci spell them) of the classes these collectors list,
+/// for a sysfs walk that has ids only.
+pub fn class_name(class_id: &str) -> Option<&'static str> {
+    Some(match class_id {
+        "0100" => "SCSI storage controller",
+        "0101" => "IDE interface",
+        "0102" => "Floppy disk controller",
+        "0103" => "IPI bus controller",
+        "0104" => "RAID bus controller",
+        "0105" => "ATA controller",
+        "0106" => "SATA controller",
+        "0107" => "Serial Attached SCSI controller",
+        "0108" => "Non-Volatile memory controller",
+        "0109" => "Universal Flash Storage controller",
+        "0180" => "Mass storage controller",
+        "0200" => "Ethernet controller",
+        "0201" => "Token ring network controller",
+        "0202" => "FDDI network controller",
+        "0203" => "ATM network controller",
+        "0204" => "ISDN controller",
+        "0205" => "WorldFip controller",
+        "0206" => "PICMG controller",
+        "0207" => "Infiniband controller",
+        "0208" => "Fabric controller",
+        "0280" => "Network controller",
+        "0300" => "VGA compatible controller",
+        "0301" => "XGA compatible controller",
+        "0302" => "3D controller",
+        "0380" => "Display controller",
+        _ => return None,
+    })
+}
+
+/// Names from the collectors' `awk` over pci.ids: `VVVV\tVENDOR` and `VVVV:DDDD\tDEVICE` lines.
+/// Fills what a device lacks (a sysfs walk has ids only; lspci's names are kept).
+pub fn apply_names(devices: &mut [PciDevice], names: &str) {
+    let mut vendors = std::collections::BTreeMap::new();
+    let mut models = std::collections::BTreeMap::new();
+    for line in names.lines() {
+        let Some((id, name)) = line.split_once('\t') else {
+            continue;
+        };
+        let id = id.trim().to_ascii_lowercase();
+        if id.contains(':') {
+            models.insert(id, name.trim().to_string());
+        } else {
+            vendors.insert(id, name.trim().to_string());
+        }
+    }
+    for d in devices {
+        if d.vendor.is_none() {
+            d.vendor = d.vendor_id.as_ref().and_then(|v| vendors.get(v).cloned());
+        }
+        if d.device.is_none() {
+            d.device = d.pci_id().and_then(|i| models.get(&i).cloned());
+        }
+        if d.class.is_none() {
+            d.class = d
+                .class_id
+                .as_deref()
+                .and_then(class_name)
+                .map(str::to_string);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -2,9 +2,11 @@
 //!
 //! One round trip: one `sh` script (see [`SCRIPT`]) runs, for each package manager whose tool or
 //! database is on the target, one listing command under its own `==> NAME` section:
-//! - `dpkg`: `dpkg-query -W -f '${Package}\t${Version}\t${Architecture}\t${db:Status-Status}\n'`
-//!   (one process for the whole database; packages removed but with their configuration left,
-//!   `config-files`, and `not-installed` ones are skipped);
+//! - `dpkg`: the `Package`, `Version`, `Architecture` and `Status` lines of `/var/lib/dpkg/status`
+//!   (one `grep`: 6 ms here, where `dpkg-query -W` took 53 ms), else where that file cannot be read
+//!   `dpkg-query -W -f '${Package}\t${Version}\t${Architecture}\t${db:Status-Status}\n'`
+//!   (one process for the whole database); packages removed but with their configuration left
+//!   (`config-files`) and `not-installed` ones are skipped;
 //! - `rpm`: `rpm -qa --queryformat '%{NAME}\t%{EPOCH}\t%{VERSION}\t%{RELEASE}\t%{INSTALLTIME}\t%{ARCH}\n'`
 //!   (the formats are ohai's, so its recorded outputs are this collector's input as they are; rows
 //!   whose tabs were turned into blanks are read too);
@@ -38,7 +40,9 @@ use plugin_api::{
 /// stderr goes into its section (the parsers skip lines that are not package rows), so that a
 /// failure can be told from an empty database.
 pub const SCRIPT: &str = "PATH=\"$PATH:/usr/sbin:/sbin\"; \
-if command -v dpkg-query >/dev/null 2>&1; then printf '==> dpkg\\n'; \
+if [ -r /var/lib/dpkg/status ]; then printf '==> dpkg-status\\n'; \
+grep -E '^(Package|Version|Architecture|Status):' /var/lib/dpkg/status; \
+elif command -v dpkg-query >/dev/null 2>&1; then printf '==> dpkg\\n'; \
 dpkg-query -W -f '${Package}\\t${Version}\\t${Architecture}\\t${db:Status-Status}\\n' 2>&1; fi; \
 if command -v rpm >/dev/null 2>&1; then printf '==> rpm\\n'; \
 rpm -qa --queryformat '%{NAME}\\t%{EPOCH}\\t%{VERSION}\\t%{RELEASE}\\t%{INSTALLTIME}\\t%{ARCH}\\n' 2>&1; fi; \
@@ -84,6 +88,42 @@ pub fn parse_dpkg(text: &str) -> Vec<Package> {
             })
         })
         .collect()
+}
+
+/// The `Package:`, `Version:`, `Architecture:` and `Status:` lines of `/var/lib/dpkg/status`
+/// (a record starts at `Package:`; the third word of `Status:` is the state, as in
+/// `${db:Status-Status}`).
+pub fn parse_dpkg_status(text: &str) -> Vec<Package> {
+    let mut rows = Vec::new();
+    let mut cur: Option<[String; 4]> = None;
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        if key == "Package" {
+            rows.extend(cur.take());
+            cur = Some([
+                value.to_string(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ]);
+        } else if let Some(c) = cur.as_mut() {
+            match key {
+                "Version" => c[1] = value.to_string(),
+                "Architecture" => c[2] = value.to_string(),
+                "Status" => c[3] = value.split_whitespace().nth(2).unwrap_or("").to_string(),
+                _ => {}
+            }
+        }
+    }
+    rows.extend(cur);
+    let text: String = rows
+        .iter()
+        .map(|r| format!("{}\t{}\t{}\t{}\n", r[0], r[1], r[2], r[3]))
+        .collect();
+    parse_dpkg(&text)
 }
 
 /// `rpm -qa --queryformat '%{NAME}\t%{EPOCH}\t%{VERSION}\t%{RELEASE}\t%{INSTALLTIME}\t%{ARCH}\n'`.
@@ -202,8 +242,12 @@ pub fn collect(target: &Target<'_>, _options: &Value) -> Result<Value, CollectEr
     let mut managers = Vec::new();
     let mut failures = Vec::new();
     type Parser = fn(&str) -> Vec<Package>;
-    let parsers: [(&str, Parser); 3] =
-        [("dpkg", parse_dpkg), ("rpm", parse_rpm), ("apk", parse_apk)];
+    let parsers: [(&str, Parser); 4] = [
+        ("dpkg-status", parse_dpkg_status),
+        ("dpkg", parse_dpkg),
+        ("rpm", parse_rpm),
+        ("apk", parse_apk),
+    ];
     for (manager, parse) in parsers {
         match sections.get(manager) {
             Some(Section::Content(text)) => {
@@ -212,7 +256,7 @@ pub fn collect(target: &Target<'_>, _options: &Value) -> Result<Value, CollectEr
                     let first = text.lines().next().unwrap_or(text).trim();
                     failures.push(format!("{manager}: {first}"));
                 } else if !found.is_empty() {
-                    managers.push(manager);
+                    managers.push(manager.trim_end_matches("-status"));
                     packages.extend(found);
                 }
             }
@@ -295,6 +339,10 @@ mod tests {
                 script_out("apk", &read("alpine-apk", "installed-PVA.txt")),
             ),
             ("debian-12-vm", read("debian-12-vm", "script.out")),
+            (
+                "debian-12-dpkg-query",
+                read("debian-12-dpkg-query", "script.out"),
+            ),
             ("no-package-manager", "==> end\n".to_string()),
         ]
     }
@@ -350,6 +398,15 @@ mod tests {
             parts.iter().find(|p| p["name"] == "tzdata").expect("tz")["arch"],
             "noarch"
         );
+    }
+
+    #[test]
+    fn status_file_and_dpkg_query_agree() {
+        // Both recorded on this VM within a second: the same packages either way.
+        let a = run(&read("debian-12-vm", "script.out"));
+        let b = run(&read("debian-12-dpkg-query", "script.out"));
+        assert_eq!(a["lists"], b["lists"]);
+        assert!(parts(&a).len() > 500);
     }
 
     #[test]
