@@ -439,6 +439,7 @@ pub async fn run(
          CASE WHEN h.last_report_at IS NULL OR h.last_report_at < {sb} THEN 1 ELSE 0 END AS stale \
          FROM hosts h LEFT JOIN host_fields f ON f.host_id = h.id"
     );
+    let inner_param_count = p.0.len();
     let mut wh: Vec<String> = Vec::new();
     for word in query.q.split_whitespace().take(8) {
         let w = word.to_lowercase();
@@ -508,7 +509,10 @@ pub async fn run(
             "({key} {cmp} {kv} OR ({key} = {kv} AND t.id {cmp} {iv}))"
         ));
     }
-    let mut sql = format!("SELECT t.*, {key} AS sort_key FROM ({inner}) t");
+    // Two steps: the ids in order (only the columns a filter or the sort names are computed, and
+    // SQLite stops at the limit), then the summary columns of those ids alone.
+    let inner_params = p.0.len().min(inner_param_count);
+    let mut sql = format!("SELECT t.id, {key} AS sort_key FROM ({inner}) t");
     if !wh.is_empty() {
         sql.push_str(" WHERE ");
         sql.push_str(&wh.join(" AND "));
@@ -517,16 +521,8 @@ pub async fn run(
     if let Some(limit) = query.limit {
         sql.push_str(&format!(" LIMIT {}", limit + 1));
     }
-    let mut q = sqlx::query(&sql);
-    for v in &p.0 {
-        q = match v {
-            Value::String(s) => q.bind(s.clone()),
-            Value::Number(n) => q.bind(n.as_i64().unwrap_or(0)),
-            _ => q.bind(Option::<String>::None),
-        };
-    }
-    let rows = q.fetch_all(&db.read).await?;
-    let mut out = Vec::with_capacity(rows.len());
+    let rows = bind_all(&sql, &p.0).fetch_all(&db.read).await?;
+    let mut ids: Vec<i64> = Vec::with_capacity(rows.len());
     let mut next = None;
     for (i, r) in rows.iter().enumerate() {
         if query.limit.is_some_and(|l| i as i64 >= l) {
@@ -539,9 +535,37 @@ pub async fn run(
             next = Some(encode_cursor(&key, last.try_get("id")?));
             break;
         }
-        out.push(row_summary(r)?);
+        ids.push(r.try_get("id")?);
     }
+    let mut by_id: std::collections::HashMap<i64, HostRow> =
+        std::collections::HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let list: Vec<String> = chunk.iter().map(i64::to_string).collect();
+        let sql = format!("{inner} WHERE h.id IN ({})", list.join(","));
+        for r in bind_all(&sql, &p.0[..inner_params])
+            .fetch_all(&db.read)
+            .await?
+        {
+            by_id.insert(r.try_get("id")?, row_summary(&r)?);
+        }
+    }
+    let out = ids.iter().filter_map(|id| by_id.remove(id)).collect();
     Ok(Page { rows: out, next })
+}
+
+fn bind_all<'q>(
+    sql: &'q str,
+    params: &[Value],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    let mut q = sqlx::query(sql);
+    for v in params {
+        q = match v {
+            Value::String(s) => q.bind(s.clone()),
+            Value::Number(n) => q.bind(n.as_i64().unwrap_or(0)),
+            _ => q.bind(Option::<String>::None),
+        };
+    }
+    q
 }
 
 fn parse_json(text: Option<String>) -> Value {

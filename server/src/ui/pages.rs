@@ -243,10 +243,31 @@ struct Inventory {
     error: String,
 }
 
-async fn distinct(
-    state: &AppState,
-    fact: &search::FactRef,
-) -> Result<Vec<(String, String)>, sqlx::Error> {
+type Choices = Vec<(String, String)>;
+
+/// The values a filter's drop-down offers, kept a minute per process (reading them costs a pass
+/// over one fact of every host).
+type CachedChoices = ((String, String), std::time::Instant, Choices);
+static CHOICES: std::sync::Mutex<Vec<CachedChoices>> = std::sync::Mutex::new(Vec::new());
+
+async fn distinct(state: &AppState, fact: &search::FactRef) -> Result<Choices, sqlx::Error> {
+    let key = (fact.kind.clone(), fact.item.clone());
+    if let Ok(cache) = CHOICES.lock() {
+        if let Some((_, at, v)) = cache.iter().find(|(k, _, _)| *k == key) {
+            if at.elapsed() < std::time::Duration::from_secs(60) {
+                return Ok(v.clone());
+            }
+        }
+    }
+    let fresh = distinct_now(state, fact).await?;
+    if let Ok(mut cache) = CHOICES.lock() {
+        cache.retain(|(k, _, _)| *k != key);
+        cache.push((key, std::time::Instant::now(), fresh.clone()));
+    }
+    Ok(fresh)
+}
+
+async fn distinct_now(state: &AppState, fact: &search::FactRef) -> Result<Choices, sqlx::Error> {
     let d = sqlx::query(
         "SELECT DISTINCT data FROM components WHERE kind = $1 AND item = $2 ORDER BY data LIMIT 100",
     )
