@@ -19,7 +19,7 @@ unset AUTO_SALT_SKIP
 step() { printf '\n==> %s\n' "$*"; }
 
 step "Debian packages"
-pkgs=(facter openssh-server openssh-client iproute2 postgresql libssl-dev pkg-config procps shellcheck chromium chromium-driver)
+pkgs=(facter openssh-server openssh-client iproute2 postgresql libssl-dev pkg-config procps shellcheck chromium chromium-driver systemd dpkg-dev)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
@@ -47,6 +47,10 @@ trap cleanup EXIT
 step "build (the tests load the real .so files)"
 cargo build --workspace --quiet
 
+step "Debian packages: build, dpkg -i, run the installed server and agent, purge (scripts/package-test.sh)"
+package_status=0
+scripts/package-test.sh || package_status=$?
+
 # --include-ignored: the collectors' live tests (#[ignore]: they read this machine) run too.
 step "cargo test --workspace -- --include-ignored"
 set +e
@@ -63,7 +67,7 @@ count() { grep -E '^test result:' target/test-output.txt | grep -Eo "[0-9]+ $1" 
 passed=$(count passed)
 failed=$(count failed)
 skipped=$(count ignored)
-for s in "$shellcheck_status" "$schema_status"; do
+for s in "$shellcheck_status" "$schema_status" "$package_status"; do
   if [ "$s" = 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 done
 # A test binary that did not build or run gives no summary line: count it as a failure.
@@ -75,4 +79,4 @@ if [ "$skipped" != 0 ]; then
   grep -E '^test .* \.\.\. +ignored' target/test-output.txt | sed 's/^test /  /' || true
 fi
 echo "tests: $passed passed, $failed failed, $skipped skipped"
-[ "$status" = 0 ] && [ "$schema_status" = 0 ] && [ "$shellcheck_status" = 0 ]
+[ "$status" = 0 ] && [ "$schema_status" = 0 ] && [ "$shellcheck_status" = 0 ] && [ "$package_status" = 0 ]
