@@ -294,8 +294,13 @@ pub fn build(sections: &BTreeMap<String, Section>) -> Result<Value, CollectError
         ("system_uuid", "uuid", &["product_uuid"][..]),
     ] {
         let value = values.get(field).cloned().flatten();
+        // Every file read: dmidecode reads the same table, it cannot know more.
+        let sysfs_read = !dir_missing
+            && files
+                .iter()
+                .all(|f| matches!(sections.get(*f), Some(Section::Content(_))));
         let sysfs_looked = dir_missing || all_looked_at(sections, files);
-        if value.is_some() || (sysfs_looked && dmi.looked(dir_missing)) {
+        if value.is_some() || sysfs_read || (sysfs_looked && dmi.looked(dir_missing)) {
             data.identity(hint, value.as_deref());
         }
     }
@@ -587,6 +592,30 @@ mod tests {
             data["identity"],
             json!({"serial": null, "system_uuid": null})
         );
+    }
+
+    #[test]
+    fn placeholders_read_in_sysfs_are_looked_at_whatever_dmidecode_says() {
+        // Synthetic: sysfs read, serials are placeholders, a BIOS file missing made the script
+        // run dmidecode, which a normal user may not run: the serial is still known absent.
+        let mut out = String::new();
+        for f in FILES {
+            match f {
+                "bios_date" => out.push_str("=!> bios_date missing\n"),
+                "product_serial" | "board_serial" => {
+                    out.push_str(&format!("==> {f}\nTo Be Filled By O.E.M.\n\n"))
+                }
+                _ => out.push_str(&format!("==> {f}\nvalue of {f}\n\n")),
+            }
+        }
+        out.push_str("==> dmidecode\n/dev/mem: Permission denied\n==> dmidecode exit\n1\n");
+        let data = run(&out);
+        // Declared, as null (absent from `identity` would mean "did not look").
+        assert_eq!(data["identity"].get("serial"), Some(&Value::Null), "{data}");
+        assert_eq!(data["identity"]["system_uuid"], "value of product_uuid");
+        assert!(data["reasons"]["bios_date"]
+            .as_str()
+            .is_some_and(|r| r.contains("bios_date: missing; dmidecode: permission denied")));
     }
 
     #[test]
