@@ -676,6 +676,10 @@ fn collect(
         }
         if !progressed {
             wait_socket(probe, fd, deadline)?;
+        } else if Instant::now() >= deadline {
+            // output that keeps coming (a command that writes on and on) does not move the
+            // deadline: the timeout is a hard cap
+            return Err(Failure::TimedOut);
         }
     }
     retry(probe, fd, deadline, || channel.wait_close())?;

@@ -180,18 +180,31 @@ pub fn collect_fleet(
             let started = Instant::now();
             let span = tracing::info_span!("target", host = %target.name);
             let _entered = span.enter();
+            // each step up to "host collected" logs its duration (issue 14: 19 s passed between a
+            // host's last collector and that line with nothing said)
+            let ms = |since: Instant| since.elapsed().as_millis() as u64;
             let outcome = connector.connect(&target).map(|make| {
+                let step = Instant::now();
+                tracing::debug!(took_ms = ms(started), "connected: starting the collectors");
                 let mut plugins = runner::collect_all(&registry.loaded, &make, &collectors);
+                tracing::debug!(took_ms = ms(step), "collectors finished");
+                let step = Instant::now();
                 for failure in &registry.failed {
                     plugins.insert(failure.name.clone(), runner::load_failure(failure));
                 }
                 let hostname = report::target_hostname(&plugins, &target.name);
-                report::build(
+                let report = report::build(
                     hostname,
                     Some(target.name.clone()),
                     connector.mode(),
                     plugins,
-                )
+                );
+                tracing::debug!(took_ms = ms(step), "report built");
+                let step = Instant::now();
+                // the last handle on the connection goes unless a collector still holds it
+                drop(make);
+                tracing::debug!(took_ms = ms(step), "connection released");
+                report
             });
             let result = HostResult {
                 target,
@@ -199,7 +212,12 @@ pub fn collect_fleet(
                 took: started.elapsed(),
             };
             progress.done(&result);
+            let step = Instant::now();
             on_done(&result);
+            tracing::debug!(
+                took_ms = ms(step),
+                "report handed on (printed or delivered)"
+            );
             let kept = HostSummary::of(&result);
             drop(result);
             results.lock().unwrap_or_else(|p| p.into_inner()).push(kept);

@@ -70,8 +70,22 @@ struct Prefetch {
     commands: Vec<String>,
     /// When the batch's watchdog kills what still runs: the longest of the commands' timeouts.
     limit: Duration,
-    /// How long that batch may take on one host.
-    timeout: Duration,
+}
+
+/// How long past its limit a batch may take: the watchdog's kills and its grace for processes
+/// slow to die (1 s at most, see `batch`), then `stat`, `cat` and the outputs' way back. Past it
+/// the batch is given up: the host had its time, its learned commands are answered as timeouts.
+const BATCH_GRACE: Duration = Duration::from_secs(2);
+
+/// What the batch gave on one host.
+#[derive(Default)]
+struct Prefetched {
+    outputs: HashMap<String, batch::Output>,
+    /// The batch did not come back within its limit and grace: why (each learned command is then
+    /// a timeout, not run again on its own).
+    lost: Option<String>,
+    /// The learned commands (to tell them from others when the batch was lost).
+    learned: Vec<String>,
 }
 
 impl SshConnector {
@@ -128,18 +142,20 @@ impl SshConnector {
     }
 
     /// Run the learned commands on a freshly connected host; what came back, by command.
-    fn run_prefetch(&self, session: &SshSession, host: &str) -> HashMap<String, batch::Output> {
+    fn run_prefetch(&self, session: &SshSession, host: &str) -> Prefetched {
         let Some(prefetch) = self.prefetch.get().filter(|p| !p.commands.is_empty()) else {
-            return HashMap::new();
+            return Prefetched::default();
         };
         let nonce = batch::nonce();
         let script = batch::script(&prefetch.commands, prefetch.limit, &nonce);
         let started = Instant::now();
-        // the watchdog kills at `limit`; the rest is for the outputs' way back
-        match session.run(&script, prefetch.timeout + Duration::from_secs(2)) {
+        // the watchdog kills at `limit`; the grace is for the kills and the outputs' way back
+        match session.run(&script, prefetch.limit + BATCH_GRACE) {
             Ok(out) if out.exit_code == Some(0) => {
+                let ran = started.elapsed();
                 let outputs = batch::parse(&out.stdout, prefetch.commands.len(), &nonce);
-                let answered: HashMap<String, batch::Output> = prefetch
+                let killed = outputs.iter().flatten().filter(|o| o.timed_out).count();
+                let outputs: HashMap<String, batch::Output> = prefetch
                     .commands
                     .iter()
                     .zip(outputs)
@@ -148,21 +164,45 @@ impl SshConnector {
                 tracing::debug!(
                     host,
                     commands = prefetch.commands.len(),
-                    answered = answered.len(),
-                    took_ms = started.elapsed().as_millis() as u64,
+                    answered = outputs.len(),
+                    killed_at_limit = killed,
+                    limit_ms = prefetch.limit.as_millis() as u64,
+                    bytes = out.stdout.len(),
+                    took_ms = ran.as_millis() as u64,
+                    parse_ms = (started.elapsed() - ran).as_millis() as u64,
                     "ran the collectors' commands in one request"
                 );
-                answered
+                Prefetched {
+                    outputs,
+                    ..Prefetched::default()
+                }
             }
             Ok(out) => {
                 let stderr = String::from_utf8_lossy(&out.stderr);
                 tracing::warn!(host, exit_code = ?out.exit_code, stderr = %stderr.lines().next().unwrap_or(""),
+                    took_ms = started.elapsed().as_millis() as u64,
                     "the batch of the collectors' commands failed: running them one by one");
-                HashMap::new()
+                Prefetched::default()
+            }
+            Err(SshError::CommandTimeout { after, .. }) => {
+                tracing::warn!(
+                    host,
+                    limit_ms = prefetch.limit.as_millis() as u64,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "the batch of the collectors' commands did not come back in time: its commands are timeouts"
+                );
+                Prefetched {
+                    lost: Some(format!(
+                        "the batch of the collectors' commands did not come back within {after:?}"
+                    )),
+                    learned: prefetch.commands.clone(),
+                    ..Prefetched::default()
+                }
             }
             Err(e) => {
-                tracing::warn!(host, error = %e, "the batch of the collectors' commands failed: running them one by one");
-                HashMap::new()
+                tracing::warn!(host, error = %e, took_ms = started.elapsed().as_millis() as u64,
+                    "the batch of the collectors' commands failed: running them one by one");
+                Prefetched::default()
             }
         }
     }
@@ -198,6 +238,10 @@ impl Connector for SshConnector {
             "connected"
         );
         let prefetched = Arc::new(self.run_prefetch(&session, &target.name));
+        tracing::debug!(
+            took_ms = started.elapsed().as_millis() as u64,
+            "connected and prefetched"
+        );
         let session = Arc::new(session);
         let name = target.name.clone();
         Ok(Arc::new(move |deadline| {
@@ -223,7 +267,6 @@ impl Connector for SshConnector {
         let mut p = Prefetch {
             commands: Vec::with_capacity(learned.len()),
             limit: Duration::ZERO,
-            timeout: shortest,
         };
         for ask in learned {
             p.limit = p.limit.max(ask.timeout.unwrap_or(shortest).min(shortest));
@@ -237,7 +280,7 @@ impl Connector for SshConnector {
 struct SshExecutor {
     session: Arc<SshSession>,
     /// The batch's outputs, by command.
-    prefetched: Arc<HashMap<String, batch::Output>>,
+    prefetched: Arc<Prefetched>,
     name: String,
     deadline: Instant,
 }
@@ -269,11 +312,31 @@ fn from_batch(
     ))
 }
 
+impl SshExecutor {
+    /// The batch's answer to `command`, if it has one (a lost batch answers a timeout).
+    fn batched(&self, command: &str) -> Option<RResult<CommandOutput, PluginError>> {
+        if let Some(out) = self.prefetched.outputs.get(command) {
+            return Some(from_batch(&self.name, command, out));
+        }
+        let lost = self.prefetched.lost.as_ref()?;
+        self.prefetched
+            .learned
+            .iter()
+            .any(|c| c == command)
+            .then(|| {
+                RResult::RErr(error(
+                    "timeout",
+                    format!("ssh {}: {lost}: {command}", self.name),
+                ))
+            })
+    }
+}
+
 impl Executor for SshExecutor {
     fn run(&self, command: RStr<'_>, timeout_ms: u64) -> RResult<CommandOutput, PluginError> {
         guarded("run", || {
-            if let Some(out) = self.prefetched.get(command.as_str()) {
-                return from_batch(&self.name, command.as_str(), out);
+            if let Some(answer) = self.batched(command.as_str()) {
+                return answer;
             }
             tracing::debug!(
                 command = command.as_str(),
@@ -314,7 +377,16 @@ impl Executor for SshExecutor {
     fn read_file(&self, path: RStr<'_>) -> RResult<RVec<u8>, PluginError> {
         guarded("read_file", || {
             let command = cat_command(path.as_str());
-            let batched = self.prefetched.get(&command).filter(|out| !out.timed_out);
+            if self.prefetched.lost.is_some() {
+                if let Some(RResult::RErr(e)) = self.batched(&command) {
+                    return RResult::RErr(e);
+                }
+            }
+            let batched = self
+                .prefetched
+                .outputs
+                .get(&command)
+                .filter(|out| !out.timed_out);
             let read = match batched {
                 Some(out) => cat_read(
                     &self.name,
