@@ -122,6 +122,10 @@ pub fn run(args: Args) -> Result<Outcome> {
             );
             Ok(Outcome::AllWell)
         }
+        Command::Deploy(d) => {
+            let _log = init_logging("info", None)?;
+            crate::deploy::run(args.plugins, &d, &file)
+        }
         Command::Worker { .. } => unreachable!("handled above"),
     }
 }

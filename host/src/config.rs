@@ -47,6 +47,8 @@ pub enum Command {
     DefaultConfig,
     /// Signed GET of an API path, printed as JSON (e.g. /api/v1/hosts/web-01/changes).
     Api(ApiArgs),
+    /// Install the agent on ssh mode's targets over SFTP, enable its timer, run it once.
+    Deploy(Box<crate::deploy::DeployArgs>),
     /// Internal: run one collector in this process for an isolating parent (see `worker`).
     #[command(name = "__worker", hide = true)]
     Worker {

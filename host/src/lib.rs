@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod app;
 pub mod config;
+pub mod deploy;
 pub mod local;
 pub mod output;
 pub mod plugins;

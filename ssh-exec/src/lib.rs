@@ -7,7 +7,8 @@
 //! or trust-on-first-use, never accept-all. Every wait is bounded: connect, handshake and
 //! authentication by [`ConnectOptions::connect_timeout`], each command by its own timeout.
 //!
-//! What it is not for: interactive shells, port forwarding, file upload. It knows nothing about
+//! What it is not for: interactive shells, port forwarding. Files go up over SFTP
+//! ([`SshSession::sftp`], for `auto-client deploy`). It knows nothing about
 //! plugins, reports or HTTP; the host's executor wraps it.
 //!
 //! The SSH protocol comes from libssh2 (the `ssh2` crate, libssh2 1.11 vendored, OpenSSL for
@@ -33,8 +34,10 @@ mod auth;
 mod error;
 mod known_hosts;
 mod session;
+mod sftp;
 
 pub use auth::{PrivateKey, Secret, SshAuth};
 pub use error::{HostKeyInfo, SetupError, SshError};
 pub use known_hosts::{HostKeyPolicy, KnownHosts};
 pub use session::{cat_result, ConnectOptions, Output, SshSession, SshTarget};
+pub use sftp::{Sftp, SftpError, SftpStat};

@@ -109,14 +109,14 @@ pub struct SshSession {
     address: String,
     command_timeout: Duration,
     close_grace: Duration,
-    inner: Mutex<Inner>,
+    pub(crate) inner: Mutex<Inner>,
 }
 
-struct Inner {
-    session: Session,
+pub(crate) struct Inner {
+    pub(crate) session: Session,
     /// A second handle on the session's socket, for poll(2) and shutdown on drop.
     socket: TcpStream,
-    broken: Option<String>,
+    pub(crate) broken: Option<String>,
     /// Channels of timed-out commands, closed on our side, waiting for the server's close.
     abandoned: Vec<Channel>,
 }
@@ -289,7 +289,7 @@ impl SshSession {
         cat_result(&self.host, &path_text, output)
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
         // a panic in another caller left libssh2 in an unknown state: the session is broken
         match self.inner.lock() {
             Ok(guard) => guard,
@@ -303,7 +303,7 @@ impl SshSession {
         }
     }
 
-    fn transport(&self, detail: String) -> SshError {
+    pub(crate) fn transport(&self, detail: String) -> SshError {
         SshError::Transport {
             host: self.host.clone(),
             address: self.address.clone(),
@@ -360,7 +360,7 @@ impl Drop for SshSession {
 }
 
 impl Inner {
-    fn usable(&self) -> Result<(), String> {
+    pub(crate) fn usable(&self) -> Result<(), String> {
         match &self.broken {
             Some(why) => Err(format!("session unusable after an earlier error: {why}")),
             None => Ok(()),
