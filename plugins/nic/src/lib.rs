@@ -10,10 +10,12 @@
 //! Which interfaces are listed, by what an interface is, where that is known:
 //! - the loopback is left out (by name, `link_type` or the `LOOPBACK` flag);
 //! - a veth is left out when it is the host's end of a container's link: a port of a bridge or
-//!   OVS (it has a `master`: docker0, cni0, ...), or a veth holding no address but link-local
-//!   ones (calico's `cali*`, cilium's `lxc*`). These come and go with every container and would
-//!   flood the change log. A veth with a routable address is kept: inside a container (or a
-//!   network namespace) `eth0` is a veth, and it is that machine's uplink;
+//!   OVS (it has a `master`: docker0, cni0, ...), a veth holding no address but link-local ones
+//!   (calico's `cali*`, cilium's `lxc*`), or any veth where an interface of the same namespace is
+//!   backed by a device (a `DRIVER=` in sysfs, or iproute2's `parentbus`): that is a host, and
+//!   routed setups (CNI ptp) give the host's end an address. These come and go with every
+//!   container and would flood the change log. Inside a container (or a network namespace)
+//!   `eth0` is a veth with an address and no device beside it: that machine's uplink, kept;
 //! - every other interface is kept (bonds and their slaves, VLANs, bridges, tunnels, tun: the
 //!   CMDB sees what the host sees).
 //!
@@ -298,13 +300,18 @@ impl Filter {
         })
     }
 
-    fn keeps(&self, name: &str, link: &Value) -> bool {
+    /// `host`: an interface of this network namespace is backed by a device (a physical or
+    /// virtio NIC): this is a host, where every veth is the host's end of a container's link.
+    fn keeps(&self, name: &str, link: &Value, host: bool) -> bool {
         let loopback = name == "lo"
             || link.get("link_type").and_then(Value::as_str) == Some("loopback")
             || has_flag(link, "LOOPBACK");
-        // The host's end of a container's link: a bridge/OVS port, or no routable address.
+        // The host's end of a container's link: a bridge/OVS port, a veth without a routable
+        // address, or any veth beside a device-backed NIC (routed setups such as CNI ptp give
+        // the host's end an address).
         let veth = linkinfo(link, "info_kind") == Some("veth")
-            && (link.get("master").and_then(Value::as_str).is_some()
+            && (host
+                || link.get("master").and_then(Value::as_str).is_some()
                 || !has_routable_address(link));
         !loopback
             && (self.include_veth || !veth)
@@ -333,13 +340,17 @@ fn interfaces_of(
     devices: &BTreeMap<String, DeviceInfo>,
     filter: &Filter,
 ) -> Vec<Interface> {
+    // Known from sysfs (a `DRIVER=` of device/uevent) or iproute2's `parentbus` (5.x and later);
+    // unknown (false) where neither says.
+    let host = devices.values().any(|d| d.driver.is_some())
+        || links.iter().any(|l| l.get("parentbus").is_some());
     let mut interfaces = Vec::new();
     for link in links {
         // Old iproute2 (4.x) adds empty `{}` entries to the list: skip anything without a name.
         let Some(name) = link.get("ifname").and_then(Value::as_str) else {
             continue;
         };
-        if !filter.keeps(name, link) {
+        if !filter.keeps(name, link, host) {
             continue;
         }
         let permanent_mac = mac_of(link, "permaddr");
@@ -772,6 +783,33 @@ mod tests {
         .expect("parses");
         let host_names: Vec<_> = host.iter().map(|i| i.name.as_str()).collect();
         assert_eq!(host_names, ["br0"]);
+    }
+
+    #[test]
+    fn a_routed_hosts_veth_with_an_address_is_left_out_beside_a_device() {
+        // The container's recording with a device-backed NIC beside it (as on a host whose CNI
+        // gives the host's end an address): the veth is plumbing there.
+        let ip = include_str!("../fixtures/container-eth0-veth/ip-d-addr.json");
+        let mut links: Vec<Value> = serde_json::from_str(ip).expect("json");
+        let devices = BTreeMap::from([(
+            "eno1".to_string(),
+            DeviceInfo {
+                driver: Some("ixgbe".into()),
+                ..DeviceInfo::default()
+            },
+        )]);
+        let kept = interfaces_of(&links, &BTreeMap::new(), &devices, &Filter::default());
+        assert!(kept.is_empty(), "{kept:?}");
+        // The same with iproute2's parentbus on another link.
+        links.push(json!({"ifname": "eno1", "parentbus": "pci", "link_type": "ether", "address": "aa:bb:cc:00:00:01"}));
+        let kept = interfaces_of(
+            &links,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            &Filter::default(),
+        );
+        let names: Vec<_> = kept.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["eno1"]);
     }
 
     #[test]
