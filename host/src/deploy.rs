@@ -120,7 +120,8 @@ fn hex_digest(bytes: &[u8]) -> String {
 struct Plan {
     api: String,
     root: String,
-    binary: Arc<Vec<u8>>,
+    /// The agent binary and its SHA-256 (hashed once: the same for every host).
+    binary: (Arc<Vec<u8>>, String),
     libs: Vec<Lib>,
     /// plugins.toml with the collectors' paths under `{root}/usr/lib/auto-client` (`@ROOT@`).
     plugins_toml: String,
@@ -131,8 +132,8 @@ struct Plan {
     sudo: &'static str,
 }
 
-/// A collector: its file name and bytes.
-type Lib = (String, Arc<Vec<u8>>);
+/// A collector: its file name, bytes and SHA-256.
+type Lib = (String, Arc<Vec<u8>>, String);
 
 enum Keys {
     PerHost { dir: PathBuf, id_format: String },
@@ -161,15 +162,15 @@ impl Plan {
         };
         let mut items = vec![Item {
             path: format!("{root}/usr/bin/auto-client"),
-            bytes: Arc::clone(&self.binary),
-            sha256: hex_digest(&self.binary),
+            bytes: Arc::clone(&self.binary.0),
+            sha256: self.binary.1.clone(),
             mode: 0o755,
         }];
-        for (name, bytes) in &self.libs {
+        for (name, bytes, sha256) in &self.libs {
             items.push(Item {
                 path: format!("{root}/usr/lib/auto-client/{name}"),
                 bytes: Arc::clone(bytes),
-                sha256: hex_digest(bytes),
+                sha256: sha256.clone(),
                 mode: 0o644,
             });
         }
@@ -327,8 +328,11 @@ fn run_script(
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn deploy_host(plan: &Plan, session: &SshSession, host: &str) -> Result<Done, HostFailure> {
-    let (items, root) = plan.items(host)?;
+fn deploy_host(
+    plan: &Plan,
+    session: &SshSession,
+    (items, root): (Vec<Item>, String),
+) -> Result<Done, HostFailure> {
     let own_dirs: Vec<String> = [
         "/usr/lib/auto-client",
         "/etc/auto-client",
@@ -570,7 +574,8 @@ fn remote_plugins(path: &Path) -> Result<(String, Vec<Lib>)> {
                 "path".into(),
                 toml::Value::String(format!("@ROOT@/usr/lib/auto-client/{file}")),
             );
-            libs.push((file, Arc::new(bytes)));
+            let sha256 = hex_digest(&bytes);
+            libs.push((file, Arc::new(bytes), sha256));
         }
     }
     table.insert(
@@ -628,9 +633,10 @@ pub fn run(plugins: Option<PathBuf>, args: &DeployArgs, file: &ConfigFile) -> Re
         Some(p) => p.clone(),
         None => std::env::current_exe().context("cannot find this program's file")?,
     };
-    let binary = Arc::new(
-        std::fs::read(&binary).with_context(|| format!("cannot read {}", binary.display()))?,
-    );
+    let binary =
+        std::fs::read(&binary).with_context(|| format!("cannot read {}", binary.display()))?;
+    let binary_sha256 = hex_digest(&binary);
+    let binary = (Arc::new(binary), binary_sha256);
     let (plugins_toml, libs) = remote_plugins(&collect.common.plugins_path)?;
     let ssh = Arc::new(ssh_setup(&fleet.ssh)?);
     let plan = Arc::new(Plan {
@@ -750,7 +756,7 @@ fn deploy_summary(results: &[HostOutcome], dry_run: bool) -> String {
 
 fn deploy_one(plan: &Plan, ssh: &Ssh, target: &RemoteTarget) -> Result<Done, HostFailure> {
     // the key file first: a host without one is not even connected to
-    plan.items(&target.name)?;
+    let items = plan.items(&target.name)?;
     let ssh_target = SshTarget {
         host: target.name.clone(),
         address: target.address.clone(),
@@ -759,7 +765,7 @@ fn deploy_one(plan: &Plan, ssh: &Ssh, target: &RemoteTarget) -> Result<Done, Hos
     };
     let session = SshSession::connect(&ssh_target, &ssh.auth, &ssh.known_hosts, &ssh.options)
         .map_err(|e| fail(e.kind(), e.to_string()))?;
-    deploy_host(plan, &session, &target.name)
+    deploy_host(plan, &session, items)
 }
 
 #[cfg(test)]
