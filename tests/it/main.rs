@@ -3,6 +3,7 @@
 
 mod agent;
 mod contract;
+mod deploy;
 mod diskfull;
 mod salt;
 mod ssh;
