@@ -110,7 +110,8 @@ pub fn run(args: Args) -> Result<Outcome> {
         Command::Run(r) => {
             let settings = settings::Run::resolve(args.plugins, &r, &file)?;
             let _log = init_logging("info", settings.log_dir.as_deref())?;
-            run_main(settings)
+            let textfile = r.textfile.clone().or_else(|| file.textfile.clone());
+            run_main(settings, textfile)
         }
         Command::Api(a) => {
             let _log = init_logging("warn", None)?;
@@ -162,7 +163,7 @@ fn collect(settings: &settings::Collect, format: Format) -> Result<Outcome> {
     Ok(local::report_outcome(&report, &registry))
 }
 
-fn run_main(settings: settings::Run) -> Result<Outcome> {
+fn run_main(settings: settings::Run, textfile: Option<std::path::PathBuf>) -> Result<Outcome> {
     let spool = Spool::open(
         &settings.spool_dir,
         settings.spool_max_reports,
@@ -193,6 +194,7 @@ fn run_main(settings: settings::Run) -> Result<Outcome> {
         isolation,
         cache: RegistryCache::default(),
         lists: agent::lists::ListState::new(&settings.cert_path, settings.full_report_every),
+        textfile,
     };
     match settings.interval {
         Some(every) => agent::run_interval(&mut agent, every),

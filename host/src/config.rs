@@ -149,6 +149,9 @@ pub struct RunArgs {
     /// none, process, or dropins (drop-in plugins in worker processes).
     #[arg(long, value_enum, env = "AUTO_CLIENT_ISOLATION")]
     pub isolation: Option<crate::Isolation>,
+    /// Agent mode: write a node_exporter textfile here after every cycle (written atomically).
+    #[arg(long, env = "AUTO_CLIENT_TEXTFILE")]
+    pub textfile: Option<PathBuf>,
 }
 
 #[derive(Debug, ClapArgs)]
@@ -191,6 +194,8 @@ pub struct ConfigFile {
     pub full_report_every: Option<u32>,
     pub spool_max_bytes: Option<u64>,
     pub log_dir: Option<PathBuf>,
+    /// Agent mode: the node_exporter textfile (see `agent::textfile`).
+    pub textfile: Option<PathBuf>,
     pub strict_permissions: Option<bool>,
     pub isolation: Option<crate::Isolation>,
     #[serde(default)]
@@ -222,6 +227,7 @@ impl ConfigFile {
             &mut file.cert_file,
             &mut file.spool_dir,
             &mut file.log_dir,
+            &mut file.textfile,
         ]
         .into_iter()
         .flatten()

@@ -5,6 +5,7 @@ pub mod delivery;
 pub mod identity;
 pub mod lists;
 pub mod spool;
+pub mod textfile;
 
 use std::{
     path::PathBuf,
@@ -38,6 +39,8 @@ pub struct Agent {
     pub isolation: Isolation,
     pub cache: RegistryCache,
     pub lists: lists::ListState,
+    /// A node_exporter textfile written after every cycle (`textfile`).
+    pub textfile: Option<PathBuf>,
 }
 
 /// What happened to one report.
@@ -169,7 +172,13 @@ impl Agent {
         let previous = self.cert.read()?;
         let report = local::collect_local(&registry, previous, self.isolation);
         let mut outcome = local::report_outcome(&report, &registry);
+        let for_textfile = self.textfile.as_ref().map(|_| report.clone());
         let delivered = self.deliver(report)?;
+        if let (Some(path), Some(report)) = (&self.textfile, for_textfile) {
+            if let Err(e) = textfile::write(path, &report, delivered) {
+                tracing::warn!(error = %format!("{e:#}"), "textfile not written");
+            }
+        }
         if !delivered {
             outcome = outcome.worst(Outcome::PartialFailure);
         }
