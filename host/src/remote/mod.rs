@@ -108,6 +108,11 @@ pub trait Connector: Send + Sync {
     fn prefetch(&self, targets: &[RemoteTarget], learned: &[learn::Ask], shortest: Duration);
     /// Called once after the last host (to log, and to drop what was prefetched).
     fn finish(&self) {}
+    /// The window of hosts under way, if connecting is paced (ssh: [`pace`]); the connector
+    /// signals it how each handshake went. None: `workers` at once.
+    fn pacer(&self) -> Option<&pace::Pacer> {
+        None
+    }
 }
 
 /// What became of one host.
@@ -159,6 +164,14 @@ pub fn collect_fleet(
 ) -> Vec<HostSummary> {
     let workers = workers.max(1);
     let total = targets.len();
+    // glibc gives each of the hundreds of threads below one of 8 × cores malloc arenas, and each
+    // keeps what its hosts' outputs once took: 10,000 targets at --workers 200 held 16 arenas of
+    // ~14 MB and a 72 MB heap (300 MB RSS). A few arenas hand freed memory on to the next host.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only tunes glibc's allocator; M_ARENA_MAX may be set at any time.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
     if let Some(shortest) = registry.loaded.iter().map(|p| p.timeout()).min() {
         connector.prefetch(&targets, &learn::dry_run(registry), shortest);
     }
@@ -169,17 +182,30 @@ pub fn collect_fleet(
     let collectors = Pool::new("collector", (workers * 2).min(512));
     let progress = Arc::new(Progress::new(total));
     let results = Arc::new(Mutex::new(Vec::with_capacity(total)));
+    // one registry for every queued host: a clone per host (names, paths, options of every
+    // plugin: ~7 KB) held 70 MB while 10,000 hosts waited in the queue
+    let registry = Arc::new(registry.clone());
     for target in targets {
-        let registry = registry.clone();
+        let registry = Arc::clone(&registry);
         let connector = Arc::clone(&connector);
         let collectors = collectors.clone();
         let results = Arc::clone(&results);
         let progress = Arc::clone(&progress);
         let on_done = Arc::clone(&on_done);
         hosts.execute(move || {
+            let waited = Instant::now();
+            // a place in the window for the whole host, up to its report handed on
+            let place = connector.pacer().map(pace::Pacer::start);
             let started = Instant::now();
             let span = tracing::info_span!("target", host = %target.name);
             let _entered = span.enter();
+            if let Some(pacer) = connector.pacer() {
+                tracing::debug!(
+                    waited_ms = started.duration_since(waited).as_millis() as u64,
+                    window = pacer.limit(),
+                    "a place in the window"
+                );
+            }
             // each step up to "host collected" logs its duration (issue 14: 19 s passed between a
             // host's last collector and that line with nothing said)
             let ms = |since: Instant| since.elapsed().as_millis() as u64;
@@ -218,9 +244,25 @@ pub fn collect_fleet(
                 took_ms = ms(step),
                 "report handed on (printed or delivered)"
             );
+            drop(place);
             let kept = HostSummary::of(&result);
             drop(result);
-            results.lock().unwrap_or_else(|p| p.into_inner()).push(kept);
+            let done = {
+                let mut results = results.lock().unwrap_or_else(|p| p.into_inner());
+                results.push(kept);
+                results.len()
+            };
+            // hand the pages the finished hosts freed back to the system now and then (freed
+            // chunks amid the heap stay in RSS otherwise)
+            #[cfg(all(target_os = "linux", target_env = "gnu"))]
+            if done % 64 == 0 {
+                // SAFETY: malloc_trim only returns free memory to the system.
+                unsafe {
+                    libc::malloc_trim(0);
+                }
+            }
+            #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+            let _ = done;
         });
     }
     hosts.join();

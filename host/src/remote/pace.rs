@@ -123,12 +123,13 @@ struct State {
     in_flight: usize,
 }
 
-/// One handshake under way; [`Permit::end`] says how it went (dropped without: neutral).
+/// One place in the window, given back when dropped. The fleet runner holds one for a whole host
+/// (handshake, batch, collectors, report), so the window bounds the hosts in memory too; the
+/// connector says how each handshake went with [`Pacer::signal`].
 #[must_use]
 pub struct Permit<'a> {
     pacer: &'a Pacer,
     started: Instant,
-    ended: bool,
 }
 
 impl Pacer {
@@ -156,7 +157,6 @@ impl Pacer {
         Permit {
             pacer: self,
             started: Instant::now(),
-            ended: false,
         }
     }
 
@@ -165,35 +165,33 @@ impl Pacer {
         self.lock().window.limit()
     }
 
-    fn end(&self, started: Instant, signal: Signal) {
+    /// A handshake started at `started` ended with `signal`: applied to the window now.
+    pub fn signal(&self, started: Instant, signal: Signal) {
         let mut state = self.lock();
         let in_flight = state.in_flight;
         state
             .window
             .on_end(started, signal, in_flight, Instant::now());
-        state.in_flight -= 1;
         drop(state);
+        self.room.notify_all();
+    }
+
+    fn release(&self) {
+        self.lock().in_flight -= 1;
         self.room.notify_all();
     }
 }
 
 impl Permit<'_> {
-    /// When the handshake started (its permit was granted).
+    /// When the place was granted.
     pub fn started(&self) -> Instant {
         self.started
-    }
-
-    pub fn end(mut self, signal: Signal) {
-        self.ended = true;
-        self.pacer.end(self.started, signal);
     }
 }
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
-        if !self.ended {
-            self.pacer.end(self.started, Signal::Neutral);
-        }
+        self.pacer.release();
     }
 }
 
@@ -304,11 +302,10 @@ mod tests {
                         assert!(under_way <= 50);
                         std::thread::sleep(Duration::from_millis(2));
                         now.fetch_sub(1, Ordering::SeqCst);
-                        if i % 7 == 0 {
-                            drop(permit); // neutral
-                        } else {
-                            permit.end(FAST);
+                        if i % 7 != 0 {
+                            pacer.signal(permit.started(), FAST);
                         }
+                        drop(permit);
                     }
                 })
             })

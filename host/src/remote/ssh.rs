@@ -216,23 +216,23 @@ impl Connector for SshConnector {
             port: target.port.unwrap_or(self.port),
             user: self.user.clone(),
         };
-        let waited = Instant::now();
-        let permit = self.pacer.start();
-        let started = permit.started();
+        let started = Instant::now();
         let connected =
             SshSession::connect(&ssh_target, &self.auth, &self.known_hosts, &self.options);
         let took = started.elapsed();
-        permit.end(match &connected {
-            Ok(_) => Signal::Done(took),
-            Err(SshError::Timeout { .. }) => Signal::TimedOut,
-            Err(_) => Signal::Neutral,
-        });
+        self.pacer.signal(
+            started,
+            match &connected {
+                Ok(_) => Signal::Done(took),
+                Err(SshError::Timeout { .. }) => Signal::TimedOut,
+                Err(_) => Signal::Neutral,
+            },
+        );
         let session = connected.map_err(|e| HostFailure {
             kind: e.kind().to_string(),
             message: e.to_string(),
         })?;
         tracing::debug!(
-            waited_ms = started.duration_since(waited).as_millis() as u64,
             took_ms = took.as_millis() as u64,
             window = self.pacer.limit(),
             "connected"
@@ -259,6 +259,10 @@ impl Connector for SshConnector {
 
     fn mode(&self) -> Mode {
         Mode::Ssh
+    }
+
+    fn pacer(&self) -> Option<&Pacer> {
+        Some(&self.pacer)
     }
 
     /// The batch's watchdog kills at the longest of the commands' timeouts, each capped by the
