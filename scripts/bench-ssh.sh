@@ -10,10 +10,13 @@
 #   fanout --true  the same, connect and `true` only: the like-for-like of the OpenSSH floor
 #   autoclient  `auto-client collect --mode ssh` with the six shipped collectors (what users run)
 #
-# Each client runs R times (default 3), alternating; the table shows the median wall time and the
-# median client CPU (user+sys of the client and all its children, /usr/bin/time) per host.
-# The fake hosts share this machine's cores: wall time is bounded by sshd's CPU, client CPU is the
-# number that says what the client costs. Uses the testbed in DIR if it has N hosts up, else brings
+# Each client runs R times (default 3), alternating; the table shows per client the medians of: wall
+# time; client CPU per host (user+sys of the client and all its children, getrusage through
+# /usr/bin/time); machine CPU per host (the busy jiffies of /proc/stat over the run: client, sshd
+# and the commands on the "targets", and whatever else runs); target CPU per host (machine minus
+# client: what a collection costs the hosts, to compare with `ssh true`'s). The load average is
+# printed before and after. The fake hosts share this machine's cores: wall time is bounded by
+# sshd's CPU, client CPU is the number that says what the client costs. Uses the testbed in DIR if it has N hosts up, else brings
 # one up (and takes it down at the end unless --keep). Needs root. Installs what it needs:
 # apt: openssh-server iproute2 ansible time python3-venv; pip (venv under target/): paramiko.
 set -euo pipefail
@@ -56,9 +59,9 @@ fi
 
 (cd "$ROOT" && CARGO_TARGET_DIR="$TARGET" cargo build -q --release -p ssh-exec --example fanout)
 FANOUT="$TARGET/release/examples/fanout"
-# auto-client itself, with the six shipped collectors (plugins.toml points at target/release)
-(cd "$ROOT" && cargo build -q --release -p auto-client -p collector-os -p collector-cpu -p collector-memory \
-    -p collector-disk -p collector-nic -p collector-board)
+# auto-client itself, with the shipped collectors (plugins.toml points at target/release)
+COLLECTORS=$(grep -c '^\[plugins\.' "$ROOT/plugins.toml")
+(cd "$ROOT" && cargo build -q --release -p auto-client $(sed -n 's/^\[plugins\.\(.*\)\]$/-p collector-\1/p' "$ROOT/plugins.toml"))
 AUTOCLIENT="$ROOT/target/release/auto-client"
 
 BROUGHT_UP=0
@@ -111,30 +114,44 @@ export DIR N VENV ROOT OUT FANOUT AUTOCLIENT
 clients=(openssh fanout_true paramiko fanout autoclient)
 [[ $SKIP_ANSIBLE == 1 ]] || clients+=(ansible_setup)
 
+# busy jiffies of the whole machine (user nice system irq softirq steal)
+busy() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+HZ=$(getconf CLK_TCK)
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 for ((r = 1; r <= RUNS; r++)); do
     for c in "${clients[@]}"; do
+        b0=$(busy)
         if ! /usr/bin/time -f '%e %U %S' -o "$OUT/$c.$r" bash -c "$c"; then
             echo "bench-ssh.sh: run $r of $c failed (see above; ansible: $OUT/ansible.log)" >&2
             [[ $c != ansible_setup ]] || tail -5 "$OUT/ansible.log" >&2
         fi
-        tail -1 "$OUT/$c.$r" | sed "s/^/run $r $c: wall user sys = /" >&2
+        echo $(($(busy) - b0)) >"$OUT/$c.$r.busy"
+        [[ $c != autoclient ]] || grep -E '^[0-9]+ hosts: ' "$OUT/autoclient.log" | sed "s/^/run $r autoclient: /" >&2
+        tail -1 "$OUT/$c.$r" | sed "s/^/run $r $c: wall user sys = /;s/\$/, machine busy $(cat "$OUT/$c.$r.busy") jiffies/" >&2
     done
 done
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-printf '\n%s hosts, median of %s runs, %s\n' "$N" "$RUNS" "$(date -u +%Y-%m-%dT%H:%MZ)"
-printf '| %-44s | %8s | %18s |\n' "client" "wall s" "client CPU ms/host"
-printf '| %-44s | %8s | %18s |\n' "---" "---:" "---:"
+printf '\n%s hosts, median of %s runs, %s, load average before %s, after %s\n' "$N" "$RUNS" \
+    "$(date -u +%Y-%m-%dT%H:%MZ)" "$LOAD_BEFORE" "$(cut -d' ' -f1-3 /proc/loadavg)"
+printf '| %-44s | %8s | %18s | %19s | %18s |\n' "client" "wall s" "client CPU ms/host" \
+    "machine CPU ms/host" "target CPU ms/host"
+printf '| %-44s | %8s | %18s | %19s | %18s |\n' "---" "---:" "---:" "---:" "---:"
 for c in "${clients[@]}"; do
     case $c in
         openssh) label="OpenSSH ssh host true, curve25519-sha256" ;;
         paramiko) label="paramiko + thread pool, 6 commands, NODELAY" ;;
         fanout) label="ssh-exec fanout, 6 requests" ;;
         fanout_true) label="ssh-exec fanout --true (connect + true)" ;;
-        autoclient) label="auto-client collect --mode ssh, 6 collectors" ;;
+        autoclient) label="auto-client collect --mode ssh, $COLLECTORS collectors" ;;
         ansible_setup) label="ansible -m setup -f $N" ;;
     esac
     wall=$(for r in $(seq 1 "$RUNS"); do tail -1 "$OUT/$c.$r" | awk '{print $1}'; done | median)
     cpu=$(for r in $(seq 1 "$RUNS"); do tail -1 "$OUT/$c.$r" | awk -v n="$N" '{printf "%.1f\n", ($2 + $3) * 1000 / n}'; done | median)
-    printf '| %-44s | %8s | %18s |\n' "$label" "$wall" "$cpu"
+    machine=$(for r in $(seq 1 "$RUNS"); do awk -v n="$N" -v hz="$HZ" '{printf "%.1f\n", $1 * 1000 / hz / n}' "$OUT/$c.$r.busy"; done | median)
+    target=$(for r in $(seq 1 "$RUNS"); do
+        paste -d' ' <(tail -1 "$OUT/$c.$r") "$OUT/$c.$r.busy" |
+            awk -v n="$N" -v hz="$HZ" '{printf "%.1f\n", ($4 / hz - $2 - $3) * 1000 / n}'
+    done | median)
+    printf '| %-44s | %8s | %18s | %19s | %18s |\n' "$label" "$wall" "$cpu" "$machine" "$target"
 done
