@@ -292,18 +292,20 @@ fn a_command_that_hangs_on_the_host_is_killed_there_at_its_timeout() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let tb = Testbed::up(tmp.path(), 1, 3);
     let (name, address) = tb.hosts().remove(0);
-    // a sleep no other test runs, so that the process table tells whether it was left behind
+    // a sleep no other test runs, so that the process table tells whether it was left behind;
+    // in a child, a grandchild (`sh -c`) and a pipeline too: the whole tree is killed (issue 14)
     let marker = "sleep 47.125";
     let plugins = tmp.path().join("plugins.toml");
     std::fs::write(
         &plugins,
         support::misbehaving(
             "hangs",
-            r#"behaviour = "hang_command", sleep = "47.125""#,
+            r#"behaviour = "hang_command", sleep = "47.125 & sh -c 'sleep 47.125; :' & (sleep 47.125 | cat); wait""#,
             r#"timeout = "2s""#,
         ) + &support::misbehaving("fine", r#"behaviour = "ok""#, ""),
     )
     .expect("write plugins.toml");
+    let started = std::time::Instant::now();
     let out = Command::new(bin("auto-client"))
         .arg("--plugins")
         .arg(&plugins)
@@ -329,6 +331,14 @@ fn a_command_that_hangs_on_the_host_is_killed_there_at_its_timeout() {
         "{report}"
     );
     assert_eq!(report["plugins"]["fine"]["status"], "ok", "{report}");
+    // the limit (2 s, the shortest collector timeout) is a hard cap: the host is done within it
+    // and a small bound (connect, the kills, the outputs' way back)
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "a 2 s limit, the run took {took:?}: {}",
+        stderr(&out)
+    );
     // the host's watchdog killed it: give the kill a moment to land, then look
     std::thread::sleep(std::time::Duration::from_secs(2));
     let left = Command::new("pgrep")
