@@ -127,6 +127,11 @@ fn minions_are_collected_through_the_master_and_a_stopped_minion_gets_its_own_er
     for name in ["minion-01", "minion-02", "minion-03"] {
         let h = server.get_signed(&format!("/api/v1/hosts/{name}"), &key);
         for plugin in test_support::SHIPPED {
+            // where the machine has no DMI, every board fact is unknown (null with a reason):
+            // nothing to store, and no error either (checked below)
+            if plugin == "board" && !std::path::Path::new("/sys/class/dmi/id").exists() {
+                continue;
+            }
             assert!(
                 h["plugins"][plugin].is_object(),
                 "{name}: no {plugin} data: {h}"
