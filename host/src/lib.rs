@@ -20,7 +20,7 @@ pub mod settings;
 use clap::ValueEnum;
 use serde::Deserialize;
 
-/// Where the collectors' commands run (fixed: see `shared/design.md`).
+/// Where the collectors' commands run (fixed: see `docs/contracts.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {

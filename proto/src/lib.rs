@@ -1,5 +1,5 @@
 //! The wire contract between `auto-client` and `auto-server`: the report document (fixed top level,
-//! see `shared/design.md`), the bodies of the API calls the client makes, and request signing.
+//! see `docs/contracts.md`), the bodies of the API calls the client makes, and request signing.
 //!
 //! Both sides depend on this crate, so the client and the server cannot drift apart. It knows nothing
 //! about HTTP clients or servers, databases or plugins: types, and the signature function.

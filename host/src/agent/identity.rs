@@ -1,4 +1,4 @@
-//! The client's side of the host identity rule (fixed; `shared/design.md`): the cert file keeps the
+//! The client's side of the host identity rule (fixed; `docs/contracts.md`): the cert file keeps the
 //! last hostname the API accepted, and each answer of the API decides what happens to it.
 
 use std::{

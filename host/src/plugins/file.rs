@@ -1,4 +1,4 @@
-//! `plugins.toml`: which collectors the host loads (fixed keys; see `shared/design.md`).
+//! `plugins.toml`: which collectors the host loads (fixed keys; see `docs/contracts.md`).
 
 use std::{
     collections::BTreeMap,

@@ -1,4 +1,4 @@
-//! Host identity, the rule of `shared/design.md` (issue 3).
+//! Host identity, the rule of `docs/contracts.md` (issue 3).
 
 use serde_json::json;
 
