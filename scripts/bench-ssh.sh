@@ -61,6 +61,8 @@ fi
 FANOUT="$TARGET/release/examples/fanout"
 # auto-client itself, with the shipped collectors (plugins.toml points at target/release)
 COLLECTORS=$(grep -c '^\[plugins\.' "$ROOT/plugins.toml")
+# one "-p collector-NAME" pair per collector of plugins.toml: the word splitting is wanted
+# shellcheck disable=SC2046
 (cd "$ROOT" && cargo build -q --release -p auto-client $(sed -n 's/^\[plugins\.\(.*\)\]$/-p collector-\1/p' "$ROOT/plugins.toml"))
 AUTOCLIENT="$ROOT/target/release/auto-client"
 
