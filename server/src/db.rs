@@ -54,7 +54,7 @@ impl Backend {
                 (
                     2,
                     "contract_and_trust",
-                    include_str!("../migrations/sqlite/0002_contract_and_trust.sql"),
+                    include_str!("../migrations/common/0002_contract_and_trust.sql"),
                 ),
                 (
                     3,
@@ -76,7 +76,7 @@ impl Backend {
                 (
                     2,
                     "contract_and_trust",
-                    include_str!("../migrations/postgres/0002_contract_and_trust.sql"),
+                    include_str!("../migrations/common/0002_contract_and_trust.sql"),
                 ),
                 (
                     3,
