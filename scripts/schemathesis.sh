@@ -4,7 +4,9 @@
 #
 #   scripts/schemathesis.sh            # env: ST_MAX_EXAMPLES (default 50), ST_MAX_TIME (seconds per run, default 120)
 #
-# Builds auto-server (debug, CARGO_TARGET_DIR=target-server), starts it with --no-auth on a temp
+# Uses $AUTO_SERVER_BIN when set (test.sh passes the binary its workspace build made); otherwise
+# builds auto-server (debug, CARGO_TARGET_DIR=target-server, so a single-package build does not
+# change the features of the shared target's dependencies). Starts it with --no-auth on a temp
 # SQLite file, installs schemathesis in target/venv-schemathesis (once), runs it, stops the server.
 # Exits non-zero when schemathesis finds a failure.
 set -euo pipefail
@@ -20,8 +22,12 @@ if [ ! -x "$ST" ]; then
     "$VENV/bin/pip" install -q schemathesis
 fi
 
-cargo build -q -p auto-server
-BIN=$CARGO_TARGET_DIR/debug/auto-server
+if [ -n "${AUTO_SERVER_BIN:-}" ]; then
+    BIN=$AUTO_SERVER_BIN
+else
+    cargo build -q -p auto-server
+    BIN=$CARGO_TARGET_DIR/debug/auto-server
+fi
 
 WORK=$(mktemp -d)
 SERVER_PID=
