@@ -39,12 +39,12 @@ use std::{
 use anyhow::{bail, Context, Result};
 use clap::Args as ClapArgs;
 use sha2::{Digest, Sha256};
-use ssh_exec::{ConnectOptions, HostKeyPolicy, KnownHosts, Secret, SshAuth, SshSession, SshTarget};
+use ssh_exec::{SshSession, SshTarget};
 
 use crate::{
     config::{ApiFlags, CollectArgs, ConfigFile, Format, RemoteArgs},
     pool::Pool,
-    remote::{self, ssh::SshSettings, HostFailure, HostSummary, RemoteTarget},
+    remote::{self, ssh::SshSetup, HostFailure, HostSummary, RemoteTarget},
     settings::{self, Where},
     Mode, Outcome,
 };
@@ -483,68 +483,6 @@ fn deploy_host(
     Ok(done)
 }
 
-/// libssh2 session settings from `[ssh]` and the flags, as ssh mode builds them.
-struct Ssh {
-    auth: SshAuth,
-    known_hosts: KnownHosts,
-    options: ConnectOptions,
-    user: String,
-    port: u16,
-}
-
-fn ssh_setup(s: &SshSettings) -> Result<Ssh> {
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/root"));
-    let e = |e: ssh_exec::SetupError| anyhow::anyhow!("{e}");
-    let auth = if let Some(path) = &s.password_file {
-        SshAuth::Password(Secret::from_file(path).map_err(e)?)
-    } else if let Some(var) = &s.password_env {
-        SshAuth::Password(Secret::from_env(var).map_err(e)?)
-    } else if s.agent.unwrap_or(false) {
-        SshAuth::Agent
-    } else {
-        let key = s
-            .identity_file
-            .clone()
-            .unwrap_or_else(|| home.join(".ssh/id_ed25519"));
-        if !key.is_file() {
-            bail!(
-                "ssh identity file {} does not exist (set --ssh-identity or [ssh] identity_file)",
-                key.display()
-            );
-        }
-        let passphrase = match &s.passphrase_file {
-            Some(p) => Some(Secret::from_file(p).map_err(e)?),
-            None => None,
-        };
-        SshAuth::key_file(&key, passphrase.as_ref()).map_err(e)?
-    };
-    let policy = match s.host_key_policy.as_deref().unwrap_or("strict") {
-        "strict" => HostKeyPolicy::Strict,
-        "accept-new" => HostKeyPolicy::AcceptNew,
-        other => bail!("host key policy {other:?}: expected strict or accept-new"),
-    };
-    let known = s
-        .known_hosts
-        .clone()
-        .unwrap_or_else(|| home.join(".ssh/known_hosts"));
-    let known_hosts = KnownHosts::load(&known, policy)
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| format!("known_hosts {}", known.display()))?;
-    let mut options = ConnectOptions::default();
-    if let Some(t) = &s.connect_timeout {
-        options.connect_timeout = crate::config::parse_duration("ssh connect_timeout", t)?;
-    }
-    Ok(Ssh {
-        auth,
-        known_hosts,
-        options,
-        user: s.user.clone().unwrap_or_else(|| "root".to_string()),
-        port: s.port.unwrap_or(22),
-    })
-}
-
 /// plugins.toml for the hosts: each configured collector's file under `@ROOT@/usr/lib/auto-client`,
 /// drop-ins from `@ROOT@/etc/auto-client/plugins.d`; and the collectors' bytes.
 fn remote_plugins(path: &Path) -> Result<(String, Vec<Lib>)> {
@@ -638,7 +576,7 @@ pub fn run(plugins: Option<PathBuf>, args: &DeployArgs, file: &ConfigFile) -> Re
     let binary_sha256 = hex_digest(&binary);
     let binary = (Arc::new(binary), binary_sha256);
     let (plugins_toml, libs) = remote_plugins(&collect.common.plugins_path)?;
-    let ssh = Arc::new(ssh_setup(&fleet.ssh)?);
+    let ssh = Arc::new(SshSetup::new(&fleet.ssh)?);
     let plan = Arc::new(Plan {
         api,
         root: args.root.clone(),
@@ -754,7 +692,7 @@ fn deploy_summary(results: &[HostOutcome], dry_run: bool) -> String {
     }
 }
 
-fn deploy_one(plan: &Plan, ssh: &Ssh, target: &RemoteTarget) -> Result<Done, HostFailure> {
+fn deploy_one(plan: &Plan, ssh: &SshSetup, target: &RemoteTarget) -> Result<Done, HostFailure> {
     // the key file first: a host without one is not even connected to
     let items = plan.items(&target.name)?;
     let ssh_target = SshTarget {

@@ -88,15 +88,25 @@ struct Prefetched {
     learned: Vec<String>,
 }
 
-impl SshConnector {
+/// How to log in to the targets, from `[ssh]` and the flags: what ssh mode and `deploy` share.
+pub struct SshSetup {
+    pub auth: SshAuth,
+    pub known_hosts: KnownHosts,
+    pub options: ConnectOptions,
+    pub user: String,
+    pub port: u16,
+}
+
+impl SshSetup {
     pub fn new(s: &SshSettings) -> Result<Self> {
         let home = std::env::var_os("HOME")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("/root"));
+        let e = |e: ssh_exec::SetupError| anyhow::anyhow!("{e}");
         let auth = if let Some(path) = &s.password_file {
-            SshAuth::Password(Secret::from_file(path).map_err(|e| anyhow::anyhow!("{e}"))?)
+            SshAuth::Password(Secret::from_file(path).map_err(e)?)
         } else if let Some(var) = &s.password_env {
-            SshAuth::Password(Secret::from_env(var).map_err(|e| anyhow::anyhow!("{e}"))?)
+            SshAuth::Password(Secret::from_env(var).map_err(e)?)
         } else if s.agent.unwrap_or(false) {
             SshAuth::Agent
         } else {
@@ -104,14 +114,17 @@ impl SshConnector {
                 .identity_file
                 .clone()
                 .unwrap_or_else(|| home.join(".ssh/id_ed25519"));
+            if !key.is_file() {
+                anyhow::bail!(
+                    "ssh identity file {} does not exist (set --ssh-identity or [ssh] identity_file)",
+                    key.display()
+                );
+            }
             let passphrase = match &s.passphrase_file {
-                Some(p) => Some(Secret::from_file(p).map_err(|e| anyhow::anyhow!("{e}"))?),
+                Some(p) => Some(Secret::from_file(p).map_err(e)?),
                 None => None,
             };
-            if !key.is_file() {
-                anyhow::bail!("ssh identity file {} does not exist (set --ssh-identity or [ssh] identity_file)", key.display());
-            }
-            SshAuth::key_file(&key, passphrase.as_ref()).map_err(|e| anyhow::anyhow!("{e}"))?
+            SshAuth::key_file(&key, passphrase.as_ref()).map_err(e)?
         };
         let policy = match s.host_key_policy.as_deref().unwrap_or("strict") {
             "strict" => HostKeyPolicy::Strict,
@@ -131,10 +144,29 @@ impl SshConnector {
         }
         Ok(Self {
             auth,
-            known_hosts: Arc::new(known_hosts),
-            options: options.clone(),
+            known_hosts,
+            options,
             user: s.user.clone().unwrap_or_else(|| "root".to_string()),
             port: s.port.unwrap_or(22),
+        })
+    }
+}
+
+impl SshConnector {
+    pub fn new(s: &SshSettings) -> Result<Self> {
+        let SshSetup {
+            auth,
+            known_hosts,
+            options,
+            user,
+            port,
+        } = SshSetup::new(s)?;
+        Ok(Self {
+            auth,
+            known_hosts: Arc::new(known_hosts),
+            options: options.clone(),
+            user,
+            port,
             prefetch: std::sync::OnceLock::new(),
             // the pool of `--workers` bounds it too; the window only grows while in use
             pacer: Pacer::new(4096, options.connect_timeout),
