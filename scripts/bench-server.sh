@@ -3,9 +3,13 @@
 # HTTP on loopback (rounds: new hosts, the same with changes, unchanged), on SQLite, then on
 # PostgreSQL (the private cluster of scripts/pg.sh; skipped when it cannot start).
 #
-#   scripts/bench-server.sh            # env: BENCH_HOSTS (1000), BENCH_CONCURRENCY (32), BENCH_SKIP_PG=1
+#   scripts/bench-server.sh            # env: BENCH_HOSTS (1000), BENCH_CONCURRENCY (32), BENCH_SKIP_PG=1,
+#                                      #      BENCH_BASE=/path/to/other/auto-server, BENCH_REPEATS (3)
 #
-# Release build under CARGO_TARGET_DIR (default target-server). Prints reports/s and p50/p99.
+# Release build under CARGO_TARGET_DIR (default target-server). Prints reports/s, p50/p99 and the
+# server's CPU per report for each run. With BENCH_BASE (a baseline binary, e.g. one built from an
+# older commit), the baseline and this build run alternately BENCH_REPEATS times on each backend,
+# each on a fresh database, and the medians of each round are printed side by side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +20,8 @@ CONCURRENCY=${BENCH_CONCURRENCY:-32}
 cargo build -q --release -p auto-server --bin auto-server --example ingest_load
 BIN=$CARGO_TARGET_DIR/release/auto-server
 LOAD=$CARGO_TARGET_DIR/release/examples/ingest_load
+BASE=${BENCH_BASE:-}
+REPEATS=${BENCH_REPEATS:-3}
 
 WORK=$(mktemp -d)
 SERVER_PID=
@@ -25,13 +31,13 @@ stop_server() {
 }
 trap 'stop_server; rm -rf "$WORK"' EXIT
 
-# run_bench LABEL DB_URL
+# run_bench LABEL DB_URL [BINARY]
 run_bench() {
-    local label=$1 db=$2 mk="$WORK/$1.master-key"
+    local label=$1 db=$2 bin=${3:-$BIN} mk="$WORK/$1.master-key"
     local secret
-    secret=$("$BIN" --db "$db" --master-key "$mk" --log warn keys create bench)
+    secret=$("$bin" --db "$db" --master-key "$mk" --log warn keys create bench)
     : > "$WORK/stdout"
-    "$BIN" --db "$db" --master-key "$mk" --log warn serve --listen 127.0.0.1:0 --max-connections 16 \
+    "$bin" --db "$db" --master-key "$mk" --log warn serve --listen 127.0.0.1:0 --max-connections 16 \
         > "$WORK/stdout" 2> "$WORK/$label.log" &
     SERVER_PID=$!
     for _ in $(seq 1 100); do
@@ -54,7 +60,55 @@ run_bench() {
     stop_server
 }
 
-run_bench sqlite "sqlite://$WORK/bench.db"
+# medians LOG: per binary and round, the median reports/s, p99 and server CPU of the runs in LOG
+medians() {
+    awk '
+        /^== / { who = ($2 ~ /^base/) ? "baseline" : "this build" }
+        /^round / {
+            r = $2; ++n[who, r]
+            for (i = 1; i <= NF; i++) {
+                if ($i == "reports/s;") rs[who, r, n[who, r]] = $(i - 1)
+                if ($i == "p99") p99[who, r, n[who, r]] = $(i + 1)
+            }
+        }
+        /^server cpu:/ { cpu[who, ++c[who]] = $(NF - 3) }
+        function med(arr, who, r, k,   i, j, t, v) {
+            for (i = 1; i <= k; i++) v[i] = arr[who, r, i]
+            for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (v[j] + 0 < v[i] + 0) { t = v[i]; v[i] = v[j]; v[j] = t }
+            return v[int((k + 1) / 2)]
+        }
+        END {
+            split("baseline|this build", whos, "|")
+            for (w = 1; w <= 2; w++) {
+                who = whos[w]
+                if (!c[who]) continue
+                for (i = 1; i <= c[who]; i++) cv[who, 0, i] = cpu[who, i]
+                printf "median of %d, %-10s:", c[who], who
+                for (r = 1; r <= 3; r++) printf "  round %d %s/s p99 %s ms;", r, med(rs, who, r, n[who, r]), med(p99, who, r, n[who, r])
+                printf "  server cpu %s ms/report\n", med(cv, who, 0, c[who])
+            }
+        }' "$1"
+}
+
+# bench_backend NAME URL_FOR_RUN_K: one run, or BASE and this build alternating REPEATS times
+bench_backend() {
+    local name=$1 make_url=$2 log="$WORK/$1.runs"
+    : > "$log"
+    if [ -z "$BASE" ]; then
+        run_bench "$name" "$($make_url 1)" | tee -a "$log"
+        return
+    fi
+    local k
+    for k in $(seq 1 "$REPEATS"); do
+        run_bench "base-$name" "$($make_url "b$k")" "$BASE" | tee -a "$log"
+        run_bench "$name" "$($make_url "n$k")" | tee -a "$log"
+    done
+    echo "== $name: baseline $BASE vs this build, alternating =="
+    medians "$log"
+}
+
+sqlite_url() { echo "sqlite://$WORK/bench-$1.db"; }
+bench_backend sqlite sqlite_url
 
 if [ "${BENCH_SKIP_PG:-0}" = 1 ]; then
     echo "== postgresql: skipped (BENCH_SKIP_PG=1) =="
@@ -64,7 +118,12 @@ if ! PG=$(scripts/pg.sh 2> "$WORK/pg.log"); then
     echo "== postgresql: skipped (scripts/pg.sh failed: $(tail -n 1 "$WORK/pg.log")) =="
     exit 0
 fi
-DBNAME=bench_$$
-psql -q "$PG" -c "CREATE DATABASE $DBNAME" > /dev/null
-run_bench postgresql "${PG%/postgres}/$DBNAME"
-psql -q "$PG" -c "DROP DATABASE $DBNAME WITH (FORCE)" > /dev/null
+pg_url() {
+    local name="bench_$$_$1"
+    psql -q "$PG" -c "CREATE DATABASE $name" > /dev/null
+    echo "${PG%/postgres}/$name"
+}
+bench_backend postgresql pg_url
+for name in $(psql -Atq "$PG" -c "SELECT datname FROM pg_database WHERE datname LIKE 'bench_$$_%'"); do
+    psql -q "$PG" -c "DROP DATABASE $name WITH (FORCE)" > /dev/null
+done

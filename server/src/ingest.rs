@@ -92,7 +92,9 @@ struct HostRow {
 /// Applies a report, retrying when a concurrent transaction won a race (a name or report id
 /// taken between our read and our write). `nonce` is the request's, recorded in the same
 /// transaction: a nonce seen before is a replay and nothing is applied.
-#[tracing::instrument(skip_all, fields(report_id = %checked.report.report_id, hostname = %checked.report.hostname))]
+///
+/// One transaction per report. On SQLite the server goes through [`Writer`], which commits
+/// several reports in one transaction; this is the path for PostgreSQL and for tests.
 pub async fn ingest(
     db: &Db,
     checked: &Checked,
@@ -108,6 +110,166 @@ pub async fn ingest(
             }
             other => return other,
         }
+    }
+}
+
+async fn ingest_once(
+    db: &Db,
+    checked: &Checked,
+    nonce: Option<(&str, i64)>,
+    scope: WriteScope,
+) -> Result<Outcome, sqlx::Error> {
+    let mut tx = db.begin_write().await?;
+    let (outcome, keep) = ingest_in(&mut tx, db, checked, nonce, scope).await?;
+    match keep {
+        Keep::Commit => tx.commit().await?,
+        Keep::Discard => tx.rollback().await?,
+    }
+    Ok(outcome)
+}
+
+/// Whether what [`ingest_in`] wrote is to be kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    Commit,
+    /// Nothing of the report may be written (not even its nonce): a refused key.
+    Discard,
+}
+
+/// How many reports [`Writer`] commits in one transaction at most.
+pub const GROUP_MAX: usize = 64;
+
+/// The SQLite writer: reports queue here and are applied by one task, as many as are waiting
+/// (up to [`GROUP_MAX`]) in one transaction, each inside its own savepoint, with one `COMMIT` (one
+/// sync of the WAL) for all. No report waits for company: the group is whatever queued while the
+/// previous one committed. Every report's answer is sent only after its group's `COMMIT`
+/// succeeded; if the `COMMIT` (or the transaction) fails, every report of the group gets the
+/// error (503: nothing of it is stored). A report whose own statements fail is rolled back to its
+/// savepoint and answered with its error; the others of its group are unaffected.
+///
+/// SQLite has one writer anyway (`Db::write` holds one connection), so grouping takes no
+/// concurrency away; on PostgreSQL reports go one transaction each ([`ingest`]), concurrently.
+#[derive(Clone)]
+pub struct Writer {
+    db: Db,
+    queue: Option<tokio::sync::mpsc::Sender<Job>>,
+}
+
+struct Job {
+    checked: Checked,
+    nonce: Option<(String, i64)>,
+    scope: WriteScope,
+    done: tokio::sync::oneshot::Sender<Result<Outcome, sqlx::Error>>,
+}
+
+impl Writer {
+    /// Starts the grouping task on SQLite (it ends when the last `Writer` is dropped).
+    pub fn new(db: Db) -> Writer {
+        let queue = (db.backend == db::Backend::Sqlite).then(|| {
+            let (tx, rx) = tokio::sync::mpsc::channel(4 * GROUP_MAX);
+            tokio::spawn(group_task(db.clone(), rx));
+            tx
+        });
+        Writer { db, queue }
+    }
+
+    pub async fn ingest(
+        &self,
+        checked: Checked,
+        nonce: Option<(String, i64)>,
+        scope: WriteScope,
+    ) -> Result<Outcome, sqlx::Error> {
+        let Some(queue) = &self.queue else {
+            let nonce = nonce.as_ref().map(|(n, ts)| (n.as_str(), *ts));
+            return ingest(&self.db, &checked, nonce, scope).await;
+        };
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let job = Job {
+            checked,
+            nonce,
+            scope,
+            done,
+        };
+        if queue.send(job).await.is_err() {
+            return Err(lost("the writer task has stopped"));
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(lost("the writer task dropped the report")))
+    }
+}
+
+fn lost(why: &str) -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::other(why.to_owned()))
+}
+
+async fn group_task(db: Db, mut queue: tokio::sync::mpsc::Receiver<Job>) {
+    let mut jobs = Vec::with_capacity(GROUP_MAX);
+    while queue.recv_many(&mut jobs, GROUP_MAX).await > 0 {
+        apply_group(&db, std::mem::take(&mut jobs)).await;
+    }
+}
+
+async fn apply_group(db: &Db, jobs: Vec<Job>) {
+    let count = jobs.len();
+    let mut tx = match db.begin_write().await {
+        Ok(tx) => tx,
+        Err(e) => {
+            let why = e.to_string();
+            for job in jobs {
+                let _ = job.done.send(Err(lost(&why)));
+            }
+            return;
+        }
+    };
+    let mut answers = Vec::with_capacity(count);
+    let mut broken = None;
+    for job in jobs {
+        if broken.is_some() {
+            answers.push((job.done, None));
+            continue;
+        }
+        let nonce = job.nonce.as_ref().map(|(n, ts)| (n.as_str(), *ts));
+        if let Err(e) = sqlx::query("SAVEPOINT report").execute(&mut *tx).await {
+            broken = Some(e.to_string());
+            answers.push((job.done, None));
+            continue;
+        }
+        let result = ingest_in(&mut tx, db, &job.checked, nonce, job.scope).await;
+        let end = match &result {
+            Ok((_, Keep::Commit)) => "RELEASE report",
+            _ => "ROLLBACK TO report",
+        };
+        let mut ended = sqlx::query(end).execute(&mut *tx).await.map(|_| ());
+        if ended.is_ok() && end != "RELEASE report" {
+            ended = sqlx::query("RELEASE report")
+                .execute(&mut *tx)
+                .await
+                .map(|_| ());
+        }
+        if let Err(e) = ended {
+            // SQLite rolls a whole transaction back on some errors (a full disk, I/O): the
+            // savepoint is gone, and with it everything of the group
+            broken = Some(e.to_string());
+            answers.push((job.done, None));
+            continue;
+        }
+        answers.push((job.done, Some(result.map(|(outcome, _)| outcome))));
+    }
+    let committed = match broken {
+        Some(why) => Err(why),
+        None => tx.commit().await.map_err(|e| e.to_string()),
+    };
+    if count > 1 {
+        tracing::debug!(reports = count, ok = committed.is_ok(), "group committed");
+    }
+    for (done, result) in answers {
+        let answer = match (&committed, result) {
+            (Ok(()), Some(result)) => result,
+            (Ok(()), None) => Err(lost("the transaction of this report's group failed")),
+            (Err(why), _) => Err(lost(&format!("the group's transaction failed: {why}"))),
+        };
+        let _ = done.send(answer);
     }
 }
 
@@ -169,19 +331,20 @@ async fn plan(conn: &mut AnyConnection, db: &Db, checked: &Checked) -> Result<Pl
     })
 }
 
-async fn ingest_once(
+#[tracing::instrument(skip_all, fields(report_id = %checked.report.report_id, hostname = %checked.report.hostname))]
+async fn ingest_in(
+    tx: &mut AnyConnection,
     db: &Db,
     checked: &Checked,
     nonce: Option<(&str, i64)>,
     scope: WriteScope,
-) -> Result<Outcome, sqlx::Error> {
+) -> Result<(Outcome, Keep), sqlx::Error> {
     let report = &checked.report;
     let now = crate::clock::now();
-    let mut tx = db.begin_write().await?;
     if let Some((nonce, timestamp)) = nonce {
         if !crate::auth::record_nonce(&mut *tx, nonce, timestamp).await? {
             tracing::warn!("request refused: nonce replayed");
-            return Ok(Outcome::Replayed);
+            return Ok((Outcome::Replayed, Keep::Discard));
         }
     }
     if let Some(row) = sqlx::query("SELECT status, body FROM reports WHERE report_id = $1")
@@ -195,11 +358,10 @@ async fn ingest_once(
             status: u16::try_from(status).unwrap_or(500),
             body: row.try_get("body")?,
         };
-        tx.commit().await?; // keeps the nonce
-        return Ok(outcome);
+        return Ok((outcome, Keep::Commit)); // keeps the nonce
     }
 
-    let plan = plan(&mut tx, db, checked).await?;
+    let plan = plan(&mut *tx, db, checked).await?;
     if let WriteScope::Host(allowed) = scope {
         let target = match &plan {
             Plan::Claim(h) | Plan::Update(h) | Plan::Rename(h) | Plan::KeepOldName(h) => Some(h.id),
@@ -208,12 +370,13 @@ async fn ingest_once(
         if target != Some(allowed) {
             tracing::warn!("report refused: the key is bound to another host");
             // The transaction (and with it the nonce) is dropped: nothing is written.
-            return Ok(Outcome::Forbidden {
+            let outcome = Outcome::Forbidden {
                 detail: format!(
                     "this key may only report for its own host, not for {:?}",
                     report.hostname
                 ),
-            });
+            };
+            return Ok((outcome, Keep::Discard));
         }
     }
 
@@ -237,7 +400,7 @@ async fn ingest_once(
             let outcome = Outcome::Conflict { detail };
             let (status, body) = outcome.status_and_body();
             store_answer(
-                &mut tx,
+                &mut *tx,
                 &report.report_id,
                 &report.hostname,
                 now,
@@ -245,9 +408,8 @@ async fn ingest_once(
                 &body,
             )
             .await?;
-            tx.commit().await?;
             tracing::warn!(outcome = "conflict", "report refused: hostname taken");
-            return Ok(outcome);
+            return Ok((outcome, Keep::Commit));
         }
         Plan::Create => {
             let row = sqlx::query(
@@ -271,13 +433,13 @@ async fn ingest_once(
         Plan::Update(mut h) => {
             if h.hostname != report.hostname && h.hostname.eq_ignore_ascii_case(&report.hostname) {
                 // The same DNS name in another spelling: keep the one the host reports now.
-                set_hostname(&mut tx, h.id, &report.hostname).await?;
+                set_hostname(&mut *tx, h.id, &report.hostname).await?;
                 h.hostname = report.hostname.clone();
             }
             (h, "updated", 200)
         }
         Plan::Rename(mut h) => {
-            set_hostname(&mut tx, h.id, &report.hostname).await?;
+            set_hostname(&mut *tx, h.id, &report.hostname).await?;
             tracing::info!(old = %h.hostname, new = %report.hostname, "host renamed");
             h.hostname = report.hostname.clone();
             (h, "renamed", 200)
@@ -305,7 +467,7 @@ async fn ingest_once(
         }
     };
 
-    let (changed, resend) = apply(&mut tx, now, &host, checked).await?;
+    let (changed, resend) = apply(&mut *tx, now, &host, checked).await?;
     // The search index follows what a search can find: names, identity, non-volatile components.
     let ident = &checked.identity;
     let identity_moved = [
@@ -316,7 +478,7 @@ async fn ingest_once(
     .iter()
     .any(|(new, old)| new.as_ref().is_some_and(|v| v.as_ref() != old.as_ref()));
     if changed || status == 201 || outcome == "renamed" || identity_moved {
-        crate::search::reindex(&mut tx, host.id).await?;
+        crate::search::reindex(&mut *tx, host.id).await?;
     }
 
     let outcome = Outcome::Applied {
@@ -331,7 +493,7 @@ async fn ingest_once(
     };
     let (status, body) = outcome.status_and_body();
     store_answer(
-        &mut tx,
+        &mut *tx,
         &report.report_id,
         &host.hostname,
         now,
@@ -348,9 +510,8 @@ async fn ingest_once(
     .bind(&report.report_id)
     .execute(&mut *tx)
     .await?;
-    tx.commit().await?;
-    tracing::info!(status, host = %host.hostname, "report applied");
-    Ok(outcome)
+    tracing::info!(status, host = %host.hostname, "report applied (kept when its transaction commits)");
+    Ok((outcome, Keep::Commit))
 }
 
 async fn set_hostname(

@@ -241,6 +241,7 @@ async fn serve(common: cli::Common, settings: cli::Serve) -> Result<(), Failure>
         .context("cannot read the listening address")
         .map_err(fatal)?;
     let state = Arc::new(api::AppState {
+        writer: auto_server::ingest::Writer::new(db.clone()),
         db,
         config: settings.config,
         master,

@@ -46,6 +46,8 @@ pub struct ServeConfig {
 
 pub struct AppState {
     pub db: Db,
+    /// Applies reports (on SQLite, several in one transaction: `ingest::Writer`).
+    pub writer: crate::ingest::Writer,
     pub config: ServeConfig,
     /// `None` only with `--no-auth`.
     pub master: Option<MasterKey>,

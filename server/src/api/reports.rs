@@ -114,13 +114,7 @@ pub async fn post_report(
             return Err(ApiError::bad_request("malformed_report", m.detail));
         }
     };
-    let outcome = ingest::ingest(
-        &state.db,
-        &checked,
-        nonce.as_ref().map(|(n, ts)| (n.as_str(), *ts)),
-        scope,
-    )
-    .await?;
+    let outcome = state.writer.ingest(checked, nonce, scope).await?;
     let (status, body) = outcome.status_and_body();
     Ok(json_response(
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),

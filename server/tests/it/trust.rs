@@ -273,6 +273,112 @@ fn a_host_key_reports_only_for_its_own_host(b: Backend) {
     assert_eq!(a.status, 403, "{:?}", a.body);
 }
 
+/// Reports arriving together are applied together (on SQLite several in one transaction): each
+/// keeps its own outcome. Accepted ones are stored, refused ones (a host key writing another
+/// host, a replayed request) write nothing, and none of them changes what the others get.
+fn reports_arriving_together_keep_their_own_outcomes(b: Backend) {
+    let mut s = Server::start(b);
+    let web = create_key(
+        &s,
+        &[
+            "keys",
+            "create",
+            "web-1-agent",
+            "--scope",
+            "host",
+            "--host",
+            "web-1",
+        ],
+    );
+    let path = "/api/v1/reports";
+    let sign = |key: &str, secret: &str, body: &[u8], nonce: &str| {
+        let ts = now();
+        let sig = auto_proto::sign::signature(secret.as_bytes(), "POST", path, ts, nonce, body);
+        vec![
+            (auto_proto::sign::HEADER_KEY, key.to_owned()),
+            (auto_proto::sign::HEADER_TIMESTAMP, ts.to_string()),
+            (auto_proto::sign::HEADER_NONCE, nonce.to_owned()),
+            (auto_proto::sign::HEADER_SIGNATURE, sig),
+        ]
+    };
+    // 16 new hosts (fleet key), 16 foreign hosts (web-1's key: 403), and 8 requests each sent
+    // twice with the same nonce (one is a replay: 401)
+    let mut requests = Vec::new();
+    for i in 0..16 {
+        let body = Machine::new(&format!("new-{i}")).report(None).to_string();
+        let h = sign(&s.key, &s.secret, body.as_bytes(), &random_hex(16));
+        requests.push(("new", body, h));
+        let body = Machine::new(&format!("foreign-{i}"))
+            .report(None)
+            .to_string();
+        let h = sign("web-1-agent", &web, body.as_bytes(), &random_hex(16));
+        requests.push(("foreign", body, h));
+    }
+    for i in 0..8 {
+        let body = Machine::new(&format!("twice-{i}")).report(None).to_string();
+        let h = sign(&s.key, &s.secret, body.as_bytes(), &random_hex(16));
+        requests.push(("twice", body.clone(), h.clone()));
+        requests.push(("twice", body, h));
+    }
+    let nonces = |s: &Server| {
+        row_counts(&s.db_url)
+            .into_iter()
+            .find(|(t, _)| t == "nonces")
+            .map(|(_, n)| n)
+            .expect("a nonces table")
+    };
+    let nonces_before = nonces(&s);
+    let barrier = std::sync::Barrier::new(requests.len());
+    let answers: Vec<(&str, u16)> = std::thread::scope(|scope| {
+        let (s, barrier) = (&s, &barrier);
+        let threads: Vec<_> = requests
+            .iter()
+            .map(|(kind, body, h)| {
+                scope.spawn(move || {
+                    barrier.wait();
+                    (*kind, s.raw("POST", path, body.as_bytes(), h).status)
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().expect("thread"))
+            .collect()
+    });
+    let count = |kind: &str, status: u16| {
+        answers
+            .iter()
+            .filter(|(k, st)| *k == kind && *st == status)
+            .count()
+    };
+    assert_eq!(count("new", 201), 16, "{answers:?}");
+    assert_eq!(count("foreign", 403), 16, "{answers:?}");
+    assert_eq!(
+        (count("twice", 201), count("twice", 401)),
+        (8, 8),
+        "{answers:?}"
+    );
+    // only the accepted requests left their nonce: a refused one wrote nothing
+    assert_eq!(nonces(&s) - nonces_before, 16 + 8);
+    for i in 0..16 {
+        let a = s.get(&format!("/api/v1/hosts/new-{i}"));
+        assert_eq!(a.status, 200, "new-{i} acknowledged but not stored");
+        assert_eq!(
+            s.get(&format!("/api/v1/hosts/foreign-{i}")).status,
+            404,
+            "a refused report wrote foreign-{i}"
+        );
+    }
+    for i in 0..8 {
+        assert_eq!(s.get(&format!("/api/v1/hosts/twice-{i}")).status, 200);
+    }
+    // web-1's key still works for web-1 after its refusals
+    let a = as_key(&mut s, "web-1-agent", &web, |s| {
+        s.report(&Machine::new("web-1").report(None))
+    });
+    assert!(a.status < 300, "{:?}", a.body);
+}
+
 fn idle_and_slow_connections_do_not_block_the_server(b: Backend) {
     let s = Server::start_with(
         b,
@@ -361,6 +467,7 @@ crate::both!(
     every_authentication_failure_is_the_same_401,
     keys_have_scopes,
     a_host_key_reports_only_for_its_own_host,
+    reports_arriving_together_keep_their_own_outcomes,
     idle_and_slow_connections_do_not_block_the_server,
     a_full_server_answers_503_rather_than_hanging,
 );
