@@ -11,8 +11,9 @@
 //! - Proxmox VE: `/etc/pve/qemu-server/*.conf` up to the first section (`[snapshot]`,
 //!   `[PENDING]`): `name`, `memory` (MiB), `cores`, `sockets`, `vcpus`, `smbios1: uuid=...`; running
 //!   when `/run/qemu-server/VMID.pid` names a live process.
-//! - where a libvirt directory exists but cannot be read (not root): `virsh -r -c qemu:///system
-//!   list --all` (names and states) and `dumpxml` of each domain (libvirt's read-only socket).
+//! - where a libvirt directory or one of its files cannot be read (not root: `/run/libvirt/qemu`
+//!   is root-only, Debian's `/etc/libvirt/qemu/*.xml` are 0600): `virsh -r -c qemu:///system list
+//!   --all` (names and states) and `dumpxml` of each domain (libvirt's read-only socket).
 //!
 //! The UUID: the domain's `<uuid>`, or its `<sysinfo type='smbios'>` system `uuid` entry where there
 //! is one (libvirt refuses a sysinfo UUID that differs from `<uuid>`, so the two agree). QEMU puts
@@ -72,7 +73,8 @@ pub fn script(root: &str) -> String {
          elif [ ! -r \"$p\" ] || [ ! -x \"$p\" ]; then printf '=!> %s permission denied\\n' \"$d\"; \
          case $d in *libvirt*) u=1;; esac; \
          else printf '==> %s\\n' \"$d\"; for f in \"$p\"/*.xml \"$p\"/*.conf; do [ -e \"$f\" ] || continue; \
-         n=${{f#\"$r\"}}; if [ ! -r \"$f\" ]; then printf '=!> %s permission denied\\n' \"$n\"; continue; fi; \
+         n=${{f#\"$r\"}}; if [ ! -r \"$f\" ]; then printf '=!> %s permission denied\\n' \"$n\"; \
+         case $d in *libvirt*) u=1;; esac; continue; fi; \
          printf '==> %s\\n' \"$n\"; case $f in \
          *.conf) _gp < \"$f\"; i=${{f##*/}}; i=${{i%.conf}}; q=\"$r/run/qemu-server\"; \
          if [ ! -d \"$q\" ]; then :; elif [ -r \"$q/$i.pid\" ] && read -r pid < \"$q/$i.pid\" && \
@@ -391,10 +393,19 @@ pub fn decide(sections: &BTreeMap<String, Section>) -> Guests {
     let mut problems: Vec<String> = Vec::new();
 
     // libvirt, from its files where both directories that exist are readable, else from virsh.
-    let libvirt_unreadable: Vec<String> = [&run, &etc]
+    // A directory or a file libvirt keeps root-only (Debian: /etc/libvirt/qemu is 0755, its files
+    // 0600): then virsh's read-only socket tells.
+    let mut libvirt_unreadable: Vec<String> = [&run, &etc]
         .iter()
         .filter_map(|s| s.as_ref().err().cloned())
         .collect();
+    for dir in [LIBVIRT_RUN, LIBVIRT_ETC] {
+        for (file, section) in files_in(sections, dir) {
+            if let Section::Unreadable(why) = section {
+                libvirt_unreadable.push(format!("{file}: {why}"));
+            }
+        }
+    }
     if libvirt_unreadable.is_empty() {
         let mut defined: BTreeMap<String, Guest> = BTreeMap::new();
         let mut running: Vec<Guest> = Vec::new();
@@ -743,7 +754,22 @@ mod parser_tests {
             =!> /etc/libvirt/qemu/a.xml permission denied\n=!> /etc/pve/qemu-server missing\n";
         assert_eq!(
             decide(&sections(one_unreadable)),
-            Guests::Unavailable("/etc/libvirt/qemu/a.xml: permission denied".into())
+            Guests::Unavailable("/etc/libvirt/qemu/a.xml: permission denied (needs root)".into())
+        );
+        // Readable directories of root-only files (Debian's modes), and virsh answers.
+        let files_root_only = format!(
+            "{one_unreadable}==> virsh list\n Id   Name    State\n---------------\n 3    a       paused\n\
+             ==> virsh dumpxml 4dea22b31d52d8f32516782e98ab3fa0\n<domain type='kvm' id='3'>\n\
+             <name>a</name>\n<uuid>4dea22b31d52d8f32516782e98ab3fa0</uuid>\n"
+        );
+        let Guests::Seen { guests, unlisted } = decide(&sections(&files_root_only)) else {
+            panic!("seen through virsh");
+        };
+        assert!(unlisted.is_empty());
+        let g = &guests["4dea22b3-1d52-d8f3-2516-782e98ab3fa0"];
+        assert_eq!(
+            (g.name.as_deref(), g.state.as_deref()),
+            (Some("a"), Some("paused"))
         );
         let pve_root_only = "=!> /run/libvirt/qemu missing\n=!> /etc/libvirt/qemu missing\n\
             =!> /etc/pve/qemu-server permission denied\n";
