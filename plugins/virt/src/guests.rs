@@ -7,7 +7,10 @@
 //! can be read:
 //! - libvirt's domain XML: `/run/libvirt/qemu/*.xml` (running domains: `<domstatus state=...>` around
 //!   the live `<domain>`) and `/etc/libvirt/qemu/*.xml` (defined domains). Only the lines the parser
-//!   needs are sent (name, uuid, memory, vcpu, the sysinfo `uuid` entry, the state).
+//!   needs are sent (name, uuid, memory, vcpu, the sysinfo `uuid` entry, the state), by one
+//!   `grep -H` per directory: a status file is mostly QEMU capabilities and vCPU threads, and a
+//!   shell `read` loop over them cost 131 ms for the three files of `fixtures/libvirt-host`
+//!   against 17 ms for grep (medians of 3 × 50 runs, load average 17 on 2 cores).
 //! - Proxmox VE: `/etc/pve/qemu-server/*.conf` up to the first section (`[snapshot]`,
 //!   `[PENDING]`): `name`, `memory` (MiB), `cores`, `sockets`, `vcpus`, `smbios1: uuid=...`; running
 //!   when `/run/qemu-server/VMID.pid` names a live process.
@@ -53,37 +56,33 @@ pub const VIRSH_LIST: &str = "virsh list";
 pub const VIRSH_DUMPXML: &str = "virsh dumpxml ";
 
 /// The shell text that prints the guest sections, reading the three directories under `root`
-/// (`""` on a target; a fixture tree in tests). Section names never include `root`. Builtins only,
-/// except `virsh` where a libvirt directory is unreadable.
+/// (`""` on a target; a fixture tree in tests). Section names never include `root`. Each readable
+/// directory is one section of `NAME:LINE` lines (`NAME:#file` for every readable file, then
+/// `grep -H`; Proxmox's `NAME:#state: running|stopped` from `/run/qemu-server/VMID.pid`); an
+/// unreadable file is its own `=!> DIR/NAME` line. `virsh` runs only where a libvirt directory or
+/// file is unreadable.
 pub fn script(root: &str) -> String {
-    // The lines of a domain XML the parser reads (a status file's `<vcpu id=...>` threads excluded).
-    let xml_filter = "_gx() { while IFS= read -r l || [ -n \"$l\" ]; do case $l in \
-         *'<vcpu id='*) ;; \
-         *'<domstatus '*|*'<domain '*|*'<name>'*|*'<uuid>'*|*'<memory>'*|*'<memory '*|\
-         *'<vcpu>'*|*'<vcpu '*|*\"<entry name='uuid'>\"*|*'<entry name=\"uuid\">'*) printf '%s\\n' \"$l\";; \
-         esac; done; }";
-    // A Proxmox VM's main section, the keys the parser reads, and its state from its pid file.
-    let pve_filter = "_gp() { while IFS= read -r l || [ -n \"$l\" ]; do case $l in \
-         '['*) break;; name:*|memory:*|cores:*|sockets:*|vcpus:*|smbios1:*) printf '%s\\n' \"$l\";; \
-         esac; done; }";
     format!(
-        "{xml_filter}; {pve_filter}; r={root}; u=; \
+        // The lines of a domain XML the parser reads; `[^/]*>[0-9]` leaves out a status file's
+        // `<vcpu id=.. pid=../>` threads and `<numatune><memory mode=../>`.
+        "_gpat='<domstatus |<domain[ >]|<name>|<uuid>|<memory[^/]*>[0-9]|<vcpu[^/]*>[0-9]|<entry name=.uuid.>'; \
+         r={root}; u=; \
          for d in {LIBVIRT_RUN} {LIBVIRT_ETC} {PVE}; do p=\"$r$d\"; \
          if [ ! -d \"$p\" ]; then printf '=!> %s missing\\n' \"$d\"; \
          elif [ ! -r \"$p\" ] || [ ! -x \"$p\" ]; then printf '=!> %s permission denied\\n' \"$d\"; \
          case $d in *libvirt*) u=1;; esac; \
-         else printf '==> %s\\n' \"$d\"; for f in \"$p\"/*.xml \"$p\"/*.conf; do [ -e \"$f\" ] || continue; \
-         n=${{f#\"$r\"}}; if [ ! -r \"$f\" ]; then printf '=!> %s permission denied\\n' \"$n\"; \
-         case $d in *libvirt*) u=1;; esac; continue; fi; \
-         printf '==> %s\\n' \"$n\"; case $f in \
-         *.conf) _gp < \"$f\"; i=${{f##*/}}; i=${{i%.conf}}; q=\"$r/run/qemu-server\"; \
-         if [ ! -d \"$q\" ]; then :; elif [ -r \"$q/$i.pid\" ] && read -r pid < \"$q/$i.pid\" && \
-         [ -n \"$pid\" ] && [ -d \"/proc/$pid\" ]; then echo '#state: running'; else echo '#state: stopped'; fi;; \
-         *) _gx < \"$f\";; esac; done; fi; done; \
+         else (cd \"$p\" || exit 0; set --; x=; for f in *.xml *.conf; do [ -e \"$f\" ] || continue; \
+         if [ -r \"$f\" ]; then set -- \"$@\" \"$f\"; else printf '=!> %s/%s permission denied\\n' \"$d\" \"$f\"; x=1; fi; done; \
+         printf '==> %s\\n' \"$d\"; if [ $# -gt 0 ]; then printf '%s:#file\\n' \"$@\"; case $d in \
+         *pve*) q=\"$r/run/qemu-server\"; if [ -d \"$q\" ]; then for f in \"$@\"; do i=${{f%.conf}}; s=stopped; \
+         if [ -r \"$q/$i.pid\" ] && read -r pid < \"$q/$i.pid\" && [ -n \"$pid\" ] && [ -d \"/proc/$pid\" ]; then s=running; fi; \
+         printf '%s:#state: %s\\n' \"$f\" \"$s\"; done; fi; \
+         grep -H -E '^(name|memory|cores|sockets|vcpus|smbios1):|^\\[' -- \"$@\";; \
+         *) grep -H -E \"$_gpat\" -- \"$@\";; esac; fi; [ -z \"$x\" ]) || case $d in *libvirt*) u=1;; esac; fi; done; \
          if [ -n \"$u\" ]; then if command -v virsh >/dev/null 2>&1; then \
          printf '==> {VIRSH_LIST}\\n'; LC_ALL=C virsh -r -c qemu:///system list --all 2>&1; \
          for x in $(LC_ALL=C virsh -r -c qemu:///system list --all --uuid 2>/dev/null); do \
-         printf '==> {VIRSH_DUMPXML}%s\\n' \"$x\"; LC_ALL=C virsh -r -c qemu:///system dumpxml \"$x\" 2>/dev/null | _gx; done; \
+         printf '==> {VIRSH_DUMPXML}%s\\n' \"$x\"; LC_ALL=C virsh -r -c qemu:///system dumpxml \"$x\" 2>/dev/null | grep -E \"$_gpat\"; done; \
          else printf '=!> virsh missing\\n'; fi; fi",
         root = if root.is_empty() {
             "''".into()
@@ -359,16 +358,32 @@ fn dir_state(sections: &BTreeMap<String, Section>, dir: &str) -> Result<bool, St
     }
 }
 
-/// The files of `dir` the script listed, by name, with their content or why not.
-fn files_in<'a>(
-    sections: &'a BTreeMap<String, Section>,
-    dir: &str,
-) -> impl Iterator<Item = (&'a str, &'a Section)> {
+/// The files of `dir` the script listed, as `(DIR/NAME, content or why not)`: the directory's
+/// section holds `NAME:LINE` lines (`grep -H`; `NAME:#file` for every readable file), an unreadable
+/// file is its own `=!> DIR/NAME` section.
+fn files_in(sections: &BTreeMap<String, Section>, dir: &str) -> Vec<(String, Section)> {
+    let mut files: BTreeMap<String, Section> = BTreeMap::new();
+    if let Some(Section::Content(text)) = sections.get(dir) {
+        for line in text.lines() {
+            let split = [".xml:", ".conf:"]
+                .iter()
+                .find_map(|ext| line.find(ext).map(|at| at + ext.len() - 1));
+            let Some(at) = split else { continue };
+            let (name, rest) = (&line[..at], &line[at + 1..]);
+            let entry = files
+                .entry(format!("{dir}/{name}"))
+                .or_insert_with(|| Section::Content(String::new()));
+            if let Section::Content(c) = entry {
+                c.push_str(rest);
+                c.push('\n');
+            }
+        }
+    }
     let prefix = format!("{dir}/");
-    sections
-        .iter()
-        .filter(move |(k, _)| k.starts_with(&prefix))
-        .map(|(k, v)| (k.as_str(), v))
+    for (k, v) in sections.iter().filter(|(k, _)| k.starts_with(&prefix)) {
+        files.insert(k.clone(), v.clone());
+    }
+    files.into_iter().collect()
 }
 
 /// How `unlisted_guests` names a guest: `win (proxmox 101)`, `upstream (libvirt)`.
@@ -401,7 +416,7 @@ pub fn decide(sections: &BTreeMap<String, Section>) -> Guests {
         .collect();
     for dir in [LIBVIRT_RUN, LIBVIRT_ETC] {
         for (file, section) in files_in(sections, dir) {
-            if let Section::Unreadable(why) = section {
+            if let Section::Unreadable(why) = &section {
                 libvirt_unreadable.push(format!("{file}: {why}"));
             }
         }
@@ -411,13 +426,13 @@ pub fn decide(sections: &BTreeMap<String, Section>) -> Guests {
         let mut running: Vec<Guest> = Vec::new();
         for (dir, into_running) in [(LIBVIRT_RUN, true), (LIBVIRT_ETC, false)] {
             for (file, section) in files_in(sections, dir) {
-                match section {
+                match &section {
                     Section::Content(xml) => match parse_libvirt(xml) {
                         Some(g) if into_running => running.push(g),
                         Some(mut g) => {
                             g.state = Some("shut_off".into());
                             g.persistent = Some(true);
-                            let key = g.uuid.clone().unwrap_or_else(|| file.to_string());
+                            let key = g.uuid.clone().unwrap_or_else(|| file.clone());
                             defined.insert(key, g);
                         }
                         None => problems.push(format!("{file}: no <domain> in it")),
@@ -494,9 +509,9 @@ pub fn decide(sections: &BTreeMap<String, Section>) -> Guests {
                 let vmid = file
                     .rsplit('/')
                     .next()
-                    .unwrap_or(file)
+                    .unwrap_or(&file)
                     .trim_end_matches(".conf");
-                match section {
+                match &section {
                     Section::Content(conf) => found.push(parse_proxmox(vmid, conf)),
                     Section::Unreadable(why) => problems.push(format!("{file}: {why}")),
                 }
@@ -639,7 +654,10 @@ mod parser_tests {
             ("libvirt-host", "/etc/libvirt/qemu/QEMUGuest1.xml"),
         ] {
             let sections = parse_sections(&super::tests::run_on_tree(case));
-            let Some(Section::Content(filtered)) = sections.get(file) else {
+            let dir = &file[..file.rfind('/').expect("a path")];
+            let files = files_in(&sections, dir);
+            let Some((_, Section::Content(filtered))) = files.iter().find(|(f, _)| f == file)
+            else {
                 panic!("{file} not in the script's output");
             };
             assert!(filtered.lines().count() < 10, "{file}: {filtered}");
@@ -647,12 +665,31 @@ mod parser_tests {
             assert_eq!(parse_libvirt(filtered), whole, "{file}");
         }
         let sections = parse_sections(&super::tests::run_on_tree("proxmox-host"));
-        let Some(Section::Content(conf)) = sections.get("/etc/pve/qemu-server/101.conf") else {
+        let files = files_in(&sections, PVE);
+        let Some((_, Section::Content(conf))) = files
+            .iter()
+            .find(|(f, _)| f == "/etc/pve/qemu-server/101.conf")
+        else {
             panic!("101.conf not in the script's output");
         };
-        // Up to the snapshot section only, and the state from its pid file.
+        // The keys the parser reads, the snapshot's after its `[test]` line, and the state from
+        // the pid file.
+        assert!(conf.contains("#state: running\n"), "{conf}");
         assert!(!conf.contains("snapstate"), "{conf}");
-        assert!(conf.ends_with("#state: running"), "{conf}");
+        let g = parse_proxmox("101", conf);
+        assert_eq!(
+            g,
+            parse_proxmox(
+                "101",
+                &format!(
+                    "{}\n#state: running",
+                    real("proxmox-host", "etc/pve/qemu-server/101.conf")
+                        .split("\n[")
+                        .next()
+                        .unwrap_or("")
+                )
+            )
+        );
     }
 
     #[test]
