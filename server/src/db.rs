@@ -66,6 +66,11 @@ impl Backend {
                     "list_digests",
                     include_str!("../migrations/common/0004_list_digests.sql"),
                 ),
+                (
+                    9,
+                    "guest_index",
+                    include_str!("../migrations/common/0009_guest_index.sql"),
+                ),
             ],
             Backend::Postgres => &[
                 (
@@ -87,6 +92,11 @@ impl Backend {
                     4,
                     "list_digests",
                     include_str!("../migrations/common/0004_list_digests.sql"),
+                ),
+                (
+                    9,
+                    "guest_index",
+                    include_str!("../migrations/common/0009_guest_index.sql"),
                 ),
             ],
         }

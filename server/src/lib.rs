@@ -11,6 +11,7 @@ pub mod cli;
 pub mod clock;
 pub mod db;
 pub mod error;
+pub mod guests;
 pub mod history;
 pub mod ingest;
 pub mod keys;

@@ -23,6 +23,18 @@ fn array_of(name: &str) -> Value {
     json!({"type": "array", "items": schema_ref(name)})
 }
 
+/// The members of a guest ↔ hypervisor link (`GuestLink`, and `HostDetail.hypervisor` inline:
+/// OpenAPI 3.0 cannot make a `$ref` nullable).
+fn guest_link_properties() -> Value {
+    json!({
+        "hostname": {"type": "string", "description": "the other host: the hypervisor in `hypervisor`, the guest in `guests_in_cmdb`"},
+        "system_uuid": {"type": "string", "description": "in `guests_in_cmdb`: the UUID as the hypervisor lists it"},
+        "guest_name": {"nullable": true, "description": "the guest's name on the hypervisor"},
+        "state": {"nullable": true, "description": "the guest's state on the hypervisor (`running`, `shut_off`, ...)"},
+        "uuid_match": {"type": "string", "enum": ["exact", "byte_swapped"], "description": "byte_swapped: the first three fields read in the other SMBIOS byte order"}
+    })
+}
+
 fn nullable_string() -> Value {
     json!({"type": "string", "nullable": true})
 }
@@ -450,14 +462,25 @@ fn schemas() -> Value {
         "HostDetail": {
             "allOf": [schema_ref("HostSummary"), {
                 "type": "object",
-                "required": ["plugins", "fields"],
+                "required": ["plugins", "fields", "hypervisor", "guests_in_cmdb"],
                 "properties": {
                     "fields": schema_ref("HostFields"),
+                    "hypervisor": {"type": "object", "nullable": true,
+                        "required": ["hostname", "guest_name", "state", "uuid_match"],
+                        "properties": guest_link_properties(),
+                        "description": "the host whose `virt.guests` list has a part with this host's system UUID (now, also with ?at=); null when none. `guest_name` and `state` are the hypervisor's words"},
+                    "guests_in_cmdb": {"type": "array", "nullable": true, "items": schema_ref("GuestLink"),
+                        "description": "for a host with a `virt.guests` list: its guests that are hosts of the CMDB (by system UUID), by host name; null for a host without that list"},
                     "as_of": {"type": "string", "format": "date-time", "description": "present with ?at=: the time shown"},
                     "plugins": {"type": "object", "description": "every collector's stored data, by collector name",
                         "additionalProperties": schema_ref("StoredPlugin")}
                 }
             }]
+        },
+        "GuestLink": {
+            "type": "object", "required": ["hostname", "guest_name", "state", "uuid_match"],
+            "description": "a guest and its hypervisor, both hosts of the CMDB, linked by the guest's SMBIOS system UUID",
+            "properties": guest_link_properties()
         },
         "StoredPlugin": {
             "type": "object", "required": ["facts", "volatile", "lists"],

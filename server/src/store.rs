@@ -218,6 +218,16 @@ pub async fn host_detail(
         }
     }
     m.insert("fields".into(), host_fields(db, id).await?);
+    // The links to other hosts, as the current components say (also with `at`).
+    let system_uuid = m["system_uuid"].as_str().map(str::to_owned);
+    m.insert(
+        "hypervisor".into(),
+        crate::guests::hypervisor(db, id, system_uuid.as_deref()).await?,
+    );
+    m.insert(
+        "guests_in_cmdb".into(),
+        crate::guests::guests_in_cmdb(db, id).await?,
+    );
     match at {
         None => {
             m.insert("plugins".into(), Value::Object(plugins));

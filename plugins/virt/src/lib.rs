@@ -32,7 +32,13 @@
 //! from its host without systemd-detect-virt; an arm64 host without DMI and without the tool has
 //! `kind` `null` with a reason.
 //!
+//! On a hypervisor host the same script lists its guests ([`guests`]): the list `guests`, one part
+//! per virtual machine by its SMBIOS system UUID, and the fact `unlisted_guests`. A host that is not
+//! a hypervisor has neither.
+//!
 //! Errors: only when the script printed nothing at all.
+
+pub mod guests;
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -89,6 +95,8 @@ pub fn script() -> String {
              echo \"any $(systemd-detect-virt 2>/dev/null)\"; else echo missing; fi",
         )
         .build()
+        + "; "
+        + &guests::script("")
 }
 
 /// What the collector concluded.
@@ -328,7 +336,41 @@ pub fn collect(target: &Target<'_>, _options: &Value) -> Result<Value, CollectEr
     for (field, why) in &v.reasons {
         data.reason(field, why.clone());
     }
+    add_guests(&mut data, guests::decide(&sections));
     data.build()
+}
+
+/// The list `guests` and the fact `unlisted_guests`, on a hypervisor only.
+fn add_guests(data: &mut Data, found: guests::Guests) {
+    use plugin_api::serde_json::json;
+    match found {
+        guests::Guests::NotAHypervisor => {}
+        guests::Guests::Unavailable(why) => {
+            data.unavailable("guests", why.clone())
+                .fact("unlisted_guests", Value::Null)
+                .reason("unlisted_guests", why);
+        }
+        guests::Guests::Seen { guests, unlisted } => {
+            data.fact("unlisted_guests", unlisted);
+            let list = data.list("guests", &["system_uuid"]);
+            for (uuid, g) in guests {
+                list.part(
+                    uuid.clone(),
+                    json!({
+                        "system_uuid": uuid,
+                        "name": g.name,
+                        "state": g.state,
+                        "vcpu_count": g.vcpu_count,
+                        "max_vcpu_count": g.max_vcpu_count,
+                        "memory_bytes": g.memory_bytes,
+                        "persistent": g.persistent,
+                        "source": g.source,
+                        "vmid": g.vmid,
+                    }),
+                );
+            }
+        }
+    }
 }
 
 export_collector!(
@@ -366,7 +408,12 @@ mod tests {
                     .map(|f| dir.join(f))
                     .find(|p| p.exists())
                     .unwrap_or_else(|| panic!("{name}: no script output"));
-                (name, std::fs::read_to_string(file).expect("read"))
+                let mut out = std::fs::read_to_string(file).expect("read");
+                // A case with a `root/` tree of real files: the guest part of the script runs on it.
+                if dir.join("root").is_dir() {
+                    out.push_str(&guests::tests::run_on_tree(&name));
+                }
+                (name, out)
             })
             .collect();
         cases.sort();

@@ -506,6 +506,10 @@ struct HostPage {
     hostname: String,
     path: String,
     identity: Vec<(String, String)>,
+    /// The hypervisor this host runs on: (host name, its page, what it calls this guest).
+    runs_on: Option<(String, String, String)>,
+    /// For a hypervisor, its guests that are hosts here: (host name, page, name and state there).
+    guests: Vec<(String, String, String)>,
     fields: Vec<FieldView>,
     fields_note: String,
     field_changes: Vec<(String, String, String, String, String)>,
@@ -555,6 +559,26 @@ pub async fn host(
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
+    let guest_link = |l: &Value| {
+        let host = text(&l["hostname"]);
+        let mut about = [text(&l["guest_name"]), text(&l["state"])]
+            .into_iter()
+            .filter(|t| !t.is_empty())
+            .collect::<Vec<_>>()
+            .join(", ");
+        if l["uuid_match"] == "byte_swapped" {
+            about.push_str(" (UUID matched byte-swapped)");
+        }
+        let page = format!("/ui/hosts/{}", url_segment(&host));
+        (host, page, about)
+    };
+    let runs_on = Some(&detail["hypervisor"])
+        .filter(|h| h.is_object())
+        .map(guest_link);
+    let guests = detail["guests_in_cmdb"]
+        .as_array()
+        .map(|a| a.iter().map(guest_link).collect())
+        .unwrap_or_default();
     let f = &detail["fields"];
     let fields = store::FIELDS
         .iter()
@@ -625,6 +649,8 @@ pub async fn host(
             path: format!("/ui/hosts/{}", url_segment(&name)),
             hostname: name,
             identity,
+            runs_on,
+            guests,
             fields,
             fields_note,
             field_changes,

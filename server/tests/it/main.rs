@@ -8,6 +8,7 @@ mod auth;
 mod changes;
 mod cli;
 mod diskfull;
+mod guests;
 mod identity;
 mod limits;
 mod pending;
