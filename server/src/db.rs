@@ -66,6 +66,11 @@ impl Backend {
                     "list_digests",
                     include_str!("../migrations/common/0004_list_digests.sql"),
                 ),
+                (
+                    6,
+                    "retention",
+                    include_str!("../migrations/common/0006_retention.sql"),
+                ),
             ],
             Backend::Postgres => &[
                 (
@@ -87,6 +92,11 @@ impl Backend {
                     4,
                     "list_digests",
                     include_str!("../migrations/common/0004_list_digests.sql"),
+                ),
+                (
+                    6,
+                    "retention",
+                    include_str!("../migrations/common/0006_retention.sql"),
                 ),
             ],
         }
