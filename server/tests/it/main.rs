@@ -11,5 +11,6 @@ mod diskfull;
 mod identity;
 mod limits;
 mod pending;
+mod retention;
 mod trust;
 mod ui;
