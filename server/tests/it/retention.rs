@@ -118,7 +118,7 @@ fn rows_past_each_age_go_and_the_rest_stay(b: Backend) {
     assert!(log
         .iter()
         .any(|c| c["item"] == "kernel" && c["action"] == "changed"));
-    assert_eq!(report_ids(&s, "alpha"), [a20.clone()]);
+    assert_eq!(report_ids(&s, "alpha"), [a20.as_str()]);
     assert!(!report_ids(&s, "alpha").contains(&a0));
     // gamma's newest report is 40 days old and stays; so do its assets
     let g0_id = g0["report_id"].as_str().unwrap_or("").to_owned();
