@@ -382,3 +382,54 @@ fn backup_refuses_postgres_with_the_recipe() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("pg_dump"), "{err}");
 }
+
+/// The README's PostgreSQL recipe, run for real: `pg_dump --format=custom` of a live server's
+/// database, `pg_restore` into a new database, and a server on it serves the same hosts.
+#[test]
+#[ignore = "PostgreSQL: run with --include-ignored and AUTO_TEST_PG_URL (scripts/test.sh does)"]
+fn the_pg_dump_recipe_restores_a_working_server() {
+    let Some(b) = Backend::postgres() else {
+        panic!("AUTO_TEST_PG_URL is unset: the PostgreSQL cases need a server (scripts/pg.sh start prints its url)");
+    };
+    let Backend::Postgres(admin) = b.clone() else {
+        unreachable!("postgres() gives a PostgreSQL backend")
+    };
+    let s = Server::start(b);
+    let mut ids = Vec::new();
+    for name in ["pg-one", "pg-two"] {
+        let r = Machine::new(name).report(None);
+        assert_eq!(s.report(&r).status, 201);
+        ids.push((name, r["report_id"].as_str().unwrap_or("").to_owned()));
+    }
+    let dump = s.dir.join("cmdb.dump");
+    let out = std::process::Command::new("pg_dump")
+        .args(["--format=custom", "--file"])
+        .arg(&dump)
+        .arg(&s.db_url)
+        .output()
+        .expect("run pg_dump");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let name = format!("auto_it_restore_{}", random_hex(6));
+    let url = Server::create_pg_database(&admin, &name);
+    let out = std::process::Command::new("pg_restore")
+        .args(["--no-owner", "--dbname", &url])
+        .arg(&dump)
+        .output()
+        .expect("run pg_restore");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let copy = Server::on_pg_restore(&name, &s);
+    for (host, id) in ids {
+        assert_eq!(report_ids(&copy, host), [id.as_str()]);
+    }
+    // the restored server takes reports
+    let a = copy.report(&Machine::new("pg-three").report(None));
+    assert_eq!(a.status, 201, "{:?}", a.body);
+}

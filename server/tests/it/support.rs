@@ -94,6 +94,7 @@ pub struct Server {
     backend: Backend,
     pg_db: Option<String>,
     /// The test clock's file (AUTO_SERVER_TEST_CLOCK_FILE) when the server runs on one.
+    /// (`backend` is the admin URL's, for copies.)
     clock: Option<PathBuf>,
 }
 
@@ -308,23 +309,51 @@ impl Server {
     /// A server on a copy of another's files (a backup): `db` becomes its SQLite database, and
     /// the other's master key and key secret are used.
     pub fn on_copy(db: &std::path::Path, of: &Server) -> Server {
+        Self::on_restored(Some(db), None, of)
+    }
+
+    /// A server on a PostgreSQL database `name` (under AUTO_TEST_PG_URL, dropped at the end)
+    /// restored from another's dump, with the other's master key and key secret.
+    pub fn on_pg_restore(name: &str, of: &Server) -> Server {
+        Self::on_restored(None, Some(name), of)
+    }
+
+    /// Makes a fresh PostgreSQL database under the admin URL; returns its URL.
+    pub fn create_pg_database(admin: &str, name: &str) -> String {
+        pg_admin(admin, &format!("CREATE DATABASE {name}"));
+        with_database(admin, name)
+    }
+
+    fn on_restored(db: Option<&std::path::Path>, pg: Option<&str>, of: &Server) -> Server {
         let dir = std::env::temp_dir().join(format!(
             "auto-server-it-{}-copy-{}",
             std::process::id(),
             random_hex(4)
         ));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        std::fs::copy(db, dir.join("it.db")).expect("copy the database");
         std::fs::copy(of.dir.join("master.key"), dir.join("master.key")).expect("copy the key");
+        let (db_url, backend, pg_db) = match (db, pg, &of.backend) {
+            (Some(db), _, _) => {
+                std::fs::copy(db, dir.join("it.db")).expect("copy the database");
+                let url = format!("sqlite://{}", dir.join("it.db").display());
+                (url, Backend::Sqlite, None)
+            }
+            (None, Some(name), Backend::Postgres(admin)) => (
+                with_database(admin, name),
+                of.backend.clone(),
+                Some(name.to_owned()),
+            ),
+            _ => panic!("a copy is a SQLite file or a PostgreSQL database of a PostgreSQL server"),
+        };
         let mut server = Server {
             child: None,
             base: String::new(),
             key: of.key.clone(),
             secret: of.secret.clone(),
-            db_url: format!("sqlite://{}", dir.join("it.db").display()),
+            db_url,
             dir,
-            backend: Backend::Sqlite,
-            pg_db: None,
+            backend,
+            pg_db,
             clock: None,
         };
         server.spawn(&[]);
