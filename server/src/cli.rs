@@ -474,6 +474,52 @@ mod tests {
     }
 
     #[test]
+    fn the_packaged_config_parses_and_its_retention_is_valid() {
+        let text = include_str!("../../packaging/auto-server/auto-server.toml");
+        let file: FileConfig = toml::from_str(text).expect("packaged config parses");
+        let policy = retention(&RetentionArgs::default(), &file).expect("valid retention");
+        assert_eq!(policy.change_log_days, Some(365));
+        assert_eq!(policy.report_rows_days(), Some(90));
+        assert_eq!(policy.remove_stale_after_days, None);
+    }
+
+    #[test]
+    fn retention_settings_are_checked() {
+        let file = FileConfig {
+            stale_days: Some(30),
+            remove_stale_after_days: Some(10),
+            ..FileConfig::default()
+        };
+        let err = retention(&RetentionArgs::default(), &file).map_err(|e| e.to_string());
+        assert_eq!(
+            err.err().as_deref(),
+            Some("remove_stale_after_days 10 is less than stale_days 30: a host is removed only after it is stale")
+        );
+        let flags = RetentionArgs {
+            change_log_days: Some(0),
+            ..RetentionArgs::default()
+        };
+        let err = retention(&flags, &FileConfig::default()).map_err(|e| e.to_string());
+        assert_eq!(
+            err.err().as_deref(),
+            Some("change_log_days 0 must be 1 to 36500 days")
+        );
+        // a flag wins over the file
+        let flags = RetentionArgs {
+            error_log_days: Some(5),
+            ..RetentionArgs::default()
+        };
+        let file = FileConfig {
+            error_log_days: Some(50),
+            ..FileConfig::default()
+        };
+        assert_eq!(
+            retention(&flags, &file).ok().and_then(|p| p.error_log_days),
+            Some(5)
+        );
+    }
+
+    #[test]
     fn args_parse() {
         use clap::CommandFactory;
         Args::command().debug_assert();
