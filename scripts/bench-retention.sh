@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Retention benchmark of auto-server: the database size after a simulated year of daily reports
 # with 1 % of each host's parts changing every day, without pruning and after `auto-server prune`
-# (change log 90 days, report rows 30 days, error log 90 days), scaled to 1,000 hosts.
+# (change log 90 days, report rows 30 days, error log 90 days) once at the end, and with `serve`
+# pruning by itself as the year goes (BENCH_PERIODIC=0 leaves that run out), scaled to 1,000 hosts.
 #
 #   scripts/bench-retention.sh   # env: BENCH_HOSTS (100), BENCH_DAYS (365), BENCH_PARTS (200),
-#                                #      BENCH_CONCURRENCY (4), BENCH_PROFILE (debug | release)
+#                                #      BENCH_CONCURRENCY (4), BENCH_PROFILE (debug | release),
+#                                #      BENCH_PERIODIC (1)
 #
 # The server runs on the test clock (AUTO_SERVER_TEST_CLOCK_FILE; a release build needs
 # --allow-test-clock), which the simulator (server/examples/retention_sim.rs) moves one day ahead
@@ -54,23 +56,38 @@ rows() { sqlite3 "$1" "SELECT COUNT(*) FROM $2"; }
 srv "$WORK/empty.db" migrate 2>/dev/null
 EMPTY=$(size "$WORK/empty.db")
 
-SECRET=$(srv "$DB" keys create bench 2>/dev/null)
-srv "$DB" serve --listen 127.0.0.1:0 --max-connections 8 > "$WORK/stdout" 2> "$WORK/server.log" &
-SERVER_PID=$!
-for _ in $(seq 1 100); do
-    grep -q "listening on" "$WORK/stdout" 2>/dev/null && break
-    sleep 0.1
-done
-BASE=$(sed -n 's/^auto-server listening on //p' "$WORK/stdout")
-[ -n "$BASE" ] || { echo "bench: server did not start" >&2; cat "$WORK/server.log" >&2; exit 2; }
+# simulate DB [SERVE_FLAGS...]: the year on a fresh database, the server started with the flags
+simulate() {
+    local db=$1 secret base
+    shift
+    echo "$START" > "$CLOCK"
+    secret=$(srv "$db" keys create bench 2>/dev/null)
+    srv "$db" serve --listen 127.0.0.1:0 --max-connections 8 "$@" > "$WORK/stdout" 2> "$WORK/server.log" &
+    SERVER_PID=$!
+    for _ in $(seq 1 100); do
+        grep -q "listening on" "$WORK/stdout" 2>/dev/null && break
+        sleep 0.1
+    done
+    base=$(sed -n 's/^auto-server listening on //p' "$WORK/stdout")
+    [ -n "$base" ] || { echo "bench: server did not start" >&2; cat "$WORK/server.log" >&2; exit 2; }
+    local t0
+    t0=$(date +%s)
+    "$SIM" "$base" bench "$secret" "$CLOCK" "$START" "$HOSTS" "$DAYS" "$PARTS" "$CONCURRENCY"
+    echo "simulation took $(( $(date +%s) - t0 )) s; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+    stop_server   # a clean close checkpoints the WAL into the file
+}
 
 echo "== a simulated year: $HOSTS hosts x $DAYS days, $PARTS parts per host, 1 % changing daily ($PROFILE build) =="
-T0=$(date +%s)
-"$SIM" "$BASE" bench "$SECRET" "$CLOCK" "$START" "$HOSTS" "$DAYS" "$PARTS" "$CONCURRENCY"
-echo "simulation took $(( $(date +%s) - T0 )) s; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-stop_server   # a clean close checkpoints the WAL into the file
+simulate "$DB"
+PERIODIC=${BENCH_PERIODIC:-1}
+if [ "$PERIODIC" = 1 ]; then
+    echo "== the same year, serve pruning by itself every 2 s of real time (about every simulated day) =="
+    simulate "$WORK/served.db" --change-log-days "$CHANGE_LOG_DAYS" --report-bodies-days "$REPORT_BODIES_DAYS" \
+        --error-log-days "$ERROR_LOG_DAYS" --prune-interval-secs 2
+    srv "$WORK/served.db" backup "$WORK/served-compact.db" 2>/dev/null
+fi
 
-# the clock stays at the last simulated day for prune
+# the clock is at the last simulated day: prune a copy of the unpruned year once, now
 sqlite3 "$DB" "PRAGMA wal_checkpoint(TRUNCATE)" > /dev/null
 cp "$DB" "$WORK/pruned.db"
 T0=$(date +%s%N)
@@ -85,8 +102,10 @@ echo
 echo "empty database: $(mb "$EMPTY") MiB; prune of the year took $PRUNE_MS ms (one run)"
 printf '%-34s %10s %10s %10s %12s %12s %16s\n' "database after $DAYS days" "changes" "reports" "components" "file MiB" "compact MiB" "1000 hosts MiB"
 for v in "no pruning:$DB:$WORK/year-compact.db" \
-         "pruned (changes ${CHANGE_LOG_DAYS}d, reports ${REPORT_BODIES_DAYS}d):$WORK/pruned.db:$WORK/pruned-compact.db"; do
+         "pruned once at the end:$WORK/pruned.db:$WORK/pruned-compact.db" \
+         "pruned by serve as it went:$WORK/served.db:$WORK/served-compact.db"; do
     IFS=: read -r label file compact <<<"$v"
+    [ -f "$file" ] || continue
     printf '%-34s %10s %10s %10s %12s %12s %16s\n' "$label" "$(rows "$file" changes)" "$(rows "$file" reports)" \
         "$(rows "$file" components)" "$(mb "$(size "$file")")" "$(mb "$(size "$compact")")" "$(scale "$(size "$compact")")"
 done
