@@ -157,11 +157,17 @@ fn a_removed_stale_host_goes_with_its_rows_and_comes_back_new(b: Backend) {
     assert!(gamma_components > 10);
     s.set_clock(t0 + 50 * DAY);
     assert_eq!(s.report(&alpha.report(Some("alpha"))).status, 200);
-    // the list says gamma and keyed are stale (7 days), alpha is not
+    // a host registered for ssh collection that never reported is stale too
+    let out = s.admin(&["hosts", "add", "never-1", "--address", "10.0.0.9"]);
+    assert!(out.status.success());
+    // the list says gamma, keyed and never-1 are stale (7 days), alpha is not; the dashboard's
+    // count agrees with the list
     let list = s.get("/api/v1/hosts?stale=true");
     assert_eq!(list.status, 200, "{:?}", list.body);
     let text = list.body.to_string();
     assert!(text.contains("gamma") && text.contains("keyed") && !text.contains("alpha"));
+    assert_eq!(list.body.as_array().map(Vec::len), Some(3), "{text}");
+    assert_eq!(s.get("/api/v1/summary").body["stale"], 3);
 
     let before = counts(&s);
     let rule = ["--remove-stale-after-days", "45"];
