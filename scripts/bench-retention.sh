@@ -62,7 +62,9 @@ simulate() {
     shift
     echo "$START" > "$CLOCK"
     secret=$(srv "$db" keys create bench 2>/dev/null)
-    srv "$db" serve --listen 127.0.0.1:0 --max-connections 8 "$@" > "$WORK/stdout" 2> "$WORK/server.log" &
+    # the binary itself in the background (not through srv: $! would be a subshell's pid)
+    "$BIN" --allow-test-clock --db "sqlite://$db" --master-key "$WORK/master-key" --log warn \
+        serve --listen 127.0.0.1:0 --max-connections 8 "$@" > "$WORK/stdout" 2> "$WORK/server.log" &
     SERVER_PID=$!
     for _ in $(seq 1 100); do
         grep -q "listening on" "$WORK/stdout" 2>/dev/null && break
