@@ -4,7 +4,7 @@
 # (change log 90 days, report rows 30 days, error log 90 days) once at the end, and with `serve`
 # pruning by itself as the year goes (BENCH_PERIODIC=0 leaves that run out), scaled to 1,000 hosts.
 #
-#   scripts/bench-retention.sh   # env: BENCH_HOSTS (100), BENCH_DAYS (365), BENCH_PARTS (200),
+#   scripts/bench-retention.sh   # env: BENCH_HOSTS (10), BENCH_DAYS (365), BENCH_PARTS (200),
 #                                #      BENCH_CONCURRENCY (4), BENCH_PROFILE (debug | release),
 #                                #      BENCH_PERIODIC (1)
 #
@@ -16,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-HOSTS=${BENCH_HOSTS:-100}
+HOSTS=${BENCH_HOSTS:-10}
 DAYS=${BENCH_DAYS:-365}
 PARTS=${BENCH_PARTS:-200}
 CONCURRENCY=${BENCH_CONCURRENCY:-4}
