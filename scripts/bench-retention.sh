@@ -66,7 +66,7 @@ simulate() {
     "$BIN" --allow-test-clock --db "sqlite://$db" --master-key "$WORK/master-key" --log warn \
         serve --listen 127.0.0.1:0 --max-connections 8 "$@" > "$WORK/stdout" 2> "$WORK/server.log" &
     SERVER_PID=$!
-    for _ in $(seq 1 100); do
+    for _ in $(seq 1 600); do   # up to 60 s: a loaded machine migrates a new database slowly
         grep -q "listening on" "$WORK/stdout" 2>/dev/null && break
         sleep 0.1
     done
