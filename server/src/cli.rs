@@ -35,6 +35,10 @@ pub struct Args {
     /// Log filter, RUST_LOG syntax (default: info).
     #[arg(long, global = true, env = "AUTO_SERVER_LOG", value_name = "FILTER")]
     pub log: Option<String>,
+    /// Let a release build use the test clock of AUTO_SERVER_TEST_CLOCK_FILE (benchmarks only:
+    /// the server's time is then whatever that file says).
+    #[arg(long, global = true, hide = true)]
+    pub allow_test_clock: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -42,7 +46,7 @@ pub struct Args {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the API (migrates the database first).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply pending database migrations and exit.
     Migrate,
     /// Manage the API keys agents sign their requests with.
@@ -60,8 +64,42 @@ pub enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// Apply the retention policy now: print, per table, the rows removed (see `serve`'s
+    /// retention flags; `serve` also prunes every --prune-interval-secs).
+    Prune {
+        /// Print what would be removed, and remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        retention: RetentionArgs,
+    },
+    /// Write a consistent copy of the SQLite database to FILE while the server runs (never
+    /// overwrites FILE). For PostgreSQL use pg_dump (README).
+    Backup { file: PathBuf },
     /// Print the documented example config file.
     DefaultConfig,
+}
+
+/// The retention policy's flags (`serve` and `prune`).
+#[derive(Debug, Default, clap::Args)]
+pub struct RetentionArgs {
+    /// Days without a report after which a host is stale (default 7).
+    #[arg(long, env = "AUTO_SERVER_STALE_DAYS", value_name = "DAYS")]
+    pub stale_days: Option<i64>,
+    /// Days without a report after which a host is removed with its assets, change log and
+    /// report rows (default: never).
+    #[arg(long, env = "AUTO_SERVER_REMOVE_STALE_AFTER_DAYS", value_name = "DAYS")]
+    pub remove_stale_after_days: Option<i64>,
+    /// Days the change log is kept (default: for ever).
+    #[arg(long, env = "AUTO_SERVER_CHANGE_LOG_DAYS", value_name = "DAYS")]
+    pub change_log_days: Option<i64>,
+    /// Days the report rows (stored answers, the pages' as-of and diff points) are kept; each
+    /// host's newest is always kept (default: for ever, but never longer than the change log).
+    #[arg(long, env = "AUTO_SERVER_REPORT_BODIES_DAYS", value_name = "DAYS")]
+    pub report_bodies_days: Option<i64>,
+    /// Days the error log is kept (default: for ever).
+    #[arg(long, env = "AUTO_SERVER_ERROR_LOG_DAYS", value_name = "DAYS")]
+    pub error_log_days: Option<i64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,9 +172,11 @@ pub struct ServeArgs {
     /// Hours a web session lasts after login (default 12).
     #[arg(long, env = "AUTO_SERVER_SESSION_HOURS", value_name = "HOURS")]
     pub session_hours: Option<i64>,
-    /// Days without a report after which a host is stale (default 7).
-    #[arg(long, env = "AUTO_SERVER_STALE_DAYS", value_name = "DAYS")]
-    pub stale_days: Option<i64>,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+    /// Seconds between two retention passes (default 3600).
+    #[arg(long, env = "AUTO_SERVER_PRUNE_INTERVAL_SECS", value_name = "SECONDS")]
+    pub prune_interval_secs: Option<u64>,
     /// Mark session cookies Secure on every request (set this when a TLS proxy that does not
     /// send X-Forwarded-Proto sits in front; with it, `X-Forwarded-Proto: https` does the same).
     #[arg(long, env = "AUTO_SERVER_SECURE_COOKIES")]
@@ -206,6 +246,11 @@ pub struct FileConfig {
     pub nonce_prune_secs: Option<u64>,
     pub session_hours: Option<i64>,
     pub stale_days: Option<i64>,
+    pub remove_stale_after_days: Option<i64>,
+    pub change_log_days: Option<i64>,
+    pub report_bodies_days: Option<i64>,
+    pub error_log_days: Option<i64>,
+    pub prune_interval_secs: Option<u64>,
     pub secure_cookies: Option<bool>,
     /// The inventory's summary columns (`server/ui/summary.toml` is the default).
     pub summary: Option<crate::search::Summary>,
@@ -238,6 +283,8 @@ pub struct Serve {
     pub config: crate::api::ServeConfig,
     pub net: NetLimits,
     pub nonce_prune: Duration,
+    pub retention: crate::retention::Policy,
+    pub prune_interval: Duration,
 }
 
 /// The connection limits of `serve` (see [`crate::serve_connections`]).
@@ -331,13 +378,18 @@ pub fn serve(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Serve> {
     if !(1..=24 * 90).contains(&session_hours) {
         bail!("session_hours {session_hours} must be 1 to 2160");
     }
-    let stale_days = args.stale_days.or(file.stale_days).unwrap_or(7);
-    if !(1..=3650).contains(&stale_days) {
-        bail!("stale_days {stale_days} must be 1 to 3650");
-    }
+    let retention = retention(&args.retention, file)?;
+    let prune_interval = secs(
+        args.prune_interval_secs,
+        file.prune_interval_secs,
+        3600,
+        "prune_interval_secs",
+    )?;
     Ok(Serve {
         net,
         nonce_prune,
+        retention,
+        prune_interval,
         listen: args
             .listen
             .clone()
@@ -353,10 +405,50 @@ pub fn serve(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Serve> {
                 max_string_bytes,
             },
             session_ttl_secs: session_hours * 3600,
-            stale_days,
+            stale_days: retention.stale_days,
             secure_cookies: args.secure_cookies || file.secure_cookies.unwrap_or(false),
             summary: file.summary.clone().unwrap_or_default(),
         },
+    })
+}
+
+/// The retention policy: flags over the file over the defaults, checked.
+pub fn retention(
+    args: &RetentionArgs,
+    file: &FileConfig,
+) -> anyhow::Result<crate::retention::Policy> {
+    let stale_days = args.stale_days.or(file.stale_days).unwrap_or(7);
+    if !(1..=3650).contains(&stale_days) {
+        bail!("stale_days {stale_days} must be 1 to 3650");
+    }
+    let age = |flag: Option<i64>, file: Option<i64>, name: &str| -> anyhow::Result<Option<i64>> {
+        match flag.or(file) {
+            Some(n) if !(1..=36_500).contains(&n) => bail!("{name} {n} must be 1 to 36500 days"),
+            n => Ok(n),
+        }
+    };
+    let remove_stale_after_days = age(
+        args.remove_stale_after_days,
+        file.remove_stale_after_days,
+        "remove_stale_after_days",
+    )?;
+    if let Some(d) = remove_stale_after_days.filter(|d| *d < stale_days) {
+        bail!("remove_stale_after_days {d} is less than stale_days {stale_days}: a host is removed only after it is stale");
+    }
+    Ok(crate::retention::Policy {
+        stale_days,
+        remove_stale_after_days,
+        change_log_days: age(
+            args.change_log_days,
+            file.change_log_days,
+            "change_log_days",
+        )?,
+        report_bodies_days: age(
+            args.report_bodies_days,
+            file.report_bodies_days,
+            "report_bodies_days",
+        )?,
+        error_log_days: age(args.error_log_days, file.error_log_days, "error_log_days")?,
     })
 }
 
@@ -375,7 +467,56 @@ mod tests {
         assert!(file.keep_alive_secs.is_some() && file.max_clients.is_some());
         assert!(file.nonce_prune_secs.is_some() && file.session_hours.is_some());
         assert!(file.stale_days.is_some() && file.secure_cookies.is_some());
+        assert!(file.remove_stale_after_days.is_some() && file.change_log_days.is_some());
+        assert!(file.report_bodies_days.is_some() && file.error_log_days.is_some());
+        assert!(file.prune_interval_secs.is_some());
         assert!(file.summary.is_some());
+    }
+
+    #[test]
+    fn the_packaged_config_parses_and_its_retention_is_valid() {
+        let text = include_str!("../../packaging/auto-server/auto-server.toml");
+        let file: FileConfig = toml::from_str(text).expect("packaged config parses");
+        let policy = retention(&RetentionArgs::default(), &file).expect("valid retention");
+        assert_eq!(policy.change_log_days, Some(365));
+        assert_eq!(policy.report_rows_days(), Some(90));
+        assert_eq!(policy.remove_stale_after_days, None);
+    }
+
+    #[test]
+    fn retention_settings_are_checked() {
+        let file = FileConfig {
+            stale_days: Some(30),
+            remove_stale_after_days: Some(10),
+            ..FileConfig::default()
+        };
+        let err = retention(&RetentionArgs::default(), &file).map_err(|e| e.to_string());
+        assert_eq!(
+            err.err().as_deref(),
+            Some("remove_stale_after_days 10 is less than stale_days 30: a host is removed only after it is stale")
+        );
+        let flags = RetentionArgs {
+            change_log_days: Some(0),
+            ..RetentionArgs::default()
+        };
+        let err = retention(&flags, &FileConfig::default()).map_err(|e| e.to_string());
+        assert_eq!(
+            err.err().as_deref(),
+            Some("change_log_days 0 must be 1 to 36500 days")
+        );
+        // a flag wins over the file
+        let flags = RetentionArgs {
+            error_log_days: Some(5),
+            ..RetentionArgs::default()
+        };
+        let file = FileConfig {
+            error_log_days: Some(50),
+            ..FileConfig::default()
+        };
+        assert_eq!(
+            retention(&flags, &file).ok().and_then(|p| p.error_log_days),
+            Some(5)
+        );
     }
 
     #[test]

@@ -1,10 +1,38 @@
 //! Unix-seconds time and RFC 3339 text, without a calendar dependency: the server stores seconds
 //! and only needs to print them, to check `collected_at`, and to find the start of today (UTC).
+//!
+//! The test clock: with `AUTO_SERVER_TEST_CLOCK_FILE=PATH` (see `main.rs`: a debug build takes
+//! it with a warning, a release build refuses to start unless `--allow-test-clock` is given),
+//! [`now`] is the integer in that file, read at every call, so that a test or the retention
+//! benchmark can run the server through a simulated year. Nothing else moves the clock.
 
+use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Seconds since the Unix epoch, now.
+/// The environment variable that names the test clock's file.
+pub const TEST_CLOCK_ENV: &str = "AUTO_SERVER_TEST_CLOCK_FILE";
+
+static TEST_CLOCK: OnceLock<PathBuf> = OnceLock::new();
+
+/// Makes [`now`] read `path` from now on (set once, at start; a second call changes nothing).
+pub fn use_test_clock(path: PathBuf) {
+    let _ = TEST_CLOCK.set(path);
+}
+
+/// Seconds since the Unix epoch, now (the test clock's, when one is in use).
 pub fn now() -> i64 {
+    if let Some(path) = TEST_CLOCK.get() {
+        match std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| t.trim().parse::<i64>().ok())
+        {
+            Some(t) => return t,
+            None => {
+                tracing::error!(file = %path.display(), "the test clock's file holds no integer: using the real clock")
+            }
+        }
+    }
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

@@ -67,6 +67,11 @@ impl Backend {
                     include_str!("../migrations/common/0004_list_digests.sql"),
                 ),
                 (
+                    6,
+                    "retention",
+                    include_str!("../migrations/common/0006_retention.sql"),
+                ),
+                (
                     9,
                     "guest_index",
                     include_str!("../migrations/common/0009_guest_index.sql"),
@@ -92,6 +97,11 @@ impl Backend {
                     4,
                     "list_digests",
                     include_str!("../migrations/common/0004_list_digests.sql"),
+                ),
+                (
+                    6,
+                    "retention",
+                    include_str!("../migrations/common/0006_retention.sql"),
                 ),
                 (
                     9,

@@ -17,6 +17,7 @@ pub mod ingest;
 pub mod keys;
 pub mod openapi;
 pub mod report;
+pub mod retention;
 pub mod search;
 pub mod store;
 pub mod ui;

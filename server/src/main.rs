@@ -18,7 +18,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use auto_server::cli::{Args, Command, HostsCommand, KeysCommand, UsersCommand};
-use auto_server::{api, auth, cli, clock, db, error, keys, search, ui, users};
+use auto_server::{api, auth, cli, clock, db, error, keys, retention, search, ui, users};
 
 /// An error and the exit code it means.
 struct Failure {
@@ -56,6 +56,16 @@ fn run(args: Args) -> Result<(), Failure> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if let Some(path) = std::env::var_os(clock::TEST_CLOCK_ENV) {
+        if !cfg!(debug_assertions) && !args.allow_test_clock {
+            return Err(fatal(anyhow::anyhow!(
+                "{} is set: the test clock is for tests and benchmarks; a release build uses it only with --allow-test-clock",
+                clock::TEST_CLOCK_ENV
+            )));
+        }
+        tracing::warn!(file = ?path, "TEST CLOCK: the server's time is read from this file");
+        clock::use_test_clock(path.into());
+    }
     if let Command::DefaultConfig = args.command {
         print!("{}", cli::EXAMPLE_CONFIG);
         return Ok(());
@@ -220,8 +230,115 @@ async fn run_async(args: Args, file: cli::FileConfig, common: cli::Common) -> Re
             }
             Ok(())
         }
+        Command::Prune {
+            dry_run,
+            retention: flags,
+        } => {
+            let policy = cli::retention(&flags, &file).map_err(fatal)?;
+            let db = open(&common, 2).await?;
+            let mode = if dry_run {
+                retention::Mode::DryRun
+            } else {
+                retention::Mode::Apply {
+                    pause: Duration::ZERO,
+                }
+            };
+            let pass = retention::run(&db, &policy, clock::now(), mode)
+                .await
+                .context("cannot prune")
+                .map_err(failed)?;
+            print_pass(&pass, dry_run);
+            Ok(())
+        }
+        Command::Backup { file: target } => backup(&common, &target).await,
         Command::DefaultConfig => Ok(()),
     }
+}
+
+/// `prune`'s table: one line per table, rows removed (or that would be) and the rule.
+fn print_pass(pass: &retention::Pass, dry_run: bool) {
+    let mut out = std::io::stdout().lock();
+    let verb = if dry_run { "would remove" } else { "removed" };
+    let _ = writeln!(out, "{:<8} {:>12}  rule", "table", verb);
+    for line in &pass.lines {
+        let rows = line.rows.map_or("-".to_owned(), |n| n.to_string());
+        let _ = writeln!(out, "{:<8} {rows:>12}  {}", line.table, line.rule);
+    }
+    if pass.kept_for_key > 0 {
+        let _ = writeln!(
+            out,
+            "{} host(s) past remove_stale_after_days kept: an active host key is bound to them (revoke it to let them go)",
+            pass.kept_for_key
+        );
+    }
+    if dry_run {
+        let _ = writeln!(out, "dry run: nothing was removed");
+    }
+}
+
+/// `backup FILE`: `VACUUM INTO` a new file (SQLite reads one consistent snapshot while the
+/// server keeps writing), then `PRAGMA integrity_check` on the copy and fsync.
+async fn backup(common: &cli::Common, target: &std::path::Path) -> Result<(), Failure> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if db::Backend::from_url(&common.db).map_err(fatal)? == db::Backend::Postgres {
+        return Err(fatal(anyhow::anyhow!(
+            "backup is for SQLite; for PostgreSQL use pg_dump --format=custom (README, \"Backup and restore\")"
+        )));
+    }
+    let source = db::sqlite_path(&common.db)
+        .with_context(|| format!("sqlite url {:?} names no file", common.db))
+        .map_err(fatal)?;
+    if !source.is_file() {
+        return Err(fatal(anyhow::anyhow!(
+            "no database at {}: nothing to back up",
+            source.display()
+        )));
+    }
+    // Reserve the name: an existing file (or symlink) is refused, never overwritten; VACUUM INTO
+    // accepts the empty file.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(target)
+        .with_context(|| format!("cannot create the backup file {}", target.display()))
+        .map_err(failed)?;
+    let result = async {
+        let db = db::Db::connect(&common.db, 1).await?;
+        let text = target
+            .to_str()
+            .context("the backup file's path is not UTF-8")?;
+        sqlx::query("VACUUM INTO $1")
+            .bind(text)
+            .execute(&db.read)
+            .await
+            .context("VACUUM INTO failed")?;
+        let check = db::Db::connect(&format!("sqlite://{text}"), 1).await?;
+        let verdict: String = sqlx::Row::try_get(
+            &sqlx::query("PRAGMA integrity_check")
+                .fetch_one(&check.read)
+                .await?,
+            0,
+        )?;
+        check.read.close().await;
+        check.write.close().await;
+        anyhow::ensure!(verdict == "ok", "integrity check of the copy: {verdict}");
+        std::fs::File::open(target)?.sync_all()?;
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(target);
+        return Err(failed(
+            e.context(format!("backup to {} failed", target.display())),
+        ));
+    }
+    eprintln!(
+        "auto-server: backup written to {} (integrity ok); keep the master key {} with it",
+        target.display(),
+        common.master_key.display()
+    );
+    Ok(())
 }
 
 async fn serve(common: cli::Common, settings: cli::Serve) -> Result<(), Failure> {
@@ -253,6 +370,11 @@ async fn serve(common: cli::Common, settings: cli::Serve) -> Result<(), Failure>
         Err(e) => tracing::warn!(error = %e, "cannot build the search index"),
     }
     tokio::spawn(auth::prune_nonces(state.clone(), settings.nonce_prune));
+    tokio::spawn(retention::every(
+        state.db.clone(),
+        settings.retention,
+        settings.prune_interval,
+    ));
     let backend = format!("{:?}", state.db.backend).to_ascii_lowercase();
     tracing::info!(%addr, backend, auth = !state.config.no_auth, "auto-server listening");
     println!("auto-server listening on http://{addr}");

@@ -94,7 +94,7 @@ fn inventory_params() -> Value {
         q("memory_max_gib", "memory at most this many GiB", json!({"type": "integer", "minimum": 0, "maximum": 1_073_741_824})),
         q("seen_after", "last report on or after this day (YYYY-MM-DD, UTC) or time", json!({"type": "string", "format": "date"})),
         q("seen_before", "last report on or before this day (YYYY-MM-DD, UTC) or before this time", json!({"type": "string", "format": "date"})),
-        q("stale", "no report for the server's stale days (true) or reported since (false)", json!({"type": "boolean"})),
+        q("stale", "no report for the server's stale days, or never reported (true), or reported since (false)", json!({"type": "boolean"})),
         q("errors", "a collector failed in the host's last report", json!({"type": "boolean"})),
         q("tag", "has this hand-entered tag", json!({"type": "string"})),
         q("sort", "sort key (default hostname)", json!({"type": "string", "enum": ["hostname", "last_seen", "os", "vendor", "model", "memory"]})),
@@ -398,7 +398,7 @@ fn schemas() -> Value {
                 "owner": nullable_string(), "location": nullable_string(), "rack": nullable_string(), "notes": nullable_string(),
                 "tags": {"type": "array", "items": {"type": "string"}},
                 "has_errors": {"type": "boolean", "description": "a collector failed in the last report"},
-                "stale": {"type": "boolean", "description": "no report for the server's stale days"}
+                "stale": {"type": "boolean", "description": "no report for the server's stale days, or never reported"}
             }
         },
         "HostFields": {
@@ -447,7 +447,7 @@ fn schemas() -> Value {
             "type": "object",
             "required": ["hosts", "reported_today", "stale", "never_reported", "stale_days", "shared_identities", "failing_collectors", "charts", "recent_changes"],
             "properties": {
-                "hosts": {"type": "integer"}, "reported_today": {"type": "integer"}, "stale": {"type": "integer"},
+                "hosts": {"type": "integer"}, "reported_today": {"type": "integer"}, "stale": {"type": "integer", "description": "hosts with no report for stale_days, or none ever (the same hosts as GET /api/v1/hosts?stale=true)"},
                 "never_reported": {"type": "integer"}, "stale_days": {"type": "integer"},
                 "shared_identities": {"type": "array", "items": {"type": "object", "required": ["identity", "value", "hosts"],
                     "properties": {"identity": {"type": "string"}, "value": {"type": "string"}, "hosts": {"type": "array", "items": {"type": "string"}}}}},
@@ -563,7 +563,7 @@ fn schemas() -> Value {
             "type": "object", "required": ["id", "at", "code", "hostname", "report_id", "plugin", "message"],
             "properties": {
                 "id": {"type": "integer"}, "at": {"type": "string", "format": "date-time"},
-                "code": {"type": "string", "description": "plugin_failed, hostname_taken, identity_shared, malformed_report, hostname_case_duplicate"},
+                "code": {"type": "string", "description": "plugin_failed, hostname_taken, identity_shared, malformed_report, hostname_case_duplicate, stale_host_removed (retention removed a host not seen for remove_stale_after_days)"},
                 "hostname": nullable_string(), "report_id": nullable_string(), "plugin": nullable_string(),
                 "message": {"type": "string"}
             }

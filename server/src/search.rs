@@ -428,7 +428,7 @@ pub async fn run(
     let model = fact(&summary.model);
     let memory = fact(&summary.memory_bytes);
     let now = crate::clock::now();
-    let stale_before = now - stale_days * 86_400;
+    let stale_before = crate::retention::stale_before(now, stale_days);
     let sb = p.push(stale_before);
     let inner = format!(
         "SELECT h.id, h.hostname, h.address, h.port, h.created_at, h.last_report_at, h.last_report_id, \

@@ -570,12 +570,12 @@ pub async fn dashboard(
     let counts = sqlx::query(
         "SELECT COUNT(*) AS total, \
          COALESCE(SUM(CASE WHEN last_report_at >= $1 THEN 1 ELSE 0 END), 0) AS today, \
-         COALESCE(SUM(CASE WHEN last_report_at < $2 THEN 1 ELSE 0 END), 0) AS stale, \
+         COALESCE(SUM(CASE WHEN last_report_at IS NULL OR last_report_at < $2 THEN 1 ELSE 0 END), 0) AS stale, \
          COALESCE(SUM(CASE WHEN last_report_at IS NULL THEN 1 ELSE 0 END), 0) AS never \
          FROM hosts",
     )
     .bind(today)
-    .bind(now - stale_days * 86_400)
+    .bind(crate::retention::stale_before(now, stale_days))
     .fetch_one(&db.read)
     .await?;
     let mut shared = Vec::new();

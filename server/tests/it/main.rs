@@ -12,5 +12,6 @@ mod guests;
 mod identity;
 mod limits;
 mod pending;
+mod retention;
 mod trust;
 mod ui;

@@ -93,6 +93,9 @@ pub struct Server {
     pub db_url: String,
     backend: Backend,
     pg_db: Option<String>,
+    /// The test clock's file (AUTO_SERVER_TEST_CLOCK_FILE) when the server runs on one.
+    /// (`backend` is the admin URL's, for copies.)
+    clock: Option<PathBuf>,
 }
 
 /// An HTTP answer: status, content type and parsed body (`Null` when it is not JSON).
@@ -137,6 +140,16 @@ impl Server {
     }
 
     pub fn start_with(backend: Backend, extra: &[&str]) -> Server {
+        Self::start_clocked(backend, None, extra)
+    }
+
+    /// A server whose clock is the test clock, set to `at` (see [`Server::set_clock`]); the
+    /// client signs with that time too.
+    pub fn start_at(backend: Backend, at: i64, extra: &[&str]) -> Server {
+        Self::start_clocked(backend, Some(at), extra)
+    }
+
+    fn start_clocked(backend: Backend, at: Option<i64>, extra: &[&str]) -> Server {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!(
             "auto-server-it-{}-{n}-{}",
@@ -161,7 +174,12 @@ impl Server {
             db_url,
             backend,
             pg_db,
+            clock: None,
         };
+        if let Some(at) = at {
+            server.clock = Some(server.dir.join("clock"));
+            server.set_clock(at);
+        }
         let out = server.admin(&["keys", "create", "it"]);
         assert!(
             out.status.success(),
@@ -176,13 +194,65 @@ impl Server {
 
     /// Runs an admin subcommand against this server's database.
     pub fn admin(&self, args: &[&str]) -> std::process::Output {
-        Command::new(BIN)
-            .args(["--db", &self.db_url, "--master-key"])
-            .arg(self.dir.join("master.key"))
+        self.command()
             .args(args)
             .env_remove("AUTO_SERVER_CONFIG")
             .output()
             .expect("run auto-server")
+    }
+
+    /// `auto-server --db ... --master-key ...` (on the test clock when there is one).
+    fn command(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(["--db", &self.db_url, "--master-key"])
+            .arg(self.dir.join("master.key"));
+        if let Some(clock) = &self.clock {
+            c.env("AUTO_SERVER_TEST_CLOCK_FILE", clock);
+        }
+        c
+    }
+
+    /// Sets the test clock (the server reads it at every request; the client signs with it).
+    pub fn set_clock(&self, at: i64) {
+        let clock = self.clock.as_ref().expect("a server started with start_at");
+        let tmp = clock.with_extension("tmp");
+        std::fs::write(&tmp, at.to_string()).expect("write the test clock");
+        std::fs::rename(&tmp, clock).expect("set the test clock");
+    }
+
+    /// The time the client signs with: the test clock's, or the real one.
+    pub fn now(&self) -> i64 {
+        match &self.clock {
+            Some(c) => std::fs::read_to_string(c)
+                .expect("read the test clock")
+                .trim()
+                .parse()
+                .expect("the test clock holds an integer"),
+            None => now(),
+        }
+    }
+
+    /// The one number a SQL query on this server's database answers (`SELECT COUNT(*) ...`).
+    pub fn sql_number(&self, sql: &str) -> i64 {
+        use sqlx::{Connection, Row};
+        sqlx::any::install_default_drivers();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let mut conn = sqlx::AnyConnection::connect(&self.db_url)
+                .await
+                .expect("connect to the test database");
+            let n: i64 = sqlx::query(sql)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                .try_get(0)
+                .expect("a number");
+            let _ = conn.close().await;
+            n
+        })
     }
 
     fn spawn(&mut self, extra: &[&str]) {
@@ -191,9 +261,8 @@ impl Server {
             .append(true)
             .open(self.dir.join("server.log"))
             .expect("log file");
-        let mut child = Command::new(BIN)
-            .args(["--db", &self.db_url, "--master-key"])
-            .arg(self.dir.join("master.key"))
+        let mut child = self
+            .command()
             .args([
                 "--log",
                 "info,sqlx=warn",
@@ -228,11 +297,70 @@ impl Server {
 
     /// Stops the server and starts it again on the same database.
     pub fn restart(&mut self) {
-        self.stop();
-        self.spawn(&[]);
+        self.restart_with(&[]);
     }
 
-    fn stop(&mut self) {
+    /// Stops the server and starts it again on the same database, with these `serve` flags.
+    pub fn restart_with(&mut self, extra: &[&str]) {
+        self.stop();
+        self.spawn(extra);
+    }
+
+    /// A server on a copy of another's files (a backup): `db` becomes its SQLite database, and
+    /// the other's master key and key secret are used.
+    pub fn on_copy(db: &std::path::Path, of: &Server) -> Server {
+        Self::on_restored(Some(db), None, of)
+    }
+
+    /// A server on a PostgreSQL database `name` (under AUTO_TEST_PG_URL, dropped at the end)
+    /// restored from another's dump, with the other's master key and key secret.
+    pub fn on_pg_restore(name: &str, of: &Server) -> Server {
+        Self::on_restored(None, Some(name), of)
+    }
+
+    /// Makes a fresh PostgreSQL database under the admin URL; returns its URL.
+    pub fn create_pg_database(admin: &str, name: &str) -> String {
+        pg_admin(admin, &format!("CREATE DATABASE {name}"));
+        with_database(admin, name)
+    }
+
+    fn on_restored(db: Option<&std::path::Path>, pg: Option<&str>, of: &Server) -> Server {
+        let dir = std::env::temp_dir().join(format!(
+            "auto-server-it-{}-copy-{}",
+            std::process::id(),
+            random_hex(4)
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        std::fs::copy(of.dir.join("master.key"), dir.join("master.key")).expect("copy the key");
+        let (db_url, backend, pg_db) = match (db, pg, &of.backend) {
+            (Some(db), _, _) => {
+                std::fs::copy(db, dir.join("it.db")).expect("copy the database");
+                let url = format!("sqlite://{}", dir.join("it.db").display());
+                (url, Backend::Sqlite, None)
+            }
+            (None, Some(name), Backend::Postgres(admin)) => (
+                with_database(admin, name),
+                of.backend.clone(),
+                Some(name.to_owned()),
+            ),
+            _ => panic!("a copy is a SQLite file or a PostgreSQL database of a PostgreSQL server"),
+        };
+        let mut server = Server {
+            child: None,
+            base: String::new(),
+            key: of.key.clone(),
+            secret: of.secret.clone(),
+            db_url,
+            dir,
+            backend,
+            pg_db,
+            clock: None,
+        };
+        server.spawn(&[]);
+        server
+    }
+
+    pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -288,7 +416,7 @@ impl Server {
     }
 
     pub fn signed(&self, method: &str, path: &str, body: &[u8]) -> Answer {
-        let headers = self.signed_headers(method, path, body, now(), &random_hex(16));
+        let headers = self.signed_headers(method, path, body, self.now(), &random_hex(16));
         self.raw(method, path, body, &headers)
     }
 
