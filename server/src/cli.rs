@@ -141,6 +141,16 @@ pub struct ServeArgs {
     /// send X-Forwarded-Proto sits in front; with it, `X-Forwarded-Proto: https` does the same).
     #[arg(long, env = "AUTO_SERVER_SECURE_COOKIES")]
     pub secure_cookies: bool,
+    /// A bearer token that opens GET /metrics to clients not on loopback (at least 16
+    /// characters; default: none, loopback only). Prefer the env var or the config file: a flag
+    /// shows in the process list.
+    #[arg(
+        long,
+        env = "AUTO_SERVER_METRICS_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -207,6 +217,7 @@ pub struct FileConfig {
     pub session_hours: Option<i64>,
     pub stale_days: Option<i64>,
     pub secure_cookies: Option<bool>,
+    pub metrics_token: Option<String>,
     /// The inventory's summary columns (`server/ui/summary.toml` is the default).
     pub summary: Option<crate::search::Summary>,
 }
@@ -335,6 +346,16 @@ pub fn serve(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Serve> {
     if !(1..=3650).contains(&stale_days) {
         bail!("stale_days {stale_days} must be 1 to 3650");
     }
+    let metrics_token = args
+        .metrics_token
+        .clone()
+        .or_else(|| file.metrics_token.clone())
+        .filter(|t| !t.is_empty());
+    if let Some(t) = &metrics_token {
+        if t.len() < 16 || !t.bytes().all(|b| b.is_ascii_graphic()) {
+            bail!("metrics_token must be at least 16 printable characters without spaces");
+        }
+    }
     Ok(Serve {
         net,
         nonce_prune,
@@ -356,6 +377,7 @@ pub fn serve(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Serve> {
             stale_days,
             secure_cookies: args.secure_cookies || file.secure_cookies.unwrap_or(false),
             summary: file.summary.clone().unwrap_or_default(),
+            metrics_token,
         },
     })
 }
@@ -375,7 +397,7 @@ mod tests {
         assert!(file.keep_alive_secs.is_some() && file.max_clients.is_some());
         assert!(file.nonce_prune_secs.is_some() && file.session_hours.is_some());
         assert!(file.stale_days.is_some() && file.secure_cookies.is_some());
-        assert!(file.summary.is_some());
+        assert!(file.summary.is_some() && file.metrics_token.is_some());
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod error;
 pub mod history;
 pub mod ingest;
 pub mod keys;
+pub mod metrics;
 pub mod openapi;
 pub mod report;
 pub mod search;

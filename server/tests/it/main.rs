@@ -10,6 +10,8 @@ mod cli;
 mod diskfull;
 mod identity;
 mod limits;
+mod metrics;
+mod multi;
 mod pending;
 mod trust;
 mod ui;
