@@ -233,17 +233,25 @@ impl Db {
 
     /// Applies the migrations this database has not seen yet; returns how many it applied.
     pub async fn migrate(&self) -> anyhow::Result<usize> {
-        let mut conn = self
-            .write
-            .acquire()
+        // PostgreSQL's CREATE TABLE IF NOT EXISTS is not safe against another server doing the
+        // same at the same moment: under the migration lock
+        let mut tx = self
+            .begin_write()
             .await
             .context("cannot reach the database")?;
-        conn.execute(
+        self.migration_lock(&mut tx).await?;
+        tx.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (\
              version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
         )
         .await
         .context("cannot create the schema_migrations table")?;
+        tx.commit().await?;
+        let mut conn = self
+            .write
+            .acquire()
+            .await
+            .context("cannot reach the database")?;
         let done: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
             .fetch_all(&mut *conn)
             .await
@@ -261,12 +269,7 @@ impl Db {
             // Several servers may start at once on one database: one applies each migration, the
             // others wait for it (SQLite: BEGIN IMMEDIATE; PostgreSQL: a transaction-scoped
             // advisory lock), then see it applied and skip it.
-            if self.backend == Backend::Postgres {
-                sqlx::query("SELECT pg_advisory_xact_lock(7243013561)")
-                    .execute(&mut *tx)
-                    .await
-                    .context("cannot take the migration lock")?;
-            }
+            self.migration_lock(&mut tx).await?;
             let applied_meanwhile =
                 sqlx::query("SELECT 1 FROM schema_migrations WHERE version = $1")
                     .bind(*version)
@@ -296,6 +299,20 @@ impl Db {
             applied += 1;
         }
         Ok(applied)
+    }
+}
+
+impl Db {
+    /// Serialises migrations between server processes for the rest of `tx`: a
+    /// transaction-scoped advisory lock on PostgreSQL (SQLite's `BEGIN IMMEDIATE` already does).
+    async fn migration_lock(&self, tx: &mut WriteTx) -> anyhow::Result<()> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(7243013561)")
+                .execute(&mut **tx)
+                .await
+                .context("cannot take the migration lock")?;
+        }
+        Ok(())
     }
 }
 
