@@ -122,18 +122,39 @@ fn reports_and_refusals_are_counted(backend: Backend) {
         1.0
     );
 
-    // A registered host that never reported is stale; the counts are cached for 15 s, so a new
-    // server process shows it at once.
+    // A registered host that never reported is stale, and so is one not seen for stale_days; the
+    // counts are cached for 15 s, so a new server process shows them at once.
     let out = server.admin(&["hosts", "add", "never", "--address", "192.0.2.1"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // and one whose last report is older than stale_days (7): 8 days ago
+    {
+        use sqlx::{Connection, Executor};
+        sqlx::any::install_default_drivers();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let mut conn = sqlx::AnyConnection::connect(&server.db_url)
+                .await
+                .expect("open the test database");
+            conn.execute(
+                "UPDATE hosts SET last_report_at = last_report_at - 8 * 86400 \
+                 WHERE hostname = 'm-2'",
+            )
+            .await
+            .expect("backdate");
+            let _ = conn.close().await;
+        });
+    }
     let peer = server.peer();
     let (_, _, m) = scrape(&peer, &[]);
     assert_eq!(get(&m, "auto_server_hosts{}"), 4.0);
-    assert_eq!(get(&m, "auto_server_hosts_stale{}"), 1.0);
+    assert_eq!(get(&m, "auto_server_hosts_stale{}"), 2.0);
     // per process: the new one has counted nothing yet
     assert_eq!(get(&m, "auto_server_reports_total{outcome=created}"), 0.0);
 }
