@@ -13,9 +13,10 @@ use axum::response::Response;
 
 use crate::api::{problem, AppState};
 
-/// Paths anyone may read without a signature: liveness, and the API's own description (it holds
-/// no data, and tools that check the API need it).
-pub const PUBLIC_PATHS: [&str; 2] = ["/healthz", "/api/v1/openapi.json"];
+/// Paths anyone may read without a signature: liveness, readiness, and the API's own description
+/// (they hold no data, and tools that check the API need it); `/metrics` has its own rule
+/// (loopback or a bearer token, [`crate::metrics`]).
+pub const PUBLIC_PATHS: [&str; 4] = ["/healthz", "/readyz", "/metrics", "/api/v1/openapi.json"];
 
 const REPORTS_PATH: &str = "/api/v1/reports";
 
@@ -138,6 +139,9 @@ fn database_unavailable(detail: &str) -> Response {
         axum::http::header::RETRY_AFTER,
         axum::http::HeaderValue::from_static("30"),
     );
+    response
+        .extensions_mut()
+        .insert(crate::metrics::DatabaseFailed);
     response
 }
 

@@ -181,6 +181,16 @@ pub struct ServeArgs {
     /// send X-Forwarded-Proto sits in front; with it, `X-Forwarded-Proto: https` does the same).
     #[arg(long, env = "AUTO_SERVER_SECURE_COOKIES")]
     pub secure_cookies: bool,
+    /// A bearer token that opens GET /metrics to clients not on loopback (at least 16
+    /// characters; default: none, loopback only). Prefer the env var or the config file: a flag
+    /// shows in the process list.
+    #[arg(
+        long,
+        env = "AUTO_SERVER_METRICS_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -252,6 +262,7 @@ pub struct FileConfig {
     pub error_log_days: Option<i64>,
     pub prune_interval_secs: Option<u64>,
     pub secure_cookies: Option<bool>,
+    pub metrics_token: Option<String>,
     /// The inventory's summary columns (`server/ui/summary.toml` is the default).
     pub summary: Option<crate::search::Summary>,
 }
@@ -385,6 +396,16 @@ pub fn serve(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Serve> {
         3600,
         "prune_interval_secs",
     )?;
+    let metrics_token = args
+        .metrics_token
+        .clone()
+        .or_else(|| file.metrics_token.clone())
+        .filter(|t| !t.is_empty());
+    if let Some(t) = &metrics_token {
+        if t.len() < 16 || !t.bytes().all(|b| b.is_ascii_graphic()) {
+            bail!("metrics_token must be at least 16 printable characters without spaces");
+        }
+    }
     Ok(Serve {
         net,
         nonce_prune,
@@ -408,6 +429,7 @@ pub fn serve(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Serve> {
             stale_days: retention.stale_days,
             secure_cookies: args.secure_cookies || file.secure_cookies.unwrap_or(false),
             summary: file.summary.clone().unwrap_or_default(),
+            metrics_token,
         },
     })
 }
@@ -470,7 +492,7 @@ mod tests {
         assert!(file.remove_stale_after_days.is_some() && file.change_log_days.is_some());
         assert!(file.report_bodies_days.is_some() && file.error_log_days.is_some());
         assert!(file.prune_interval_secs.is_some());
-        assert!(file.summary.is_some());
+        assert!(file.summary.is_some() && file.metrics_token.is_some());
     }
 
     #[test]

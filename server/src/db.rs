@@ -67,6 +67,11 @@ impl Backend {
                     include_str!("../migrations/common/0004_list_digests.sql"),
                 ),
                 (
+                    5,
+                    "heartbeat",
+                    include_str!("../migrations/common/0005_heartbeat.sql"),
+                ),
+                (
                     6,
                     "retention",
                     include_str!("../migrations/common/0006_retention.sql"),
@@ -97,6 +102,11 @@ impl Backend {
                     4,
                     "list_digests",
                     include_str!("../migrations/common/0004_list_digests.sql"),
+                ),
+                (
+                    5,
+                    "heartbeat",
+                    include_str!("../migrations/common/0005_heartbeat.sql"),
                 ),
                 (
                     6,
@@ -243,17 +253,25 @@ impl Db {
 
     /// Applies the migrations this database has not seen yet; returns how many it applied.
     pub async fn migrate(&self) -> anyhow::Result<usize> {
-        let mut conn = self
-            .write
-            .acquire()
+        // PostgreSQL's CREATE TABLE IF NOT EXISTS is not safe against another server doing the
+        // same at the same moment: under the migration lock
+        let mut tx = self
+            .begin_write()
             .await
             .context("cannot reach the database")?;
-        conn.execute(
+        self.migration_lock(&mut tx).await?;
+        tx.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (\
              version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
         )
         .await
         .context("cannot create the schema_migrations table")?;
+        tx.commit().await?;
+        let mut conn = self
+            .write
+            .acquire()
+            .await
+            .context("cannot reach the database")?;
         let done: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
             .fetch_all(&mut *conn)
             .await
@@ -268,6 +286,20 @@ impl Db {
                 continue;
             }
             let mut tx = self.begin_write().await?;
+            // Several servers may start at once on one database: one applies each migration, the
+            // others wait for it (SQLite: BEGIN IMMEDIATE; PostgreSQL: a transaction-scoped
+            // advisory lock), then see it applied and skip it.
+            self.migration_lock(&mut tx).await?;
+            let applied_meanwhile =
+                sqlx::query("SELECT 1 FROM schema_migrations WHERE version = $1")
+                    .bind(*version)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .is_some();
+            if applied_meanwhile {
+                tx.rollback().await?;
+                continue;
+            }
             for statement in split_statements(sql) {
                 sqlx::query(&statement)
                     .execute(&mut *tx)
@@ -287,6 +319,20 @@ impl Db {
             applied += 1;
         }
         Ok(applied)
+    }
+}
+
+impl Db {
+    /// Serialises migrations between server processes for the rest of `tx`: a
+    /// transaction-scoped advisory lock on PostgreSQL (SQLite's `BEGIN IMMEDIATE` already does).
+    async fn migration_lock(&self, tx: &mut WriteTx) -> anyhow::Result<()> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(7243013561)")
+                .execute(&mut **tx)
+                .await
+                .context("cannot take the migration lock")?;
+        }
+        Ok(())
     }
 }
 
@@ -310,20 +356,20 @@ pub struct WriteTx {
 impl Db {
     /// Starts a write transaction: `BEGIN IMMEDIATE` on SQLite (takes the write lock now, so the
     /// transaction never fails half-way on a lock upgrade), `BEGIN` on PostgreSQL.
+    ///
+    /// Cancel-safe: the connection is held by the `WriteTx` before `BEGIN` is sent, so a caller
+    /// dropped while `BEGIN` waits (a client that gave up while SQLite's write lock was busy)
+    /// closes it instead of handing it back to the pool inside a transaction.
     pub async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
-        let mut conn = self.write.acquire().await?;
+        let conn = self.write.acquire().await?;
         let begin = match self.backend {
             Backend::Sqlite => "BEGIN IMMEDIATE",
             Backend::Postgres => "BEGIN",
         };
-        match conn.execute(begin).await {
-            Ok(_) => Ok(WriteTx { conn: Some(conn) }),
-            Err(e) => {
-                // whether the BEGIN took effect is unknown: the connection is not reused
-                discard(conn);
-                Err(e)
-            }
-        }
+        let mut tx = WriteTx { conn: Some(conn) };
+        // on an error, whether the BEGIN took effect is unknown: dropping `tx` closes it
+        (&mut *tx).execute(begin).await?;
+        Ok(tx)
     }
 }
 

@@ -62,6 +62,7 @@ impl IntoResponse for ApiError {
                 );
                 r.headers_mut()
                     .insert(header::RETRY_AFTER, RETRY_AFTER_SECS.into());
+                r.extensions_mut().insert(crate::metrics::DatabaseFailed);
                 r
             }
         }

@@ -15,6 +15,7 @@ pub mod guests;
 pub mod history;
 pub mod ingest;
 pub mod keys;
+pub mod metrics;
 pub mod openapi;
 pub mod report;
 pub mod retention;

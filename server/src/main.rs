@@ -357,11 +357,22 @@ async fn serve(common: cli::Common, settings: cli::Serve) -> Result<(), Failure>
         .local_addr()
         .context("cannot read the listening address")
         .map_err(fatal)?;
+    let metrics = match db::sqlite_path(&common.db) {
+        Some(file) => auto_server::metrics::Metrics::with_space_check(
+            file.parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."))
+                .to_path_buf(),
+            settings.config.max_body_bytes as u64,
+        ),
+        None => auto_server::metrics::Metrics::default(),
+    };
     let state = Arc::new(api::AppState {
         writer: auto_server::ingest::Writer::new(db.clone()),
         db,
         config: settings.config,
         master,
+        metrics: Arc::new(metrics),
     });
     auth::set_clock_skew(state.config.clock_skew_secs);
     match search::backfill(&state.db).await {
@@ -379,7 +390,15 @@ async fn serve(common: cli::Common, settings: cli::Serve) -> Result<(), Failure>
     tracing::info!(%addr, backend, auth = !state.config.no_auth, "auto-server listening");
     println!("auto-server listening on http://{addr}");
     let _ = std::io::stdout().flush();
-    serve_connections(listener, api::router(state), settings.net, shutdown()).await;
+    let metrics = state.metrics.clone();
+    serve_connections(
+        listener,
+        api::router(state),
+        settings.net,
+        metrics,
+        shutdown(),
+    )
+    .await;
     tracing::info!("auto-server stopped");
     Ok(())
 }
@@ -527,6 +546,7 @@ pub async fn serve_connections(
     listener: tokio::net::TcpListener,
     router: axum::Router,
     limits: cli::NetLimits,
+    metrics: Arc<auto_server::metrics::Metrics>,
     stop: impl std::future::Future<Output = ()>,
 ) {
     let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_clients));
@@ -550,12 +570,15 @@ pub async fn serve_connections(
             Ok(permit) => {
                 let router = router.clone();
                 let stopping = stopping.clone();
+                let open = metrics.connection_opened();
                 tokio::spawn(async move {
                     serve_connection(stream, peer, router, limits, stopping).await;
+                    drop(open);
                     drop(permit);
                 });
             }
             Err(_) => {
+                metrics.connection_refused();
                 auth::refused_log(
                     axum::http::StatusCode::SERVICE_UNAVAILABLE,
                     &format!(

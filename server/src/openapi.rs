@@ -143,7 +143,7 @@ pub fn document() -> Value {
         "info": {
             "title": "auto-server",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "The CMDB API of auto-client. Every request except /healthz and this document is signed: \
+            "description": "The CMDB API of auto-client. Every request except /healthz, /readyz, /metrics (loopback or a bearer token) and this document is signed: \
                 hex(HMAC-SHA256(secret, METHOD \\n PATH_AND_QUERY \\n TIMESTAMP \\n NONCE \\n hex(sha256(body)))) \
                 in x-auto-signature, with x-auto-key (key name), x-auto-timestamp (unix seconds, within the server's \
                 window either way) and x-auto-nonce (32+ hex digits, never reused). Errors are application/problem+json."
@@ -155,6 +155,29 @@ pub fn document() -> Value {
                 "summary": "liveness", "operationId": "healthz", "security": [],
                 "responses": {"200": json_response("the server is up", json!({
                     "type": "object", "required": ["status"], "properties": {"status": {"type": "string", "enum": ["ok"]}}}))}
+            }},
+            "/readyz": {"get": {
+                "summary": "readiness: the database takes writes now", "operationId": "readyz", "security": [],
+                "description": "A real write (the write transaction a report takes, one heartbeat row, commit), and on \
+                    SQLite at least the largest report body free on the database's filesystem. One probe at a time, its \
+                    answer reused for 1 s; a probe slower than 5 s is a 503.",
+                "responses": {
+                    "200": {"description": "ready", "content": {"text/plain": {"schema": {"type": "string", "enum": ["ready\n"]}}}},
+                    "503": {"description": "not ready: the reason on one line (e.g. `database not writable: ...`), with Retry-After",
+                        "content": {"text/plain": {"schema": {"type": "string"}}}}
+                }
+            }},
+            "/metrics": {"get": {
+                "summary": "this process's figures, Prometheus text format 0.0.4", "operationId": "metrics", "security": [],
+                "description": "auto_server_reports_total{outcome}, auto_server_ingest_duration_seconds (histogram), \
+                    auto_server_hosts, auto_server_hosts_stale, auto_server_database_errors_total, \
+                    auto_server_open_connections, auto_server_refused_connections_total, auto_server_build_info, \
+                    auto_server_uptime_seconds. Open to loopback clients; others send `Authorization: Bearer` with the \
+                    configured metrics_token.",
+                "responses": {
+                    "200": {"description": "the exposition text", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                    "403": {"description": "not on loopback and no (or a wrong) metrics_token", "content": {"text/plain": {"schema": {"type": "string"}}}}
+                }
             }},
             "/api/v1/openapi.json": {"get": {
                 "summary": "this document", "operationId": "openapi", "security": [],

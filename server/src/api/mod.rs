@@ -42,6 +42,8 @@ pub struct ServeConfig {
     pub secure_cookies: bool,
     /// Which facts the inventory's summary columns show.
     pub summary: crate::search::Summary,
+    /// A bearer token that opens `/metrics` to non-loopback clients (`None`: loopback only).
+    pub metrics_token: Option<String>,
 }
 
 pub struct AppState {
@@ -51,6 +53,8 @@ pub struct AppState {
     pub config: ServeConfig,
     /// `None` only with `--no-auth`.
     pub master: Option<MasterKey>,
+    /// This process's figures for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 pub type ApiResult = Result<Response, ApiError>;
@@ -71,6 +75,8 @@ pub(crate) fn ok_json(value: Value) -> Response {
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(crate::metrics::readyz))
+        .route("/metrics", get(crate::metrics::metrics))
         .route("/api/v1/openapi.json", get(openapi))
         // reports
         .route("/api/v1/reports", post(reports::post_report))
@@ -93,6 +99,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::authenticate,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
         ))
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)

@@ -8,6 +8,7 @@ use super::{json_response, ApiError, ApiResult, AppStateRef};
 use crate::auth::{PendingNonce, Principal, Scope};
 use crate::clock::now;
 use crate::ingest::{self, log_error, WriteScope};
+use crate::metrics::ReportOutcome;
 use crate::report;
 
 /// A gzip body is inflated to at most this many times the body limit (a "zip bomb" is a 413).
@@ -93,10 +94,12 @@ pub async fn post_report(
                 if !crate::auth::record_nonce(&mut *tx, n, *ts).await? {
                     let (status, body) = ingest::Outcome::Replayed.status_and_body();
                     tx.rollback().await?;
-                    return Ok(json_response(
+                    let mut response = json_response(
                         StatusCode::from_u16(status).unwrap_or(StatusCode::UNAUTHORIZED),
                         body,
-                    ));
+                    );
+                    response.extensions_mut().insert(ReportOutcome("replayed"));
+                    return Ok(response);
                 }
             }
             tracing::warn!(hostname = ?m.hostname, reason = %m.detail, "report refused: malformed");
@@ -116,8 +119,12 @@ pub async fn post_report(
     };
     let outcome = state.writer.ingest(checked, nonce, scope).await?;
     let (status, body) = outcome.status_and_body();
-    Ok(json_response(
+    let mut response = json_response(
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         body,
-    ))
+    );
+    response
+        .extensions_mut()
+        .insert(ReportOutcome(crate::metrics::ingest_outcome(&outcome)));
+    Ok(response)
 }

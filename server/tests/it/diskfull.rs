@@ -387,3 +387,112 @@ fn postgres_sessions_killed_during_a_burst_lose_no_acknowledged_report() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An unsigned GET: (status, body as text).
+fn plain(base: &str, path: &str) -> (u16, String) {
+    match ureq::get(&format!("{base}{path}")).call() {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => (r.status(), r.into_string().unwrap_or_default()),
+        Err(e) => panic!("GET {path}: {e}"),
+    }
+}
+
+/// `/readyz` (issue 13) on a real full disk: 503 with its reason while the filesystem is full, 200
+/// again once it is grown, in the same process; `/healthz` stays 200 throughout (liveness), and
+/// `/metrics` counts the refused reports and the database errors.
+#[test]
+fn readyz_fails_while_the_disk_is_full_and_recovers_without_a_restart() {
+    if !is_root() {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("auto-server-ready-{}", random_hex(4)));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+        .arg(&dir)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        let _ = std::fs::remove_dir(&dir);
+        eprintln!("skipped: cannot mount a tmpfs here");
+        return;
+    }
+    let fs = Tmpfs(dir.clone());
+    let logs = std::env::temp_dir().join(format!("auto-server-ready-{}", random_hex(4)));
+    std::fs::create_dir_all(&logs).expect("log dir");
+    let db = format!("sqlite://{}", fs.0.join("x.db").display());
+    let server = Proc::start(
+        &db,
+        &logs.join("master.key"),
+        &logs.join("server.log"),
+        None,
+    );
+    assert_eq!(plain(&server.base, "/readyz"), (200, "ready\n".to_owned()));
+
+    let mut refused = 0;
+    let mut stored = 0;
+    for i in 0..3000 {
+        let (status, _, body) = server.report(&format!("full-{i}"));
+        match status {
+            200..=299 => stored += 1,
+            503 => {
+                refused += 1;
+                if refused >= 3 {
+                    break;
+                }
+            }
+            other => panic!("report {i}: {other} {body:?}"),
+        }
+    }
+    assert_eq!(refused, 3, "the 2 MB disk never filled ({stored} stored)");
+    // the answer of a probe is reused for a second: wait it out
+    std::thread::sleep(Duration::from_millis(1100));
+    let (status, reason) = plain(&server.base, "/readyz");
+    assert_eq!(status, 503, "ready on a full disk: {reason}");
+    assert!(
+        reason.starts_with("database not writable: ") && reason.ends_with('\n'),
+        "{reason:?}"
+    );
+    assert_eq!(reason.lines().count(), 1, "{reason:?}");
+    eprintln!("readyz on a full disk: {}", reason.trim());
+    assert_eq!(
+        plain(&server.base, "/healthz").0,
+        200,
+        "liveness is not readiness"
+    );
+    let (status, metrics) = plain(&server.base, "/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains(&format!(
+            "auto_server_reports_total{{outcome=\"unavailable\"}} {refused}\n"
+        )),
+        "{metrics}"
+    );
+    let errors: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("auto_server_database_errors_total "))
+        .and_then(|v| v.parse().ok())
+        .expect("database errors in the scrape");
+    assert!(
+        errors > refused,
+        "{errors} database errors for {refused} refused reports and a failed probe"
+    );
+
+    let grown = Command::new("mount")
+        .args(["-o", "remount,size=64m"])
+        .arg(&fs.0)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(grown, "cannot grow the tmpfs");
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(
+        plain(&server.base, "/readyz"),
+        (200, "ready\n".to_owned()),
+        "not ready again after the disk was grown"
+    );
+    let (status, _, body) = server.report("after");
+    assert!((200..300).contains(&status), "{status} {body:?}");
+    server.stop();
+    drop(fs);
+    let _ = std::fs::remove_dir_all(&logs);
+}

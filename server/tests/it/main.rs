@@ -11,6 +11,8 @@ mod diskfull;
 mod guests;
 mod identity;
 mod limits;
+mod metrics;
+mod multi;
 mod pending;
 mod retention;
 mod trust;

@@ -295,6 +295,32 @@ impl Server {
         self.child = Some(child);
     }
 
+    /// Another server process on this one's database and master key (several servers on one
+    /// PostgreSQL); the database stays this one's to drop.
+    pub fn peer(&self) -> Server {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!(
+            "auto-server-it-{}-{n}-{}",
+            std::process::id(),
+            random_hex(4)
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        std::fs::copy(self.dir.join("master.key"), dir.join("master.key")).expect("master key");
+        let mut peer = Server {
+            child: None,
+            base: String::new(),
+            key: self.key.clone(),
+            secret: self.secret.clone(),
+            dir,
+            db_url: self.db_url.clone(),
+            backend: self.backend.clone(),
+            pg_db: None,
+            clock: None,
+        };
+        peer.spawn(&[]);
+        peer
+    }
+
     /// Stops the server and starts it again on the same database.
     pub fn restart(&mut self) {
         self.restart_with(&[]);
