@@ -1,18 +1,67 @@
 #!/usr/bin/env bash
-# Benchmark: `auto-client collect` (six collectors, this machine) side by side with facter and
-# `ansible localhost -m setup -c local`, in one run; plus plugin loading time and peak RSS.
-# Usage: scripts/bench-collect.sh [RUNS]   (root; installs hyperfine, facter, ansible, time)
+# Benchmark: `auto-client collect` on this machine, the six original collectors (os, cpu, memory,
+# disk, nic, board) against all twelve of plugins.toml, alternating in one run (issue 11: twelve
+# within 1.5x of six; issue 14: six at most 10 ms), wall and CPU (the process and its children,
+# from wait4), medians; then side by side with facter and `ansible localhost -m setup -c local`;
+# plugin loading time and peak RSS. The load average is printed before and after.
+# Usage: scripts/bench-collect.sh [RUNS] [--only-collect]
+#   RUNS (default 30) rounds of six-then-twelve (the order swapped every other round);
+#   --only-collect: stop after the six/twelve comparison (no facter, ansible, RSS).
+# (root; installs hyperfine, facter, ansible, time)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-30}
+only_collect=${2:-}
 missing=()
-for p in hyperfine facter ansible time; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+tools=(hyperfine facter ansible time)
+[ "$only_collect" = --only-collect ] && tools=()
+for p in "${tools[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-cargo build --release --workspace --quiet
+# auto-client and the collectors of plugins.toml (not the whole workspace: the server is not timed)
+# one "-p collector-NAME" pair per collector: the word splitting is wanted
+# shellcheck disable=SC2046
+cargo build --release --quiet -p auto-client $(sed -n 's/^\[plugins\.\(.*\)\]$/-p collector-\1/p' plugins.toml)
 client="target/release/auto-client --plugins plugins.toml"
 $client collect >/dev/null   # warm caches; fails loudly if a plugin is broken
+
+# The six original collectors, from plugins.toml itself (same paths and settings).
+six=target/bench-six.toml
+awk '/^\[plugins\./ { started = 1; keep = ($0 ~ /^\[plugins\.(os|cpu|memory|disk|nic|board)\]/) }
+     keep || !started { print }' plugins.toml |
+  sed 's#^path = "target/#path = "../target/#; s#^dirs = .*#dirs = []#' >"$six"
+target/release/auto-client --plugins "$six" collect >/dev/null
+
+echo "== six against twelve collectors, alternating, $runs rounds"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+python3 - "$runs" "$six" <<'PY'
+import os, statistics, subprocess, sys, time
+runs, six = int(sys.argv[1]), sys.argv[2]
+cmds = {"six": ["target/release/auto-client", "--plugins", six, "collect"],
+        "twelve": ["target/release/auto-client", "--plugins", "plugins.toml", "collect"]}
+wall = {k: [] for k in cmds}
+cpu = {k: [] for k in cmds}
+for r in range(runs):
+    for name in (("six", "twelve") if r % 2 == 0 else ("twelve", "six")):
+        t = time.perf_counter()
+        p = subprocess.Popen(cmds[name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _, status, ru = os.wait4(p.pid, 0)
+        wall[name].append((time.perf_counter() - t) * 1000)
+        cpu[name].append((ru.ru_utime + ru.ru_stime) * 1000)
+        if status != 0:
+            sys.exit(f"{name}: auto-client collect exited with status {status}")
+print("\n| collectors | runs | median wall | min | max | median CPU (user+sys, with children) |")
+print("|---|---|---|---|---|---|")
+for k in cmds:
+    print(f"| {k} | {runs} | {statistics.median(wall[k]):.1f} ms | {min(wall[k]):.1f} ms | "
+          f"{max(wall[k]):.1f} ms | {statistics.median(cpu[k]):.1f} ms |")
+print(f"\ntwelve / six: wall {statistics.median(wall['twelve']) / statistics.median(wall['six']):.2f}x, "
+      f"CPU {statistics.median(cpu['twelve']) / statistics.median(cpu['six']):.2f}x (medians)")
+PY
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+[ "$only_collect" = --only-collect ] && exit 0
+echo
 
 echo "== wall time (hyperfine), in one run"
 hyperfine -N --warmup 3 --style basic -r "$runs" --export-json target/bench-collect-1.json -n auto-client "$client collect" | grep -vE '^\s*$'
@@ -26,7 +75,7 @@ for i in (1, 2, 3):
         print(f"| {x['command']} | {len(x['times'])} | {x['median']*1000:.1f} ms | {x['mean']*1000:.1f} ms | {x['min']*1000:.1f} ms | {x['max']*1000:.1f} ms |")
 PY
 echo
-echo "== loading the six plugins (dlopen + ABI check + info), median of 20"
+echo "== loading the twelve plugins (dlopen + ABI check + info), median of 20"
 for _ in $(seq 20); do
   RUST_LOG=auto_client::app=debug $client collect 2>&1 >/dev/null | sed -n 's/.*took_us=\([0-9]*\).*/\1/p'
 done | sort -n | awk '{a[NR]=$1} END {printf "plugin loading: median %.2f ms (min %.2f, max %.2f)\n", a[int((NR+1)/2)]/1000, a[1]/1000, a[NR]/1000}'

@@ -217,11 +217,16 @@ impl Data {
                 .lists
                 .iter()
                 .map(|(name, state)| {
+                    // Cloned, not serialised into a new Value (`json!` would): a list of
+                    // thousands of parts (packages) cost the collector milliseconds that way.
                     let v = match state {
-                        ListState::Seen(l) => serde_json::json!({
-                            "key": l.key,
-                            "parts": l.parts,
-                        }),
+                        ListState::Seen(l) => {
+                            let key = l.key.iter().cloned().map(Value::String).collect();
+                            let mut m = Map::new();
+                            m.insert("key".into(), Value::Array(key));
+                            m.insert("parts".into(), Value::Array(l.parts.clone()));
+                            Value::Object(m)
+                        }
                         ListState::Unavailable(why) => serde_json::json!({ "unavailable": why }),
                     };
                     (name.clone(), v)

@@ -351,3 +351,68 @@ fn a_command_that_hangs_on_the_host_is_killed_there_at_its_timeout() {
         String::from_utf8_lossy(&left.stdout)
     );
 }
+
+#[test]
+#[cfg_attr(
+    not(auto_client_e2e),
+    ignore = "needs root and sshd hosts in network namespaces: set AUTO_CLIENT_E2E=1 (scripts/test.sh does)"
+)]
+fn a_modern_host_is_asked_only_the_primaries_in_one_request() {
+    // Issue 14: the batch runs each collector's primary command only; a fallback (nic's text form
+    // of `ip`, asked only where `ip -j` fails) is not learned, and a host whose primaries all
+    // succeed is asked nothing more after its one batch.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let tb = Testbed::up(tmp.path(), 2, 4);
+    let plugins = shipped_plugins(tmp.path());
+    let hosts: Vec<String> = tb
+        .hosts()
+        .iter()
+        .map(|(name, address)| format!("{name}={address}"))
+        .collect();
+    let out = Command::new(bin("auto-client"))
+        .arg("--plugins")
+        .arg(&plugins)
+        .args(["collect", "--mode", "ssh", "--hosts", &hosts.join(",")])
+        .arg("--ssh-identity")
+        .arg(tb.dir.join("id_ed25519"))
+        .arg("--known-hosts")
+        .arg(tb.dir.join("known_hosts"))
+        .env(
+            "RUST_LOG",
+            "warn,auto_client::remote::ssh=debug,auto_client::remote::learn=debug",
+        )
+        .output()
+        .expect("auto-client runs");
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let learned: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("learned by the dry run"))
+        .collect();
+    assert!(learned.len() >= 6, "{err}");
+    assert!(
+        learned.iter().any(|l| l.contains("ip -d -j addr")),
+        "the primary is learned: {err}"
+    );
+    assert!(
+        !learned.iter().any(|l| l.contains("ip -d -o link show")),
+        "the text fallback is not learned: {err}"
+    );
+    for (name, _) in tb.hosts() {
+        let batch: Vec<&str> = err
+            .lines()
+            .filter(|l| l.contains(&name) && l.contains("in one request"))
+            .collect();
+        assert_eq!(batch.len(), 1, "one batch for {name}: {err}");
+        assert!(
+            batch[0].contains(&format!("commands={}", learned.len()))
+                && batch[0].contains(&format!("answered={}", learned.len())),
+            "{name} ran every learned command in its batch: {}",
+            batch[0]
+        );
+    }
+    assert!(
+        !err.contains("not prefetched"),
+        "a modern host needs no second round trip: {err}"
+    );
+}

@@ -1,12 +1,19 @@
 //! The dry run (ssh and salt mode): which commands will the collectors ask a target for?
 //!
 //! Every loaded collector runs once against a [`Recorder`], an executor that records each command
-//! (and each file read, as a `cat` command) and answers as a machine that has nothing would. What
+//! (and each file read, as a `cat` command) and answers every one as a success with nothing to
+//! say (exit code 0, no output; a file read gives an empty file). What
 //! it records is what a remote executor runs on every target in ONE round trip before the
 //! collectors start (`batch` over SSH, one Salt job in salt mode); the collectors are then
 //! answered from those outputs. A command a collector asks only after seeing real output is not
 //! learned: it still runs, on its own. So a collector should ask its commands whatever earlier ones
 //! gave where it can (nic asks for the speeds first).
+//!
+//! A fallback (a command a collector asks only when its primary failed, such as nic's text form of
+//! `ip` where `ip -j` is refused) is therefore NOT learned: the primary succeeded in the dry run.
+//! The batch runs only primaries, and a target whose primary fails (an old host) is asked the
+//! fallback in one more round trip. A collector must not take an empty successful answer for a
+//! failure, or its fallback would be learned and batched on every target again.
 
 use std::{
     sync::{Arc, Mutex},
@@ -92,7 +99,7 @@ pub fn cat_read(
     } else {
         said.to_owned()
     };
-    Err(crate::plugins::executor::error(
+    Err(error(
         kind,
         format!("{target}: cannot read {path}: {detail}"),
     ))
@@ -105,7 +112,8 @@ fn record(recorded: &Mutex<Vec<Ask>>, ask: Ask) {
     }
 }
 
-/// Records what a collector asks for and answers as a machine that has nothing would.
+/// Records what a collector asks for and answers every command and file read as a success with
+/// nothing in it, so that fallbacks (asked only on failure) are not learned.
 struct Recorder {
     recorded: Arc<Mutex<Vec<Ask>>>,
 }
@@ -119,7 +127,7 @@ impl Executor for Recorder {
                 timeout: Some(Duration::from_millis(timeout_ms)),
             },
         );
-        RResult::ROk(command_output(Vec::new(), b"dry run\n".to_vec(), Some(127)))
+        RResult::ROk(command_output(Vec::new(), Vec::new(), Some(0)))
     }
 
     fn read_file(&self, path: RStr<'_>) -> RResult<RVec<u8>, PluginError> {
@@ -130,7 +138,7 @@ impl Executor for Recorder {
                 timeout: None,
             },
         );
-        RResult::RErr(error("not_found", "dry run"))
+        RResult::ROk(RVec::new())
     }
 
     fn target_name(&self) -> RString {
@@ -141,6 +149,40 @@ impl Executor for Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_recorder_answers_success_with_nothing_and_records_each_ask_once() {
+        let recorder = Recorder {
+            recorded: Arc::new(Mutex::new(Vec::new())),
+        };
+        for _ in 0..2 {
+            let out = recorder
+                .run("ip -d -j addr".into(), 8000)
+                .into_result()
+                .expect("an answer");
+            assert_eq!(out.exit_code.into_option(), Some(0));
+            assert!(out.stdout.is_empty() && out.stderr.is_empty());
+        }
+        let file = recorder
+            .read_file("/proc/cpuinfo".into())
+            .into_result()
+            .expect("an empty file");
+        assert!(file.is_empty());
+        let asked = recorder.recorded.lock().expect("lock").clone();
+        assert_eq!(
+            asked,
+            [
+                Ask {
+                    command: "ip -d -j addr".into(),
+                    timeout: Some(Duration::from_secs(8)),
+                },
+                Ask {
+                    command: "cat -- /proc/cpuinfo".into(),
+                    timeout: None,
+                },
+            ]
+        );
+    }
 
     #[test]
     fn quoting_survives_single_quotes() {

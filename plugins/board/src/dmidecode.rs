@@ -145,6 +145,17 @@ const ENTRY_POINTS: [&str; 4] = [
 pub const NO_ENTRY_POINT: &str =
     "no SMBIOS entry point (no kernel DMI table, EFI systab or /dev/mem)";
 
+/// `command` where an SMBIOS entry point exists; elsewhere [`NO_ENTRY_POINT`] on stdout and exit
+/// code 1, without starting dmidecode (which would only say "no SMBIOS" after a process start).
+/// [`failure`] reads that text as "no SMBIOS/DMI on this machine", as it reads dmidecode's own.
+pub fn if_smbios(command: &str) -> String {
+    let exists: Vec<String> = ENTRY_POINTS.iter().map(|p| format!("[ -e {p} ]")).collect();
+    format!(
+        "if {}; then {command}; else echo '{NO_ENTRY_POINT}'; exit 1; fi",
+        exists.join(" || ")
+    )
+}
+
 /// What a batch script prints for dmidecode: the command's output (stderr merged) under
 /// `==> NAME`, then its exit code under `==> NAME exit`; where no SMBIOS entry point exists,
 /// [`NO_ENTRY_POINT`] and exit code 1 without starting dmidecode.

@@ -46,7 +46,12 @@ mod dmidecode;
 
 const MEMINFO: &str = "/proc/meminfo";
 /// Non-root logins often lack the sbin directories on PATH.
-const DMIDECODE: &str = "PATH=\"$PATH:/usr/sbin:/sbin\" dmidecode -t 16,17";
+/// dmidecode where an SMBIOS entry point exists (see `dmidecode::if_smbios`, whose text this is:
+/// checked by a test); elsewhere its "no SMBIOS" answer without a process start.
+const DMIDECODE: &str = "if [ -e /sys/firmware/dmi/tables/smbios_entry_point ] || \
+[ -e /sys/firmware/efi/systab ] || [ -e /proc/efi/systab ] || [ -e /dev/mem ]; \
+then PATH=\"$PATH:/usr/sbin:/sbin\" dmidecode -t 16,17; \
+else echo 'no SMBIOS entry point (no kernel DMI table, EFI systab or /dev/mem)'; exit 1; fi";
 const DMIDECODE_SUDO: &str = "sudo -n dmidecode -t 16,17";
 /// Below the host's default collector timeout (10 s), so that the executor kills a hung command
 /// and this collector reports it before the host gives up on the whole collector.
@@ -388,6 +393,33 @@ mod tests {
     use super::*;
 
     const GIB: u64 = 1 << 30;
+
+    #[test]
+    fn dmidecode_runs_only_where_an_smbios_entry_point_exists() {
+        assert_eq!(
+            DMIDECODE,
+            dmidecode::if_smbios("PATH=\"$PATH:/usr/sbin:/sbin\" dmidecode -t 16,17")
+        );
+        // Where none exists (a VM or container without DMI): dmidecode's own answer, no process.
+        let data = FixtureExecutor::new("t")
+            .file(MEMINFO, "MemTotal:        1024 kB\n")
+            .command_output(
+                DMIDECODE,
+                &format!("{}\n", dmidecode::NO_ENTRY_POINT),
+                "",
+                Some(1),
+            )
+            .with_target(|t| collect(t, &json!({})))
+            .expect("collects");
+        assert_eq!(
+            data["reasons"]["slot_count"],
+            "no SMBIOS/DMI on this machine"
+        );
+        assert_eq!(
+            data["lists"]["modules"]["unavailable"],
+            "no SMBIOS/DMI on this machine"
+        );
+    }
 
     fn meminfo_vm() -> &'static str {
         include_str!("../fixtures/firecracker-vm/meminfo")

@@ -573,8 +573,13 @@ pub fn collect(target: &Target<'_>, options: &Value) -> Result<Value, CollectErr
             (BTreeMap::new(), BTreeMap::new())
         }
     };
-    // JSON first; the text form where this iproute2 has no JSON or prints a broken one.
+    // JSON first; the text form where this iproute2 has no JSON or prints a broken one. A
+    // successful answer with nothing in it lists no interface: not a reason for the fallback (the
+    // host's dry run answers so, and must learn only the primary; see host/src/remote/learn.rs).
     let links = match target.run_ok(IP_ADDR, TIMEOUT).and_then(|out| {
+        if out.trim().is_empty() {
+            return Ok(Vec::new());
+        }
         serde_json::from_str::<Vec<Value>>(&out)
             .map_err(|e| CollectError::parse(format!("`{IP_ADDR}` printed invalid JSON: {e}")))
     }) {
@@ -1025,6 +1030,19 @@ mod tests {
         .expect("collects");
         assert!(data["reasons"]["speed_mbps"].is_string());
         assert_eq!(interfaces(&data)[2]["speed_mbps"], Value::Null);
+    }
+
+    #[test]
+    fn an_empty_successful_answer_lists_nothing_and_asks_no_fallback() {
+        // What the host's dry run answers: the text fallback must not be asked (it is not in
+        // this fixture, so asking it would fail the collector).
+        let data = FixtureExecutor::new("t")
+            .command(SYSFS, "")
+            .command(IP_ADDR, "")
+            .with_target(|t| collect(t, &json!({})))
+            .expect("an empty list, no fallback");
+        assert_eq!(interfaces(&data).len(), 0, "{data}");
+        assert!(data["reasons"].get("source").is_none(), "{data}");
     }
 
     #[test]

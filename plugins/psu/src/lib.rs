@@ -35,12 +35,23 @@ use plugin_api::{
 /// Below the host's default collector timeout (10 s): a slow BMC answers sdr in seconds.
 const TIMEOUT: Duration = Duration::from_secs(9);
 
+/// Where dmidecode can find an SMBIOS entry point (the kernel's table, the EFI system table,
+/// /dev/mem): elsewhere it would only say "no SMBIOS", so the script does not start it.
+const SMBIOS: &str =
+    "[ -e /sys/firmware/dmi/tables/smbios_entry_point ] || [ -e /sys/firmware/efi/systab ] \
+|| [ -e /proc/efi/systab ] || [ -e /dev/mem ]";
+
+/// What stands in for dmidecode's output where no entry point exists.
+pub const NO_ENTRY_POINT: &str =
+    "no SMBIOS entry point (no kernel DMI table, EFI systab or /dev/mem)";
+
 /// The one command this collector runs.
 pub fn script(sudo: bool) -> String {
     let s = if sudo { "sudo -n " } else { "" };
     format!(
         "PATH=\"$PATH:/usr/sbin:/sbin\"; \
-         if command -v dmidecode >/dev/null 2>&1; then printf '==> dmidecode\\n'; {s}dmidecode -t 39 2>&1; \
+         if command -v dmidecode >/dev/null 2>&1; then printf '==> dmidecode\\n'; \
+         if {SMBIOS}; then {s}dmidecode -t 39 2>&1; else echo '{NO_ENTRY_POINT}'; false; fi; \
          printf '==> dmidecode.exit\\n%s\\n' $?; else printf '=!> dmidecode missing\\n'; fi; \
          if command -v ipmitool >/dev/null 2>&1; then printf '==> ipmitool\\n'; {s}ipmitool sdr type 'Power Supply' 2>&1; \
          printf '==> ipmitool.exit\\n%s\\n' $?; else printf '=!> ipmitool missing\\n'; fi; \
@@ -195,6 +206,7 @@ pub fn dmidecode_failure(text: &str, exit: Option<i32>) -> Option<String> {
     }
     if text.contains("No SMBIOS nor DMI entry point found")
         || text.contains("/dev/mem: No such file or directory")
+        || text.contains(NO_ENTRY_POINT)
     {
         return Some("no SMBIOS/DMI on this machine".into());
     }
@@ -535,6 +547,49 @@ mod tests {
             .with_target(|t| collect(t, &json!({"sudo": "yes"})))
             .expect_err("bad");
         assert_eq!(err.kind, "bad_options");
+    }
+
+    #[test]
+    fn no_entry_point_reads_as_no_smbios_without_starting_dmidecode() {
+        // What the script prints where no SMBIOS entry point exists (this VM): dmidecode's own
+        // answer there ("/dev/mem: No such file or directory") reads the same.
+        let mut reasons = Vec::new();
+        for dmi in [
+            NO_ENTRY_POINT,
+            "# dmidecode 3.4\n/dev/mem: No such file or directory",
+        ] {
+            let data = FixtureExecutor::new("t")
+                .command(&script(false), &script_out(Some((dmi, 1)), None))
+                .with_target(|t| collect(t, &json!({})))
+                .expect("collects");
+            reasons.push(data["reasons"].clone());
+        }
+        assert_eq!(
+            reasons[0]["supplies"],
+            "dmidecode: no SMBIOS/DMI on this machine; ipmitool not installed"
+        );
+        assert_eq!(reasons[0], reasons[1]);
+        // The script itself, on this machine: no dmidecode process where no entry point exists.
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(script(false).replace("dmidecode -t 39", "echo STARTED"))
+            .output()
+            .expect("sh");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let no_smbios = [
+            "/sys/firmware/dmi/tables/smbios_entry_point",
+            "/sys/firmware/efi/systab",
+            "/proc/efi/systab",
+            "/dev/mem",
+        ]
+        .iter()
+        .all(|p| !std::path::Path::new(p).exists());
+        if no_smbios && text.contains("==> dmidecode\n") {
+            assert!(
+                text.contains(NO_ENTRY_POINT) && !text.contains("STARTED"),
+                "{text}"
+            );
+        }
     }
 
     #[test]
