@@ -43,6 +43,9 @@ pub enum Scope {
     Host { host_id: i64 },
     /// Dashboards and exports: `GET` only.
     Read,
+    /// What a fleet key may, and edit hosts' hand-entered fields
+    /// (`PUT /api/v1/hosts/{hostname}/fields`): an admin's scripts.
+    Admin,
 }
 
 impl Scope {
@@ -51,6 +54,7 @@ impl Scope {
         match (scope, host_id) {
             ("fleet", _) => Some(Scope::Fleet),
             ("read", _) => Some(Scope::Read),
+            ("admin", _) => Some(Scope::Admin),
             ("host", Some(host_id)) => Some(Scope::Host { host_id }),
             _ => None,
         }
@@ -489,6 +493,7 @@ mod tests {
             Some(Scope::Host { host_id: 7 })
         );
         assert_eq!(Scope::from_row("host", None), None);
-        assert_eq!(Scope::from_row("admin", None), None);
+        assert_eq!(Scope::from_row("admin", None), Some(Scope::Admin));
+        assert_eq!(Scope::from_row("root", None), None);
     }
 }

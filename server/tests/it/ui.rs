@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::support::{now, random_hex, Backend, Machine, Server, BIN};
 
 /// `auto-server users add NAME --role ROLE`, the password on standard input.
-fn add_user(s: &Server, name: &str, role: &str, password: &str) {
+pub fn add_user(s: &Server, name: &str, role: &str, password: &str) {
     let mut child = Command::new(BIN)
         .args(["--db", &s.db_url, "--master-key"])
         .arg(s.dir.join("master.key"))
@@ -101,6 +101,22 @@ async fn text_of(c: &Client, css: &str) -> String {
         .text()
         .await
         .expect("text")
+}
+
+/// The text of `css` once it contains `needle` (a form's POST, redirect and GET may still be on
+/// their way when `submit` returns), or its text after 10 s.
+async fn text_once_it_has(c: &Client, css: &str, needle: &str) -> String {
+    let started = Instant::now();
+    loop {
+        let text = match c.find(Locator::Css(css)).await {
+            Ok(e) => e.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if text.contains(needle) || started.elapsed() > Duration::from_secs(10) {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn first_column(c: &Client, table: &str) -> Vec<String> {
@@ -388,7 +404,7 @@ fn a_person_uses_the_pages_in_a_browser() {
         form.set_by_name("owner", "team-storage").await.expect("owner");
         form.set_by_name("tags", "prod, rack-a").await.expect("tags");
         form.submit().await.expect("save");
-        let fields = text_of(&c, "#fields").await;
+        let fields = text_once_it_has(&c, "#fields", "team-storage").await;
         assert!(fields.contains("ada") && fields.contains("team-storage"), "{fields}");
         c.goto(&format!("{base}/ui/hosts?tag=prod")).await.expect("goto");
         assert!(text_of(&c, "table#hosts").await.contains("ui-web-01"));
