@@ -318,9 +318,10 @@ pub async fn authenticate(
             Err(e) => return body_refused(e),
         };
         if state.config.no_auth && !page {
+            // --no-auth opens everything, the admin's writes too (a local trial).
             parts.extensions.insert(Principal {
                 key: "-".to_owned(),
-                scope: Scope::Fleet,
+                scope: Scope::Admin,
             });
         }
         return next
