@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The web pages' speed with a full inventory: fills a fresh SQLite database with HOSTS hosts
 # (server/examples/ingest_load.rs: three rounds, so the change log has rows), logs in, then times
-# the inventory page, a search by MAC and a host page: REQS requests each, p50/p99 per run, three
-# runs, the median of the three. Prints the load average, and the query plans of the search.
+# the inventory page, a search by MAC, a host page and the dashboard: REQS requests each, p50/p99
+# per run, three runs, the median of the three. Prints the load average, the query plans of the
+# search and of the dashboard, and (the same run's baseline for the dashboard) the time sqlite3
+# takes for the dashboard's SQL before migration 8 against its SQL now (median of 3 each).
 #
 #   scripts/bench-ui.sh [HOSTS=10000] [REQS=200]
 #
@@ -77,4 +79,34 @@ EXPLAIN QUERY PLAN SELECT h.id FROM hosts h LEFT JOIN host_fields f ON f.host_id
 EXPLAIN QUERY PLAN SELECT data FROM components WHERE host_id = 1 AND kind = 'os' AND item = 'os_name';
 .print '-- host page change timeline:'
 EXPLAIN QUERY PLAN SELECT id FROM changes WHERE host_id = 1 AND id < 9223372036854775807 ORDER BY id DESC LIMIT 300;
+.print '-- dashboard chart (the values of one fact over all hosts: the covering index of facts):'
+EXPLAIN QUERY PLAN SELECT data, COUNT(*) AS n FROM components WHERE kind = 'os' AND item = 'os_name' AND volatile = 0 AND kind NOT LIKE '%.%' GROUP BY data ORDER BY n DESC, data LIMIT 10;
+.print '-- dashboard failing collectors:'
+EXPLAIN QUERY PLAN SELECT plugin, COUNT(*) AS n FROM host_failures GROUP BY plugin ORDER BY n DESC, plugin;
+.print '-- dashboard counts (reported today; stale and never alike):'
+EXPLAIN QUERY PLAN SELECT COUNT(*) AS n FROM hosts WHERE last_report_at >= 0;
+.print '-- dashboard shared serials:'
+EXPLAIN QUERY PLAN SELECT serial AS v FROM hosts WHERE serial IS NOT NULL GROUP BY serial HAVING COUNT(*) > 1 ORDER BY serial;
 SQL
+
+# The dashboard's SQL before migration 8 (a pass over the hosts for the counts, a join of every
+# host's last report to the errors, each chart's facts read row by row) and now, timed by sqlite3.
+old_sql="SELECT COUNT(*), SUM(CASE WHEN last_report_at >= 0 THEN 1 ELSE 0 END), SUM(CASE WHEN last_report_at < 0 THEN 1 ELSE 0 END), SUM(CASE WHEN last_report_at IS NULL THEN 1 ELSE 0 END) FROM hosts;
+SELECT e.plugin, COUNT(*) AS n FROM hosts h JOIN errors e ON e.report_id = h.last_report_id WHERE e.code = 'plugin_failed' GROUP BY e.plugin ORDER BY n DESC;"
+new_sql="SELECT COUNT(*) FROM hosts; SELECT COUNT(*) FROM hosts WHERE last_report_at >= 0; SELECT COUNT(*) FROM hosts WHERE last_report_at < 0; SELECT COUNT(*) FROM hosts WHERE last_report_at IS NULL;
+SELECT plugin, COUNT(*) AS n FROM host_failures GROUP BY plugin ORDER BY n DESC, plugin;"
+for f in os.os_name board.manufacturer board.product memory.total_bytes; do
+  old_sql="$old_sql
+SELECT data, COUNT(*) AS n FROM components WHERE kind = '${f%%.*}' AND item = '${f#*.}' GROUP BY data ORDER BY n DESC, data LIMIT 10;"
+  new_sql="$new_sql
+SELECT data, COUNT(*) AS n FROM components WHERE kind = '${f%%.*}' AND item = '${f#*.}' AND volatile = 0 AND kind NOT LIKE '%.%' GROUP BY data ORDER BY n DESC, data LIMIT 10;"
+done
+# milliseconds of real time for a batch of statements (sqlite3's .timer, summed)
+sqltime() {
+  printf '.timer on\n%s\n' "$1" | sqlite3 "$work/bench.db" |
+    awk '/^Run Time/ {t += $4} END {printf "%.1f\n", t * 1000}'
+}
+echo "==> the dashboard's SQL in sqlite3 (ms, median of 3; load average $(cut -d' ' -f1-3 /proc/loadavg))"
+o=$( (sqltime "$old_sql"; sqltime "$old_sql"; sqltime "$old_sql") | median)
+n=$( (sqltime "$new_sql"; sqltime "$new_sql"; sqltime "$new_sql") | median)
+printf '%-34s %10s\n' "before migration 8" "$o" "now" "$n"

@@ -44,6 +44,9 @@ pub enum Scope {
     Host { host_id: i64 },
     /// Dashboards and exports: `GET` only.
     Read,
+    /// What a fleet key may, and edit hosts' hand-entered fields
+    /// (`PUT /api/v1/hosts/{hostname}/fields`): an admin's scripts.
+    Admin,
 }
 
 impl Scope {
@@ -52,6 +55,7 @@ impl Scope {
         match (scope, host_id) {
             ("fleet", _) => Some(Scope::Fleet),
             ("read", _) => Some(Scope::Read),
+            ("admin", _) => Some(Scope::Admin),
             ("host", Some(host_id)) => Some(Scope::Host { host_id }),
             _ => None,
         }
@@ -318,9 +322,10 @@ pub async fn authenticate(
             Err(e) => return body_refused(e),
         };
         if state.config.no_auth && !page {
+            // --no-auth opens everything, the admin's writes too (a local trial).
             parts.extensions.insert(Principal {
                 key: "-".to_owned(),
-                scope: Scope::Fleet,
+                scope: Scope::Admin,
             });
         }
         return next
@@ -493,6 +498,7 @@ mod tests {
             Some(Scope::Host { host_id: 7 })
         );
         assert_eq!(Scope::from_row("host", None), None);
-        assert_eq!(Scope::from_row("admin", None), None);
+        assert_eq!(Scope::from_row("admin", None), Some(Scope::Admin));
+        assert_eq!(Scope::from_row("root", None), None);
     }
 }

@@ -199,7 +199,8 @@ pub enum KeysCommand {
     Create {
         name: String,
         /// What the key may do: fleet (report for any host, register hosts: ssh/salt
-        /// controllers), host (report for the one host of --host: an agent), read (GET only).
+        /// controllers), host (report for the one host of --host: an agent), read (GET only),
+        /// admin (what fleet may, and edit hosts' hand-entered fields).
         #[arg(long, value_enum, default_value_t = KeyScope::Fleet)]
         scope: KeyScope,
         /// The host a `--scope host` key is bound to (registered if unknown; the binding is to
@@ -219,6 +220,7 @@ pub enum KeyScope {
     Fleet,
     Host,
     Read,
+    Admin,
 }
 
 #[derive(Debug, Subcommand)]
@@ -233,6 +235,9 @@ pub enum HostsCommand {
         #[arg(long, default_value_t = 22)]
         port: u16,
     },
+    /// Remove a host and everything stored about it (components, change log, hand-entered
+    /// fields, its host keys); its report bodies and error rows stay.
+    Remove { hostname: String },
 }
 
 /// The config file's keys: one per flag.

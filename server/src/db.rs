@@ -81,6 +81,11 @@ impl Backend {
                     "guest_index",
                     include_str!("../migrations/common/0009_guest_index.sql"),
                 ),
+                (
+                    8,
+                    "dashboard",
+                    include_str!("../migrations/sqlite/0008_dashboard.sql"),
+                ),
             ],
             Backend::Postgres => &[
                 (
@@ -117,6 +122,11 @@ impl Backend {
                     9,
                     "guest_index",
                     include_str!("../migrations/common/0009_guest_index.sql"),
+                ),
+                (
+                    8,
+                    "dashboard",
+                    include_str!("../migrations/postgres/0008_dashboard.sql"),
                 ),
             ],
         }

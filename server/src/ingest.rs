@@ -8,7 +8,7 @@
 //! could not see (`unavailable`) keeps its stored parts, marked unknown since then; a fact that is
 //! `null` with a `reasons` entry is unknown too and keeps its stored value.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use auto_proto::data::PartList;
 use auto_proto::{IngestResponse, Problem, Warning};
@@ -731,6 +731,23 @@ async fn apply(
     .execute(&mut *conn)
     .await?;
 
+    // The dashboard's failing collectors: those that failed in this, now the last, report.
+    sqlx::query("DELETE FROM host_failures WHERE host_id = $1")
+        .bind(host.id)
+        .execute(&mut *conn)
+        .await?;
+    let failed: BTreeSet<&str> = checked
+        .failures
+        .iter()
+        .map(|(p, _, _)| p.as_str())
+        .collect();
+    for plugin in failed {
+        sqlx::query("INSERT INTO host_failures (host_id, plugin) VALUES ($1, $2)")
+            .bind(host.id)
+            .bind(plugin)
+            .execute(&mut *conn)
+            .await?;
+    }
     for (plugin, kind, message) in &checked.failures {
         log_error(
             &mut *conn,

@@ -124,6 +124,7 @@ pub async fn create(
     let (scope_name, host_id) = match scope {
         ScopeRequest::Fleet => ("fleet", None),
         ScopeRequest::Read => ("read", None),
+        ScopeRequest::Admin => ("admin", None),
         ScopeRequest::Host(hostname) => {
             if !crate::report::valid_hostname(hostname) {
                 bail!("{hostname:?} is not a valid host name");
@@ -170,6 +171,7 @@ pub enum ScopeRequest<'a> {
     Fleet,
     Host(&'a str),
     Read,
+    Admin,
 }
 
 /// One key, as `keys list` shows it.

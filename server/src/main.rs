@@ -18,7 +18,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use auto_server::cli::{Args, Command, HostsCommand, KeysCommand, UsersCommand};
-use auto_server::{api, auth, cli, clock, db, error, keys, retention, search, ui, users};
+use auto_server::{api, auth, cli, clock, db, error, keys, retention, search, store, ui, users};
 
 /// An error and the exit code it means.
 struct Failure {
@@ -116,6 +116,7 @@ async fn run_async(args: Args, file: cli::FileConfig, common: cli::Common) -> Re
                         }
                         (cli::KeyScope::Fleet, None) => keys::ScopeRequest::Fleet,
                         (cli::KeyScope::Read, None) => keys::ScopeRequest::Read,
+                        (cli::KeyScope::Admin, None) => keys::ScopeRequest::Admin,
                     };
                     let master =
                         keys::MasterKey::load_or_create(&common.master_key).map_err(fatal)?;
@@ -126,6 +127,7 @@ async fn run_async(args: Args, file: cli::FileConfig, common: cli::Common) -> Re
                         keys::ScopeRequest::Host(h) => format!("host key for {h:?}"),
                         keys::ScopeRequest::Fleet => "fleet key".to_owned(),
                         keys::ScopeRequest::Read => "read key".to_owned(),
+                        keys::ScopeRequest::Admin => "admin key".to_owned(),
                     };
                     eprintln!(
                         "auto-server: {what} {name:?} created; its secret follows, shown once"
@@ -184,6 +186,20 @@ async fn run_async(args: Args, file: cli::FileConfig, common: cli::Common) -> Re
                     Ok(())
                 }
                 Err(detail) => Err(failed(anyhow::anyhow!(detail))),
+            }
+        }
+        Command::Hosts {
+            command: HostsCommand::Remove { hostname },
+        } => {
+            let db = open(&common, 2).await?;
+            if store::remove_host(&db, &hostname)
+                .await
+                .map_err(|e| fatal(e.into()))?
+            {
+                eprintln!("auto-server: host {hostname:?} removed");
+                Ok(())
+            } else {
+                Err(failed(anyhow::anyhow!("no host named {hostname:?}")))
             }
         }
         Command::Users { command } => {

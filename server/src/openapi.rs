@@ -66,6 +66,18 @@ fn with_auth_errors(mut responses: Value) -> Value {
     responses
 }
 
+fn put_fields_responses() -> Value {
+    let mut r = with_auth_errors(json!({
+        "200": json_response("the fields as stored now, and how many changed", json!({
+            "allOf": [schema_ref("HostFields"), {"type": "object", "required": ["changed"],
+                "properties": {"changed": {"type": "integer", "minimum": 0}}}]})),
+        "400": problem_response("bad path, or a body that is not a fields object (`code`: `malformed_fields`; `detail` names the field): an unknown field, a value neither string nor null, over 4000 characters, control characters"),
+        "404": problem_response("no such host (`code`: `unknown_host`)")
+    }));
+    r["403"] = problem_response("not an admin key (`code`: `forbidden`): fleet, host and read keys may not edit hand-entered fields");
+    r
+}
+
 fn hostname_param() -> Value {
     json!({
         "name": "hostname", "in": "path", "required": true,
@@ -277,6 +289,12 @@ pub fn document() -> Value {
                     "400": problem_response("bad path"),
                     "404": problem_response("no such host (`code`: `unknown_host`)")
                 }))
+            }, "put": {
+                "summary": "set the host's hand-entered fields (admin keys only); each change is logged with the key's name as `key:NAME`",
+                "operationId": "setHostFields",
+                "parameters": [hostname_param()],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": schema_ref("FieldsUpdate")}}},
+                "responses": put_fields_responses()
             }},
             "/api/v1/hosts/{hostname}/changes": {"get": {
                 "summary": "one host's change log, newest first", "operationId": "hostChanges",
@@ -431,6 +449,18 @@ fn schemas() -> Value {
                 "owner": nullable_string(), "location": nullable_string(), "rack": nullable_string(),
                 "tags": {"type": "string", "nullable": true, "description": "comma-separated"}, "notes": nullable_string(),
                 "updated_at": {"type": "string", "format": "date-time", "nullable": true}, "updated_by": nullable_string()
+            }
+        },
+        "FieldsUpdate": {
+            "type": "object", "additionalProperties": false,
+            "description": "the fields to set: a string sets one, an empty string or null clears it, a field left out keeps its value",
+            "properties": {
+                "owner": {"type": "string", "nullable": true, "maxLength": 4000},
+                "location": {"type": "string", "nullable": true, "maxLength": 4000},
+                "rack": {"type": "string", "nullable": true, "maxLength": 4000},
+                "tags": {"nullable": true, "description": "comma-separated, or an array of tags",
+                    "oneOf": [{"type": "string", "maxLength": 4000}, {"type": "array", "items": {"type": "string"}}]},
+                "notes": {"type": "string", "nullable": true, "maxLength": 4000}
             }
         },
         "FieldChange": {

@@ -110,6 +110,21 @@ pub async fn register_host(db: &Db, new: &NewHost) -> Result<bool, sqlx::Error> 
     Ok(existing.is_none())
 }
 
+/// Removes a host (case-insensitive name) and, by the schema's cascades, its components, change
+/// log, part lists, hand-entered fields, search words, dashboard rows and host keys. False when
+/// no host has the name.
+pub async fn remove_host(db: &Db, hostname: &str) -> Result<bool, sqlx::Error> {
+    let mut tx = db.begin_write().await?;
+    let done = sqlx::query("DELETE FROM hosts WHERE lower(hostname) = lower($1)")
+        .bind(hostname)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    tx.commit().await?;
+    tracing::info!(hostname, removed = done > 0, "host removed");
+    Ok(done > 0)
+}
+
 /// A host's id by name (case-insensitive).
 pub async fn host_id(db: &Db, hostname: &str) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query("SELECT id FROM hosts WHERE lower(hostname) = lower($1)")
@@ -559,6 +574,18 @@ pub async fn set_host_fields(
     Ok(changed)
 }
 
+/// The identity columns whose shared values the dashboard lists.
+const IDENTITY_COLUMNS: [&str; 3] = ["serial", "system_uuid", "machine_id"];
+/// Most shared values listed per identity column.
+const SHARED_GROUPS: usize = 50;
+
+/// One chart: a fact's ten most common values over all hosts. The `volatile = 0 AND kind NOT
+/// LIKE '%.%'` terms are those of the partial index `components_fact_values` (migration 8), which
+/// SQLite uses only when the query repeats them; a summary fact is never volatile nor a part.
+pub const CHART_SQL: &str = "SELECT data, COUNT(*) AS n FROM components \
+     WHERE kind = $1 AND item = $2 AND volatile = 0 AND kind NOT LIKE '%.%' \
+     GROUP BY data ORDER BY n DESC, data LIMIT 10";
+
 /// The dashboard's figures (the same JSON for the page and `GET /api/v1/summary`).
 pub async fn dashboard(
     db: &Db,
@@ -567,49 +594,70 @@ pub async fn dashboard(
 ) -> Result<Value, sqlx::Error> {
     let now = crate::clock::now();
     let today = crate::clock::start_of_day(now);
-    let counts = sqlx::query(
-        "SELECT COUNT(*) AS total, \
-         COALESCE(SUM(CASE WHEN last_report_at >= $1 THEN 1 ELSE 0 END), 0) AS today, \
-         COALESCE(SUM(CASE WHEN last_report_at IS NULL OR last_report_at < $2 THEN 1 ELSE 0 END), 0) AS stale, \
-         COALESCE(SUM(CASE WHEN last_report_at IS NULL THEN 1 ELSE 0 END), 0) AS never \
-         FROM hosts",
+    // Each count is one range of an index (hosts_last_report_at), never a pass over the rows.
+    let count = |sql: &'static str, bind: Option<i64>| async move {
+        let mut q = sqlx::query(sql);
+        if let Some(b) = bind {
+            q = q.bind(b);
+        }
+        q.fetch_one(&db.read).await?.try_get::<i64, _>("n")
+    };
+    let total = count("SELECT COUNT(*) AS n FROM hosts", None).await?;
+    let reported_today = count(
+        "SELECT COUNT(*) AS n FROM hosts WHERE last_report_at >= $1",
+        Some(today),
     )
-    .bind(today)
-    .bind(crate::retention::stale_before(now, stale_days))
-    .fetch_one(&db.read)
+    .await?;
+    // stale: not seen since the cut-off, or never (crate::retention::stale_before)
+    let stale_reported = count(
+        "SELECT COUNT(*) AS n FROM hosts WHERE last_report_at < $1",
+        Some(crate::retention::stale_before(now, stale_days)),
+    )
+    .await?;
+    let never = count(
+        "SELECT COUNT(*) AS n FROM hosts WHERE last_report_at IS NULL",
+        None,
+    )
     .await?;
     let mut shared = Vec::new();
-    for column in ["serial", "system_uuid", "machine_id"] {
-        let sql = format!(
-            "SELECT h.{column} AS v, h.hostname FROM hosts h WHERE h.{column} IN \
-             (SELECT {column} FROM hosts WHERE {column} IS NOT NULL GROUP BY {column} HAVING COUNT(*) > 1) \
-             ORDER BY h.{column}, lower(h.hostname)"
-        );
-        let mut groups: Vec<(String, Vec<String>)> = Vec::new();
-        for r in sqlx::query(&sql).fetch_all(&db.read).await? {
-            let v: String = r.try_get("v")?;
-            if crate::report::is_placeholder(&v) {
-                continue;
-            }
-            let h: String = r.try_get("hostname")?;
-            match groups.last_mut() {
-                Some((last, hosts)) if *last == v => hosts.push(h),
-                _ => groups.push((v, vec![h])),
-            }
-        }
-        for (value, hosts) in groups {
+    for column in IDENTITY_COLUMNS {
+        // The shared values first (a pass over the column's index), placeholders left out, then
+        // the hosts of the first SHARED_GROUPS of them: a placeholder serial that thousands of
+        // hosts report costs one index entry each, not a row each.
+        let values: Vec<String> = sqlx::query(&format!(
+            "SELECT {column} AS v FROM hosts WHERE {column} IS NOT NULL \
+             GROUP BY {column} HAVING COUNT(*) > 1 ORDER BY {column}"
+        ))
+        .fetch_all(&db.read)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<String, _>("v"))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .filter(|v| !crate::report::is_placeholder(v))
+        .take(SHARED_GROUPS)
+        .collect();
+        for value in values {
+            let hosts: Vec<String> = sqlx::query(&format!(
+                "SELECT hostname FROM hosts WHERE {column} = $1 ORDER BY lower(hostname)"
+            ))
+            .bind(&value)
+            .fetch_all(&db.read)
+            .await?
+            .iter()
+            .map(|r| r.try_get("hostname"))
+            .collect::<Result<_, _>>()?;
             shared.push(json!({"identity": column, "value": value, "hosts": hosts}));
         }
     }
     let failing = sqlx::query(
-        "SELECT e.plugin AS plugin, COUNT(*) AS n FROM hosts h JOIN errors e ON e.report_id = h.last_report_id \
-         WHERE e.code = 'plugin_failed' GROUP BY e.plugin ORDER BY n DESC",
+        "SELECT plugin, COUNT(*) AS n FROM host_failures GROUP BY plugin ORDER BY n DESC, plugin",
     )
     .fetch_all(&db.read)
     .await?
     .iter()
     .map(|r| {
-        Ok(json!({"collector": r.try_get::<Option<String>, _>("plugin")?, "hosts": r.try_get::<i64, _>("n")?}))
+        Ok(json!({"collector": r.try_get::<String, _>("plugin")?, "hosts": r.try_get::<i64, _>("n")?}))
     })
     .collect::<Result<Vec<_>, sqlx::Error>>()?;
     let mut charts = Map::new();
@@ -619,14 +667,11 @@ pub async fn dashboard(
         ("model", &summary.model),
         ("memory_bytes", &summary.memory_bytes),
     ] {
-        let rows = sqlx::query(
-            "SELECT data, COUNT(*) AS n FROM components WHERE kind = $1 AND item = $2 \
-             GROUP BY data ORDER BY n DESC, data LIMIT 10",
-        )
-        .bind(&fact.kind)
-        .bind(&fact.item)
-        .fetch_all(&db.read)
-        .await?;
+        let rows = sqlx::query(CHART_SQL)
+            .bind(&fact.kind)
+            .bind(&fact.item)
+            .fetch_all(&db.read)
+            .await?;
         let bars: Vec<Value> = rows
             .iter()
             .map(|r| {
@@ -637,10 +682,10 @@ pub async fn dashboard(
     }
     let recent = changes(db, &ChangeFilter::default(), 15, None).await?;
     Ok(json!({
-        "hosts": counts.try_get::<i64, _>("total")?,
-        "reported_today": counts.try_get::<i64, _>("today")?,
-        "stale": counts.try_get::<i64, _>("stale")?,
-        "never_reported": counts.try_get::<i64, _>("never")?,
+        "hosts": total,
+        "reported_today": reported_today,
+        "stale": stale_reported + never,
+        "never_reported": never,
         "stale_days": stale_days,
         "shared_identities": shared,
         "failing_collectors": failing,

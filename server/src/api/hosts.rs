@@ -274,6 +274,81 @@ pub async fn fields(
     Ok(ok_json(v))
 }
 
+/// Longest value of a hand-entered field, in characters.
+pub const MAX_FIELD_CHARS: usize = 4000;
+
+/// The fields a `PUT /api/v1/hosts/{hostname}/fields` body sets: each a string (empty or `null`
+/// clears it; `tags` may also be an array of strings), the fields it leaves out unchanged.
+/// `Err` is the one-line reason, naming the field.
+pub fn fields_from_body(body: &[u8]) -> Result<Vec<(&'static str, Option<String>)>, String> {
+    let v = auto_proto::data::parse_strict(body)?;
+    let Value::Object(m) = v else {
+        return Err("the body must be a JSON object of fields".into());
+    };
+    if let Some(k) = m.keys().find(|k| !store::FIELDS.contains(&k.as_str())) {
+        return Err(format!(
+            "{k:?} is not a hand-entered field (owner, location, rack, tags, notes)"
+        ));
+    }
+    let mut out = Vec::new();
+    for f in store::FIELDS {
+        let Some(v) = m.get(f) else { continue };
+        let text = match v {
+            Value::Null => None,
+            Value::String(s) => Some(s.clone()),
+            Value::Array(items) if f == "tags" => Some(
+                items
+                    .iter()
+                    .map(|t| t.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or("tags: every tag must be a string")?
+                    .join(", "),
+            ),
+            _ => return Err(format!("{f}: must be a string or null")),
+        };
+        if let Some(t) = &text {
+            if t.chars().count() > MAX_FIELD_CHARS {
+                return Err(format!("{f}: longer than {MAX_FIELD_CHARS} characters"));
+            }
+            if t.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+                return Err(format!("{f}: control characters are not allowed"));
+            }
+        }
+        out.push((f, text));
+    }
+    Ok(out)
+}
+
+/// `PUT /api/v1/hosts/{hostname}/fields`: admin keys only; each change logged with the key's
+/// name (`key:NAME`).
+pub async fn put_fields(
+    state: AppStateRef,
+    principal: Option<axum::Extension<crate::auth::Principal>>,
+    hostname: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
+    body: Bytes,
+) -> ApiResult {
+    let by = match principal.map(|axum::Extension(p)| p) {
+        Some(p) if p.scope == crate::auth::Scope::Admin => format!("key:{}", p.key),
+        _ => {
+            return Err(ApiError::Problem {
+                status: StatusCode::FORBIDDEN,
+                code: "forbidden",
+                detail:
+                    "only an admin key (keys create --scope admin) may edit hand-entered fields"
+                        .into(),
+            })
+        }
+    };
+    let hostname = host_path(hostname)?;
+    let id = host_id_or_404(&state.db, &hostname).await?;
+    let values =
+        fields_from_body(&body).map_err(|e| ApiError::bad_request("malformed_fields", e))?;
+    let changed = store::set_host_fields(&state.db, id, &by, &values).await?;
+    let mut v = store::host_fields(&state.db, id).await?;
+    v["changed"] = json!(changed);
+    Ok(ok_json(v))
+}
+
 pub async fn summary(state: AppStateRef) -> ApiResult {
     Ok(ok_json(
         store::dashboard(&state.db, &state.config.summary, state.config.stale_days).await?,

@@ -87,7 +87,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/hosts/{hostname}/changes", get(logs::host_changes))
         .route("/api/v1/hosts/{hostname}/reports", get(hosts::reports))
         .route("/api/v1/hosts/{hostname}/diff", get(hosts::diff))
-        .route("/api/v1/hosts/{hostname}/fields", get(hosts::fields))
+        .route(
+            "/api/v1/hosts/{hostname}/fields",
+            get(hosts::fields).put(hosts::put_fields),
+        )
         // logs
         .route("/api/v1/changes", get(logs::all_changes))
         .route("/api/v1/changes/moved", get(logs::moved))

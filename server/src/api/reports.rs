@@ -62,7 +62,7 @@ pub async fn post_report(
     body: Bytes,
 ) -> ApiResult {
     let scope = match principal.map(|Extension(p)| p.scope) {
-        None | Some(Scope::Fleet) => WriteScope::AnyHost,
+        None | Some(Scope::Fleet | Scope::Admin) => WriteScope::AnyHost,
         Some(Scope::Host { host_id }) => WriteScope::Host(host_id),
         Some(_) => {
             return Err(ApiError::Problem {

@@ -168,6 +168,7 @@ pub async fn keys_post(
     let request = match (field(&form, "scope").as_str(), host.is_empty()) {
         ("fleet", true) => crate::keys::ScopeRequest::Fleet,
         ("read", true) => crate::keys::ScopeRequest::Read,
+        ("admin", true) => crate::keys::ScopeRequest::Admin,
         ("host", false) => crate::keys::ScopeRequest::Host(&host),
         ("host", true) => {
             return keys_page(

@@ -321,6 +321,31 @@ impl Server {
         peer
     }
 
+    /// Runs one SQL statement on this server's database from outside (what an operator's
+    /// `sqlite3`/`psql` would do): for tests that age rows instead of waiting.
+    pub fn sql(&self, statement: &str) {
+        use sqlx::{Connection, Executor};
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            if self.db_url.starts_with("sqlite:") {
+                let mut c = sqlx::SqliteConnection::connect(&self.db_url)
+                    .await
+                    .expect("open the test database");
+                c.execute(statement).await.expect("statement");
+                let _ = c.close().await;
+            } else {
+                let mut c = sqlx::PgConnection::connect(&self.db_url)
+                    .await
+                    .expect("connect to the test database");
+                c.execute(statement).await.expect("statement");
+                let _ = c.close().await;
+            }
+        });
+    }
+
     /// Stops the server and starts it again on the same database.
     pub fn restart(&mut self) {
         self.restart_with(&[]);

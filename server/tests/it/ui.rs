@@ -1,7 +1,7 @@
 //! The web pages in a real browser: Debian's chromium, headless, driven over WebDriver by
-//! chromedriver (started here on a free port) through fantoccini. SQLite only (the pages run the
-//! same queries as the API, whose cases run on both backends). Saves a screenshot of every page
-//! under target/screenshots/.
+//! chromedriver (started here on a free port) through fantoccini. On SQLite, and on PostgreSQL
+//! with the other PostgreSQL cases. Saves a screenshot of every page under target/screenshots/
+//! (target/screenshots/postgres/ for the PostgreSQL run).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::support::{now, random_hex, Backend, Machine, Server, BIN};
 
 /// `auto-server users add NAME --role ROLE`, the password on standard input.
-fn add_user(s: &Server, name: &str, role: &str, password: &str) {
+pub fn add_user(s: &Server, name: &str, role: &str, password: &str) {
     let mut child = Command::new(BIN)
         .args(["--db", &s.db_url, "--master-key"])
         .arg(s.dir.join("master.key"))
@@ -80,18 +80,22 @@ fn chromedriver() -> Driver {
     Driver { child, url }
 }
 
-fn screenshots() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+/// `target/screenshots/` (SQLite) or `target/screenshots/postgres/`.
+fn screenshots(b: &Backend) -> PathBuf {
+    let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .join("target")
         .join("screenshots");
+    if matches!(b, Backend::Postgres(_)) {
+        dir = dir.join("postgres");
+    }
     std::fs::create_dir_all(&dir).expect("screenshot dir");
     dir
 }
 
-async fn shot(c: &Client, name: &str) {
+async fn shot(c: &Client, dir: &std::path::Path, name: &str) {
     let png = c.screenshot().await.expect("screenshot");
-    std::fs::write(screenshots().join(format!("{name}.png")), png).expect("save screenshot");
+    std::fs::write(dir.join(format!("{name}.png")), png).expect("save screenshot");
 }
 
 async fn text_of(c: &Client, css: &str) -> String {
@@ -101,6 +105,22 @@ async fn text_of(c: &Client, css: &str) -> String {
         .text()
         .await
         .expect("text")
+}
+
+/// The text of `css` once it contains `needle` (a form's POST, redirect and GET may still be on
+/// their way when `submit` returns), or its text after 10 s.
+async fn text_once_it_has(c: &Client, css: &str, needle: &str) -> String {
+    let started = Instant::now();
+    loop {
+        let text = match c.find(Locator::Css(css)).await {
+            Ok(e) => e.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if text.contains(needle) || started.elapsed() > Duration::from_secs(10) {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn first_column(c: &Client, table: &str) -> Vec<String> {
@@ -135,6 +155,11 @@ async fn login(c: &Client, base: &str, user: &str, password: &str) {
         .await
         .expect("password");
     form.submit().await.expect("submit");
+    // The POST, its redirect and the GET may still be on their way when `submit` returns.
+    let started = Instant::now();
+    while path(c).await != "/ui/" && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(path(c).await, "/ui/", "logged in as {user}");
 }
 
@@ -158,33 +183,24 @@ fn api_text(s: &Server, path: &str, extra: &[(&str, &str)]) -> (u16, String) {
 /// Moves the first report two days into the past (the server stamps what it receives with its
 /// own clock): its change rows, its report row and the host's creation.
 fn backdate(s: &Server, report_id: &str, secs: i64) {
-    use sqlx::{Connection, Executor};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let mut conn = sqlx::SqliteConnection::connect(&s.db_url)
-            .await
-            .expect("open the test database");
-        for sql in [
-            format!("UPDATE changes SET at = at - {secs} WHERE report_id = '{report_id}'"),
-            format!("UPDATE reports SET received_at = received_at - {secs} WHERE report_id = '{report_id}'"),
-            format!("UPDATE hosts SET created_at = created_at - {secs}"),
-        ] {
-            conn.execute(sql.as_str()).await.expect("backdate");
-        }
-        let _ = conn.close().await;
-    });
+    for sql in [
+        format!("UPDATE changes SET at = at - {secs} WHERE report_id = '{report_id}'"),
+        format!(
+            "UPDATE reports SET received_at = received_at - {secs} WHERE report_id = '{report_id}'"
+        ),
+        format!("UPDATE hosts SET created_at = created_at - {secs}"),
+    ] {
+        s.sql(&sql);
+    }
 }
 
 fn no_redirects() -> ureq::Agent {
     ureq::AgentBuilder::new().redirects(0).build()
 }
 
-#[test]
-fn a_person_uses_the_pages_in_a_browser() {
-    let s = Server::start(Backend::Sqlite);
+fn a_person_uses_the_pages_in_a_browser(b: Backend) {
+    let shots = screenshots(&b);
+    let s = Server::start(b);
     add_user(&s, "ada", "admin", "ada-password-1");
     add_user(&s, "vic", "viewer", "vic-password-1");
 
@@ -256,10 +272,10 @@ fn a_person_uses_the_pages_in_a_browser() {
         // Log in (the login page first).
         c.goto(&format!("{base}/ui/hosts")).await.expect("goto");
         assert!(path(&c).await.starts_with("/ui/login?next="));
-        shot(&c, "login").await;
+        shot(&c, &shots, "login").await;
         login(&c, &base, "ada", "ada-password-1").await;
         assert!(text_of(&c, "h1").await.contains("Dashboard"));
-        shot(&c, "dashboard").await;
+        shot(&c, &shots, "dashboard").await;
 
         // Keyboard only: Tab from the top reaches the search box; type a MAC and press Enter.
         let mut reached = false;
@@ -286,7 +302,7 @@ fn a_person_uses_the_pages_in_a_browser() {
         let hosts = text_of(&c, "table#hosts tbody").await;
         assert!(hosts.contains("ui-web-01"), "{hosts}");
         assert!(!hosts.contains("ui-db-02"), "{hosts}");
-        shot(&c, "inventory-search-mac").await;
+        shot(&c, &shots, "inventory-search-mac").await;
 
         // The CSV export of that set is the API's CSV answer, byte for byte.
         let q = format!("q={}", mac.replace(':', "%3A"));
@@ -316,7 +332,7 @@ fn a_person_uses_the_pages_in_a_browser() {
         // The inventory without a search: both hosts.
         c.goto(&format!("{base}/ui/hosts")).await.expect("goto");
         assert_eq!(c.find_all(Locator::Css("table#hosts tbody tr")).await.expect("rows").len(), 2);
-        shot(&c, "inventory").await;
+        shot(&c, &shots, "inventory").await;
 
         // The host page lists its DIMMs (one less now) and the timeline shows the removal.
         c.find(Locator::LinkText("ui-web-01")).await.expect("host link").click().await.expect("click");
@@ -333,7 +349,7 @@ fn a_person_uses_the_pages_in_a_browser() {
             timeline.lines().any(|l| l.contains(&removed_id) && l.contains("removed")),
             "{timeline}"
         );
-        shot(&c, "host").await;
+        shot(&c, &shots, "host").await;
 
         // As of yesterday, the DIMM is back.
         let yesterday = &rfc3339(now() - 86_400)[..10];
@@ -352,7 +368,7 @@ fn a_person_uses_the_pages_in_a_browser() {
         let ids = first_column(&c, "table#list-memory-modules").await;
         assert!(ids.contains(&removed_id), "{ids:?}");
         assert_eq!(ids.len(), dimms);
-        shot(&c, "host-as-of-yesterday").await;
+        shot(&c, &shots, "host-as-of-yesterday").await;
 
         // The diff of the two reports names the DIMM.
         c.goto(&format!("{base}/ui/hosts/ui-web-01")).await.expect("goto");
@@ -368,7 +384,7 @@ fn a_person_uses_the_pages_in_a_browser() {
             diff.lines().any(|l| l.contains(&removed_id) && l.contains("removed")),
             "{diff}"
         );
-        shot(&c, "diff").await;
+        shot(&c, &shots, "diff").await;
         let (status, api_diff) = api_text(
             &s,
             &format!("/api/v1/hosts/ui-web-01/diff?from={first_id}&to={second_id}"),
@@ -388,7 +404,7 @@ fn a_person_uses_the_pages_in_a_browser() {
         form.set_by_name("owner", "team-storage").await.expect("owner");
         form.set_by_name("tags", "prod, rack-a").await.expect("tags");
         form.submit().await.expect("save");
-        let fields = text_of(&c, "#fields").await;
+        let fields = text_once_it_has(&c, "#fields", "team-storage").await;
         assert!(fields.contains("ada") && fields.contains("team-storage"), "{fields}");
         c.goto(&format!("{base}/ui/hosts?tag=prod")).await.expect("goto");
         assert!(text_of(&c, "table#hosts").await.contains("ui-web-01"));
@@ -404,7 +420,7 @@ fn a_person_uses_the_pages_in_a_browser() {
         ] {
             c.goto(&format!("{base}{p}")).await.expect("goto");
             assert_eq!(path(&c).await, p);
-            shot(&c, name).await;
+            shot(&c, &shots, name).await;
         }
         c.goto(&format!("{base}/ui/changes?host=ui-web-01&action=removed")).await.expect("goto");
         let feed = text_of(&c, "main table").await;
@@ -418,7 +434,7 @@ fn a_person_uses_the_pages_in_a_browser() {
                 .execute("return document.documentElement.scrollWidth <= document.documentElement.clientWidth;", vec![])
                 .await
                 .expect("measure");
-            shot(&c, name).await;
+            shot(&c, &shots, name).await;
             assert_eq!(fits, json!(true), "{p} fits a 390 px window");
         }
         c.set_window_size(1280, 900).await.expect("resize");
@@ -444,7 +460,7 @@ fn a_person_uses_the_pages_in_a_browser() {
             c.goto(&format!("{base}{p}")).await.expect("goto");
             assert!(text_of(&c, "h1").await.contains("Admins only"), "{p}");
         }
-        shot(&c, "viewer-refused").await;
+        shot(&c, &shots, "viewer-refused").await;
         c.goto(&format!("{base}/ui/hosts/ui-web-01")).await.expect("goto");
         assert!(c.find(Locator::Css("form.fields")).await.is_err(), "a viewer gets no edit form");
         // and a session cannot call the signed API
@@ -471,3 +487,5 @@ fn rfc3339(t: i64) -> String {
     let y = if m <= 2 { y + 1 } else { y };
     format!("{y:04}-{m:02}-{d:02}T00:00:00Z")
 }
+
+crate::both!(a_person_uses_the_pages_in_a_browser);
