@@ -60,8 +60,48 @@ pub enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// Manage webhooks: a signed HTTP POST for every change-log row a subscription selects.
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
     /// Print the documented example config file.
     DefaultConfig,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// Subscribe a URL (http://HOST[:PORT]/PATH) to change-log events; prints its id.
+    Add {
+        url: String,
+        /// File holding the shared secret (16 to 1024 bytes; a trailing newline is dropped),
+        /// the HMAC-SHA256 key of the X-Auto-Signature header.
+        #[arg(long, value_name = "FILE")]
+        secret_file: PathBuf,
+        /// Components to send, comma-separated globs over the change log's component
+        /// (memory.dimms, disk.disks, nic.*, os); default: every component.
+        #[arg(long, value_name = "GLOB,...", value_delimiter = ',')]
+        component: Vec<String>,
+        /// Actions to send, comma-separated: added, removed, changed; default: every action.
+        #[arg(long, value_name = "ACTION,...", value_delimiter = ',')]
+        action: Vec<String>,
+        /// Hosts to send, a glob over the host name (case-insensitive); default: every host.
+        #[arg(long, value_name = "GLOB", default_value = "*")]
+        host: String,
+    },
+    /// List the subscriptions with their filters and pending, delivered and failed counts.
+    List,
+    /// Remove a subscription with its undelivered events and its delivery log.
+    Remove { id: i64 },
+    /// Show the delivery attempts (status or error, and what became of the event), oldest first.
+    Log {
+        /// Only this subscription's attempts.
+        #[arg(long, value_name = "ID")]
+        id: Option<i64>,
+        /// The last N attempts.
+        #[arg(long, value_name = "N", default_value_t = 50)]
+        limit: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -141,6 +181,20 @@ pub struct ServeArgs {
     /// send X-Forwarded-Proto sits in front; with it, `X-Forwarded-Proto: https` does the same).
     #[arg(long, env = "AUTO_SERVER_SECURE_COOKIES")]
     pub secure_cookies: bool,
+    /// Seconds one webhook POST may take (connect, send, status line; default 10).
+    #[arg(long, env = "AUTO_SERVER_WEBHOOK_TIMEOUT_SECS", value_name = "SECONDS")]
+    pub webhook_timeout_secs: Option<u64>,
+    /// Attempts at a webhook event before it is marked failed (default 10).
+    #[arg(long, env = "AUTO_SERVER_WEBHOOK_MAX_ATTEMPTS", value_name = "N")]
+    pub webhook_max_attempts: Option<u32>,
+    /// Longest wait between two attempts at a webhook event (default 300; the wait doubles
+    /// from 1 s up to it).
+    #[arg(
+        long,
+        env = "AUTO_SERVER_WEBHOOK_BACKOFF_MAX_SECS",
+        value_name = "SECONDS"
+    )]
+    pub webhook_backoff_max_secs: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -207,6 +261,9 @@ pub struct FileConfig {
     pub session_hours: Option<i64>,
     pub stale_days: Option<i64>,
     pub secure_cookies: Option<bool>,
+    pub webhook_timeout_secs: Option<u64>,
+    pub webhook_max_attempts: Option<u32>,
+    pub webhook_backoff_max_secs: Option<u64>,
     /// The inventory's summary columns (`server/ui/summary.toml` is the default).
     pub summary: Option<crate::search::Summary>,
 }
@@ -238,6 +295,7 @@ pub struct Serve {
     pub config: crate::api::ServeConfig,
     pub net: NetLimits,
     pub nonce_prune: Duration,
+    pub webhooks: crate::webhooks::Delivery,
 }
 
 /// The connection limits of `serve` (see [`crate::serve_connections`]).
@@ -335,9 +393,33 @@ pub fn serve(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Serve> {
     if !(1..=3650).contains(&stale_days) {
         bail!("stale_days {stale_days} must be 1 to 3650");
     }
+    let webhook_max_attempts = args
+        .webhook_max_attempts
+        .or(file.webhook_max_attempts)
+        .unwrap_or(10);
+    if !(1..=100).contains(&webhook_max_attempts) {
+        bail!("webhook_max_attempts {webhook_max_attempts} must be 1 to 100");
+    }
+    let webhooks = crate::webhooks::Delivery {
+        timeout: secs(
+            args.webhook_timeout_secs,
+            file.webhook_timeout_secs,
+            10,
+            "webhook_timeout_secs",
+        )?,
+        max_attempts: webhook_max_attempts,
+        backoff_max: secs(
+            args.webhook_backoff_max_secs,
+            file.webhook_backoff_max_secs,
+            300,
+            "webhook_backoff_max_secs",
+        )?,
+        poll: Duration::from_secs(1),
+    };
     Ok(Serve {
         net,
         nonce_prune,
+        webhooks,
         listen: args
             .listen
             .clone()
@@ -376,6 +458,20 @@ mod tests {
         assert!(file.nonce_prune_secs.is_some() && file.session_hours.is_some());
         assert!(file.stale_days.is_some() && file.secure_cookies.is_some());
         assert!(file.summary.is_some());
+        assert!(file.webhook_timeout_secs.is_some() && file.webhook_max_attempts.is_some());
+        assert!(file.webhook_backoff_max_secs.is_some());
+    }
+
+    #[test]
+    fn the_packaged_config_parses_and_is_valid() {
+        let text = include_str!("../../packaging/auto-server/auto-server.toml");
+        let file: FileConfig = toml::from_str(text).expect("packaged config parses");
+        assert!(file.webhook_max_attempts.is_some());
+        let args = Args::parse_from(["auto-server", "serve"]);
+        let Command::Serve(serve_args) = args.command else {
+            panic!("serve parses")
+        };
+        serve(&serve_args, &file).expect("packaged config is valid");
     }
 
     #[test]

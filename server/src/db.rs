@@ -66,6 +66,11 @@ impl Backend {
                     "list_digests",
                     include_str!("../migrations/common/0004_list_digests.sql"),
                 ),
+                (
+                    7,
+                    "webhooks",
+                    include_str!("../migrations/sqlite/0007_webhooks.sql"),
+                ),
             ],
             Backend::Postgres => &[
                 (
@@ -87,6 +92,11 @@ impl Backend {
                     4,
                     "list_digests",
                     include_str!("../migrations/common/0004_list_digests.sql"),
+                ),
+                (
+                    7,
+                    "webhooks",
+                    include_str!("../migrations/postgres/0007_webhooks.sql"),
                 ),
             ],
         }

@@ -17,6 +17,7 @@ use sqlx::{Any, AnyConnection, Row};
 
 use crate::db::{self, Db};
 use crate::report::{is_placeholder, Checked};
+use crate::webhooks::Change;
 
 /// What a key may write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -349,6 +350,9 @@ async fn ingest_once(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
+    if changed {
+        crate::webhooks::wake();
+    }
     tracing::info!(status, host = %host.hostname, "report applied");
     Ok(outcome)
 }
@@ -509,20 +513,11 @@ pub fn desired(checked: &Checked, stored_kinds: &HashSet<String>) -> Desired {
     d
 }
 
-#[derive(Debug)]
-struct Change<'a> {
-    kind: &'a str,
-    item: &'a str,
-    action: &'static str,
-    old: Option<String>,
-    new: Option<String>,
-}
-
 /// Rows per multi-row statement: well under SQLite's and PostgreSQL's bound-parameter limits.
 const BATCH: usize = 200;
 
 /// `($1, ...)` groups for a multi-row statement: `fixed` shared parameters, then `per_row` each.
-fn values_list(rows: usize, fixed: usize, per_row: usize, shared: &str) -> String {
+pub(crate) fn values_list(rows: usize, fixed: usize, per_row: usize, shared: &str) -> String {
     let mut sql = String::new();
     for i in 0..rows {
         if i > 0 {
@@ -710,6 +705,9 @@ async fn apply(
     let changed = !changes.is_empty();
     if changed {
         tracing::debug!(changes = changes.len(), "change log written");
+        // the webhook events of these rows, in the same transaction: both or neither
+        crate::webhooks::enqueue(&mut *conn, now, &host.hostname, &report.report_id, &changes)
+            .await?;
     }
 
     // Lists sent as unchanged: the same as last seen when the digest is the stored one (then they

@@ -13,3 +13,4 @@ mod limits;
 mod pending;
 mod trust;
 mod ui;
+mod webhooks;

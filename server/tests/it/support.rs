@@ -228,8 +228,13 @@ impl Server {
 
     /// Stops the server and starts it again on the same database.
     pub fn restart(&mut self) {
+        self.restart_with(&[]);
+    }
+
+    /// Kills the server (SIGKILL) and starts it again on the same database with these flags.
+    pub fn restart_with(&mut self, extra: &[&str]) {
         self.stop();
-        self.spawn(&[]);
+        self.spawn(extra);
     }
 
     fn stop(&mut self) {
