@@ -76,6 +76,11 @@ pub enum Command {
     /// Write a consistent copy of the SQLite database to FILE while the server runs (never
     /// overwrites FILE). For PostgreSQL use pg_dump (README).
     Backup { file: PathBuf },
+    /// Manage webhooks: a signed HTTP POST for every change-log row a subscription selects.
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
     /// Print the documented example config file.
     DefaultConfig,
 }
@@ -100,6 +105,41 @@ pub struct RetentionArgs {
     /// Days the error log is kept (default: for ever).
     #[arg(long, env = "AUTO_SERVER_ERROR_LOG_DAYS", value_name = "DAYS")]
     pub error_log_days: Option<i64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// Subscribe a URL (http://HOST[:PORT]/PATH) to change-log events; prints its id.
+    Add {
+        url: String,
+        /// File holding the shared secret (16 to 1024 bytes; a trailing newline is dropped),
+        /// the HMAC-SHA256 key of the X-Auto-Signature header.
+        #[arg(long, value_name = "FILE")]
+        secret_file: PathBuf,
+        /// Components to send, comma-separated globs over the change log's component
+        /// (memory.dimms, disk.disks, nic.*, os); default: every component.
+        #[arg(long, value_name = "GLOB,...", value_delimiter = ',')]
+        component: Vec<String>,
+        /// Actions to send, comma-separated: added, removed, changed; default: every action.
+        #[arg(long, value_name = "ACTION,...", value_delimiter = ',')]
+        action: Vec<String>,
+        /// Hosts to send, a glob over the host name (case-insensitive); default: every host.
+        #[arg(long, value_name = "GLOB", default_value = "*")]
+        host: String,
+    },
+    /// List the subscriptions with their filters and pending, delivered and failed counts.
+    List,
+    /// Remove a subscription with its undelivered events and its delivery log.
+    Remove { id: i64 },
+    /// Show the delivery attempts (status or error, and what became of the event), oldest first.
+    Log {
+        /// Only this subscription's attempts.
+        #[arg(long, value_name = "ID")]
+        id: Option<i64>,
+        /// The last N attempts.
+        #[arg(long, value_name = "N", default_value_t = 50)]
+        limit: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -191,6 +231,20 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub metrics_token: Option<String>,
+    /// Seconds one webhook POST may take (connect, send, status line; default 10).
+    #[arg(long, env = "AUTO_SERVER_WEBHOOK_TIMEOUT_SECS", value_name = "SECONDS")]
+    pub webhook_timeout_secs: Option<u64>,
+    /// Attempts at a webhook event before it is marked failed (default 10).
+    #[arg(long, env = "AUTO_SERVER_WEBHOOK_MAX_ATTEMPTS", value_name = "N")]
+    pub webhook_max_attempts: Option<u32>,
+    /// Longest wait between two attempts at a webhook event (default 300; the wait doubles
+    /// from 1 s up to it).
+    #[arg(
+        long,
+        env = "AUTO_SERVER_WEBHOOK_BACKOFF_MAX_SECS",
+        value_name = "SECONDS"
+    )]
+    pub webhook_backoff_max_secs: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -268,6 +322,9 @@ pub struct FileConfig {
     pub prune_interval_secs: Option<u64>,
     pub secure_cookies: Option<bool>,
     pub metrics_token: Option<String>,
+    pub webhook_timeout_secs: Option<u64>,
+    pub webhook_max_attempts: Option<u32>,
+    pub webhook_backoff_max_secs: Option<u64>,
     /// The inventory's summary columns (`server/ui/summary.toml` is the default).
     pub summary: Option<crate::search::Summary>,
 }
@@ -301,6 +358,7 @@ pub struct Serve {
     pub nonce_prune: Duration,
     pub retention: crate::retention::Policy,
     pub prune_interval: Duration,
+    pub webhooks: crate::webhooks::Delivery,
 }
 
 /// The connection limits of `serve` (see [`crate::serve_connections`]).
@@ -411,11 +469,35 @@ pub fn serve(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Serve> {
             bail!("metrics_token must be at least 16 printable characters without spaces");
         }
     }
+    let webhook_max_attempts = args
+        .webhook_max_attempts
+        .or(file.webhook_max_attempts)
+        .unwrap_or(10);
+    if !(1..=100).contains(&webhook_max_attempts) {
+        bail!("webhook_max_attempts {webhook_max_attempts} must be 1 to 100");
+    }
+    let webhooks = crate::webhooks::Delivery {
+        timeout: secs(
+            args.webhook_timeout_secs,
+            file.webhook_timeout_secs,
+            10,
+            "webhook_timeout_secs",
+        )?,
+        max_attempts: webhook_max_attempts,
+        backoff_max: secs(
+            args.webhook_backoff_max_secs,
+            file.webhook_backoff_max_secs,
+            300,
+            "webhook_backoff_max_secs",
+        )?,
+        poll: Duration::from_secs(1),
+    };
     Ok(Serve {
         net,
         nonce_prune,
         retention,
         prune_interval,
+        webhooks,
         listen: args
             .listen
             .clone()
@@ -544,6 +626,21 @@ mod tests {
             retention(&flags, &file).ok().and_then(|p| p.error_log_days),
             Some(5)
         );
+        assert!(file.summary.is_some());
+        assert!(file.webhook_timeout_secs.is_some() && file.webhook_max_attempts.is_some());
+        assert!(file.webhook_backoff_max_secs.is_some());
+    }
+
+    #[test]
+    fn the_packaged_config_parses_and_is_valid() {
+        let text = include_str!("../../packaging/auto-server/auto-server.toml");
+        let file: FileConfig = toml::from_str(text).expect("packaged config parses");
+        assert!(file.webhook_max_attempts.is_some());
+        let args = Args::parse_from(["auto-server", "serve"]);
+        let Command::Serve(serve_args) = args.command else {
+            panic!("serve parses")
+        };
+        serve(&serve_args, &file).expect("packaged config is valid");
     }
 
     #[test]

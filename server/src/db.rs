@@ -86,6 +86,11 @@ impl Backend {
                     "dashboard",
                     include_str!("../migrations/sqlite/0008_dashboard.sql"),
                 ),
+                (
+                    7,
+                    "webhooks",
+                    include_str!("../migrations/sqlite/0007_webhooks.sql"),
+                ),
             ],
             Backend::Postgres => &[
                 (
@@ -127,6 +132,11 @@ impl Backend {
                     8,
                     "dashboard",
                     include_str!("../migrations/postgres/0008_dashboard.sql"),
+                ),
+                (
+                    7,
+                    "webhooks",
+                    include_str!("../migrations/postgres/0007_webhooks.sql"),
                 ),
             ],
         }

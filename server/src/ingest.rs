@@ -17,6 +17,7 @@ use sqlx::{Any, AnyConnection, Row};
 
 use crate::db::{self, Db};
 use crate::report::{is_placeholder, Checked};
+use crate::webhooks::Change;
 
 /// What a key may write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,7 +123,11 @@ async fn ingest_once(
     let mut tx = db.begin_write().await?;
     let (outcome, keep) = ingest_in(&mut tx, db, checked, nonce, scope).await?;
     match keep {
-        Keep::Commit => tx.commit().await?,
+        Keep::Commit => {
+            tx.commit().await?;
+            // the webhook events this report put in the outbox are there now
+            crate::webhooks::wake();
+        }
         Keep::Discard => tx.rollback().await?,
     }
     Ok(outcome)
@@ -262,6 +267,10 @@ async fn apply_group(db: &Db, jobs: Vec<Job>) {
     };
     if count > 1 {
         tracing::debug!(reports = count, ok = committed.is_ok(), "group committed");
+    }
+    if committed.is_ok() {
+        // the webhook events the group put in the outbox are there now
+        crate::webhooks::wake();
     }
     for (done, result) in answers {
         let answer = match (&committed, result) {
@@ -670,20 +679,11 @@ pub fn desired(checked: &Checked, stored_kinds: &HashSet<String>) -> Desired {
     d
 }
 
-#[derive(Debug)]
-struct Change<'a> {
-    kind: &'a str,
-    item: &'a str,
-    action: &'static str,
-    old: Option<String>,
-    new: Option<String>,
-}
-
 /// Rows per multi-row statement: well under SQLite's and PostgreSQL's bound-parameter limits.
 const BATCH: usize = 200;
 
 /// `($1, ...)` groups for a multi-row statement: `fixed` shared parameters, then `per_row` each.
-fn values_list(rows: usize, fixed: usize, per_row: usize, shared: &str) -> String {
+pub(crate) fn values_list(rows: usize, fixed: usize, per_row: usize, shared: &str) -> String {
     let mut sql = String::new();
     for i in 0..rows {
         if i > 0 {
@@ -888,6 +888,9 @@ async fn apply(
     let changed = !changes.is_empty();
     if changed {
         tracing::debug!(changes = changes.len(), "change log written");
+        // the webhook events of these rows, in the same transaction: both or neither
+        crate::webhooks::enqueue(&mut *conn, now, &host.hostname, &report.report_id, &changes)
+            .await?;
     }
 
     // Lists sent as unchanged: the same as last seen when the digest is the stored one (then they

@@ -53,7 +53,7 @@ impl MasterKey {
         (bytes.len() == 32).then(|| MasterKey(ChaCha20Poly1305::new(Key::from_slice(&bytes))))
     }
 
-    fn seal(&self, name: &str, secret: &str) -> anyhow::Result<String> {
+    pub(crate) fn seal(&self, name: &str, secret: &str) -> anyhow::Result<String> {
         let nonce = random_bytes::<12>()?;
         let sealed = self
             .0

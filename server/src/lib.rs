@@ -23,3 +23,4 @@ pub mod search;
 pub mod store;
 pub mod ui;
 pub mod users;
+pub mod webhooks;

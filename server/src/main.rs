@@ -17,8 +17,10 @@ use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use auto_server::cli::{Args, Command, HostsCommand, KeysCommand, UsersCommand};
-use auto_server::{api, auth, cli, clock, db, error, keys, retention, search, store, ui, users};
+use auto_server::cli::{Args, Command, HostsCommand, KeysCommand, UsersCommand, WebhooksCommand};
+use auto_server::{
+    api, auth, cli, clock, db, error, keys, retention, search, store, ui, users, webhooks,
+};
 
 /// An error and the exit code it means.
 struct Failure {
@@ -267,6 +269,10 @@ async fn run_async(args: Args, file: cli::FileConfig, common: cli::Common) -> Re
             Ok(())
         }
         Command::Backup { file: target } => backup(&common, &target).await,
+        Command::Webhooks { command } => {
+            let db = open(&common, 2).await?;
+            webhooks_command(&db, &common, command).await
+        }
         Command::DefaultConfig => Ok(()),
     }
 }
@@ -357,6 +363,86 @@ async fn backup(common: &cli::Common, target: &std::path::Path) -> Result<(), Fa
     Ok(())
 }
 
+async fn webhooks_command(
+    db: &db::Db,
+    common: &cli::Common,
+    command: WebhooksCommand,
+) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    match command {
+        WebhooksCommand::Add {
+            url,
+            secret_file,
+            component,
+            action,
+            host,
+        } => {
+            webhooks::check_url(&url).map_err(fatal)?;
+            let filter = webhooks::Filter::new(&component, &action, &host).map_err(fatal)?;
+            let secret = webhooks::read_secret(&secret_file).map_err(fatal)?;
+            let master = keys::MasterKey::load_or_create(&common.master_key).map_err(fatal)?;
+            let id = webhooks::add(db, &master, &url, &secret, &filter)
+                .await
+                .map_err(failed)?;
+            eprintln!("auto-server: webhook {id} added for {url}");
+            let _ = writeln!(out, "{id}");
+        }
+        WebhooksCommand::List => {
+            for w in webhooks::list(db).await.map_err(failed)? {
+                let or_all = |v: &[String]| {
+                    if v.is_empty() {
+                        "*".to_owned()
+                    } else {
+                        v.join(",")
+                    }
+                };
+                let _ = writeln!(
+                    out,
+                    "{}\t{}\tcomponent={}\taction={}\thost={}\tpending={}\tdelivered={}\tfailed={}\tcreated {}",
+                    w.id,
+                    w.url,
+                    or_all(&w.filter.components),
+                    or_all(&w.filter.actions),
+                    w.filter.host,
+                    w.pending,
+                    w.delivered,
+                    w.failed,
+                    clock::rfc3339(w.created_at)
+                );
+            }
+        }
+        WebhooksCommand::Remove { id } => {
+            webhooks::remove(db, id).await.map_err(failed)?;
+            eprintln!("auto-server: webhook {id} removed");
+        }
+        WebhooksCommand::Log { id, limit } => {
+            for a in webhooks::log(db, id, limit.clamp(1, 100_000))
+                .await
+                .map_err(failed)?
+            {
+                let result = match (a.status, &a.error) {
+                    (Some(s), None) => format!("status={s}"),
+                    (Some(s), Some(_)) => format!("status={s} error=\"HTTP {s}\""),
+                    (None, Some(e)) => format!("error={e:?}"),
+                    (None, None) => "status=?".to_owned(),
+                };
+                let _ = writeln!(
+                    out,
+                    "{}\twebhook={}\tevent={}\tattempt={}\t{result}\t{}ms\tevent_state={}\tworker={}",
+                    clock::rfc3339(a.at),
+                    a.webhook_id,
+                    a.event_id,
+                    a.attempt,
+                    a.duration_ms,
+                    a.final_state,
+                    a.worker
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn serve(common: cli::Common, settings: cli::Serve) -> Result<(), Failure> {
     let db = open(&common, settings.max_connections).await?;
     let master = if settings.config.no_auth {
@@ -401,6 +487,11 @@ async fn serve(common: cli::Common, settings: cli::Serve) -> Result<(), Failure>
         state.db.clone(),
         settings.retention,
         settings.prune_interval,
+    ));
+    tokio::spawn(webhooks::run(
+        state.db.clone(),
+        settings.webhooks,
+        common.master_key.clone(),
     ));
     let backend = format!("{:?}", state.db.backend).to_ascii_lowercase();
     tracing::info!(%addr, backend, auth = !state.config.no_auth, "auto-server listening");

@@ -20,3 +20,4 @@ mod pending;
 mod retention;
 mod trust;
 mod ui;
+mod webhooks;
