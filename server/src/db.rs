@@ -233,6 +233,9 @@ impl Db {
                                     "PRAGMA busy_timeout = 10000",
                                     "PRAGMA foreign_keys = ON",
                                     "PRAGMA cache_size = -16000",
+                                    // the savepoint of each report in a group (ingest::Writer)
+                                    // journals the pages it changes: in memory, not a temp file
+                                    "PRAGMA temp_store = MEMORY",
                                 ] {
                                     conn.execute(pragma).await?;
                                 }

@@ -400,6 +400,19 @@ fn two_servers_deliver_each_event_once(backend: Backend) {
         .stderr(log)
         .spawn()
         .expect("start a second auto-server");
+    // both servers at work before the first event: the second's start (migrations checked under
+    // a lock) can take seconds on a loaded machine
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(server.dir.join("second.log"))
+        .unwrap_or_default()
+        .contains("auto-server listening")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the second server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let mut want = 0;
     for i in 0..4 {
         let m = Machine::new(&format!("node-{i}"));
