@@ -21,6 +21,83 @@ pub enum Backend {
     Postgres,
 }
 
+/// A migration: version (the order, and the key in `schema_migrations`), name, SQL text.
+type Migration = (i64, &'static str, &'static str);
+
+/// Migrations whose text differs between the dialects (key types, index kinds).
+const SQLITE_MIGRATIONS: &[Migration] = &[
+    (
+        1,
+        "init",
+        include_str!("../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        3,
+        "web_ui",
+        include_str!("../migrations/sqlite/0003_web_ui.sql"),
+    ),
+    (
+        7,
+        "webhooks",
+        include_str!("../migrations/sqlite/0007_webhooks.sql"),
+    ),
+    (
+        8,
+        "dashboard",
+        include_str!("../migrations/sqlite/0008_dashboard.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: &[Migration] = &[
+    (
+        1,
+        "init",
+        include_str!("../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        3,
+        "web_ui",
+        include_str!("../migrations/postgres/0003_web_ui.sql"),
+    ),
+    (
+        7,
+        "webhooks",
+        include_str!("../migrations/postgres/0007_webhooks.sql"),
+    ),
+    (
+        8,
+        "dashboard",
+        include_str!("../migrations/postgres/0008_dashboard.sql"),
+    ),
+];
+/// Migrations whose text is the same on both (`migrations/common/`).
+const COMMON_MIGRATIONS: &[Migration] = &[
+    (
+        2,
+        "contract_and_trust",
+        include_str!("../migrations/common/0002_contract_and_trust.sql"),
+    ),
+    (
+        4,
+        "list_digests",
+        include_str!("../migrations/common/0004_list_digests.sql"),
+    ),
+    (
+        5,
+        "heartbeat",
+        include_str!("../migrations/common/0005_heartbeat.sql"),
+    ),
+    (
+        6,
+        "retention",
+        include_str!("../migrations/common/0006_retention.sql"),
+    ),
+    (
+        9,
+        "guest_index",
+        include_str!("../migrations/common/0009_guest_index.sql"),
+    ),
+];
+
 impl Backend {
     /// The backend a URL names, or an error that says which schemes are known.
     pub fn from_url(url: &str) -> anyhow::Result<Backend> {
@@ -43,103 +120,16 @@ impl Backend {
         }
     }
 
-    fn migrations(self) -> &'static [(i64, &'static str, &'static str)] {
-        match self {
-            Backend::Sqlite => &[
-                (
-                    1,
-                    "init",
-                    include_str!("../migrations/sqlite/0001_init.sql"),
-                ),
-                (
-                    2,
-                    "contract_and_trust",
-                    include_str!("../migrations/common/0002_contract_and_trust.sql"),
-                ),
-                (
-                    3,
-                    "web_ui",
-                    include_str!("../migrations/sqlite/0003_web_ui.sql"),
-                ),
-                (
-                    4,
-                    "list_digests",
-                    include_str!("../migrations/common/0004_list_digests.sql"),
-                ),
-                (
-                    5,
-                    "heartbeat",
-                    include_str!("../migrations/common/0005_heartbeat.sql"),
-                ),
-                (
-                    6,
-                    "retention",
-                    include_str!("../migrations/common/0006_retention.sql"),
-                ),
-                (
-                    9,
-                    "guest_index",
-                    include_str!("../migrations/common/0009_guest_index.sql"),
-                ),
-                (
-                    8,
-                    "dashboard",
-                    include_str!("../migrations/sqlite/0008_dashboard.sql"),
-                ),
-                (
-                    7,
-                    "webhooks",
-                    include_str!("../migrations/sqlite/0007_webhooks.sql"),
-                ),
-            ],
-            Backend::Postgres => &[
-                (
-                    1,
-                    "init",
-                    include_str!("../migrations/postgres/0001_init.sql"),
-                ),
-                (
-                    2,
-                    "contract_and_trust",
-                    include_str!("../migrations/common/0002_contract_and_trust.sql"),
-                ),
-                (
-                    3,
-                    "web_ui",
-                    include_str!("../migrations/postgres/0003_web_ui.sql"),
-                ),
-                (
-                    4,
-                    "list_digests",
-                    include_str!("../migrations/common/0004_list_digests.sql"),
-                ),
-                (
-                    5,
-                    "heartbeat",
-                    include_str!("../migrations/common/0005_heartbeat.sql"),
-                ),
-                (
-                    6,
-                    "retention",
-                    include_str!("../migrations/common/0006_retention.sql"),
-                ),
-                (
-                    9,
-                    "guest_index",
-                    include_str!("../migrations/common/0009_guest_index.sql"),
-                ),
-                (
-                    8,
-                    "dashboard",
-                    include_str!("../migrations/postgres/0008_dashboard.sql"),
-                ),
-                (
-                    7,
-                    "webhooks",
-                    include_str!("../migrations/postgres/0007_webhooks.sql"),
-                ),
-            ],
-        }
+    /// Every migration of this backend, by version: its own (`migrations/sqlite/`,
+    /// `migrations/postgres/`) and the shared ones (`migrations/common/`).
+    fn migrations(self) -> Vec<Migration> {
+        let own = match self {
+            Backend::Sqlite => SQLITE_MIGRATIONS,
+            Backend::Postgres => POSTGRES_MIGRATIONS,
+        };
+        let mut all: Vec<Migration> = own.iter().chain(COMMON_MIGRATIONS).copied().collect();
+        all.sort_by_key(|m| m.0);
+        all
     }
 }
 
@@ -305,7 +295,7 @@ impl Db {
         drop(conn);
         let mut applied = 0;
         for (version, name, sql) in self.backend.migrations() {
-            if done.contains(version) {
+            if done.contains(&version) {
                 continue;
             }
             let mut tx = self.begin_write().await?;
@@ -315,7 +305,7 @@ impl Db {
             self.migration_lock(&mut tx).await?;
             let applied_meanwhile =
                 sqlx::query("SELECT 1 FROM schema_migrations WHERE version = $1")
-                    .bind(*version)
+                    .bind(version)
                     .fetch_optional(&mut *tx)
                     .await?
                     .is_some();
@@ -332,8 +322,8 @@ impl Db {
             sqlx::query(
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
             )
-            .bind(*version)
-            .bind(*name)
+            .bind(version)
+            .bind(name)
             .bind(crate::clock::now())
             .execute(&mut *tx)
             .await?;
@@ -548,6 +538,14 @@ mod tests {
             default_master_key("sqlite:///tmp/a.db"),
             PathBuf::from("/tmp/a.db.master-key")
         );
+    }
+
+    #[test]
+    fn both_backends_have_the_same_migrations_in_version_order() {
+        let versions = |b: Backend| b.migrations().iter().map(|m| m.0).collect::<Vec<_>>();
+        let sqlite = versions(Backend::Sqlite);
+        assert!(sqlite.windows(2).all(|w| w[0] < w[1]), "{sqlite:?}");
+        assert_eq!(sqlite, versions(Backend::Postgres));
     }
 
     #[test]

@@ -3,13 +3,11 @@
 //! UUID, the guest's own report declares that UUID; the host API and the host pages show both
 //! links, and removing the guest from the list removes them.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{golden, random_hex, Backend, Machine, Server, BIN};
+use crate::support::{golden, random_hex, Backend, Machine, Server};
 
 /// A hypervisor whose guest list is the recorded libvirt host's, its first guest given `uuid`.
 fn hypervisor(hostname: &str, uuid: &str) -> Machine {
@@ -51,27 +49,7 @@ struct Pages {
 impl Pages {
     fn login(s: &Server) -> Pages {
         let password = random_hex(12);
-        let mut child = Command::new(BIN)
-            .args(["--db", &s.db_url, "--master-key"])
-            .arg(s.dir.join("master.key"))
-            .args(["users", "add", "reader", "--role", "viewer"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run auto-server users add");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(format!("{password}\n").as_bytes())
-            .expect("write the password");
-        let out = child.wait_with_output().expect("users add");
-        assert!(
-            out.status.success(),
-            "users add: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::ui::add_user(s, "reader", "viewer", &password);
         let agent = ureq::AgentBuilder::new()
             .redirects(0)
             .timeout(Duration::from_secs(30))

@@ -2,7 +2,7 @@
 //! another process needs lives in a process: the identity decision, nonces, sessions and the
 //! login rate limit are in the database.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
@@ -95,30 +95,6 @@ fn a_request_accepted_by_one_server_is_refused_by_the_other() {
     assert_eq!(b.raw("GET", "/api/v1/hosts", b"", &headers).status, 401);
 }
 
-fn add_user(s: &Server, name: &str, password: &str) {
-    let mut child = Command::new(BIN)
-        .args(["--db", &s.db_url, "--master-key"])
-        .arg(s.dir.join("master.key"))
-        .args(["users", "add", name, "--role", "viewer"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run auto-server users add");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{password}\n").as_bytes())
-        .expect("write the password");
-    let out = child.wait_with_output().expect("users add");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// (status, location, set-cookie values, body)
 fn page(
     s: &Server,
@@ -159,7 +135,7 @@ fn page(
 #[ignore = "PostgreSQL: run with --include-ignored and AUTO_TEST_PG_URL (scripts/test.sh does)"]
 fn a_session_made_on_one_server_works_and_ends_on_the_other() {
     let (a, b) = two_servers();
-    add_user(&a, "ada", "ada-password-1");
+    crate::ui::add_user(&a, "ada", "viewer", "ada-password-1");
     // the login form's double-submit token: our own value in the cookie and the form
     let token = random_hex(32);
     let (status, location, cookies, body) = page(

@@ -185,11 +185,10 @@ fn create_key(s: &Server, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-fn keys_have_scopes(b: Backend) {
-    let mut s = Server::start(b);
-    let read = create_key(&s, &["keys", "create", "dash", "--scope", "read"]);
-    let web = create_key(
-        &s,
+/// A host key, `web-1-agent`, bound to the host web-1 (which it registers).
+fn web_1_key(s: &Server) -> String {
+    create_key(
+        s,
         &[
             "keys",
             "create",
@@ -199,7 +198,13 @@ fn keys_have_scopes(b: Backend) {
             "--host",
             "web-1",
         ],
-    );
+    )
+}
+
+fn keys_have_scopes(b: Backend) {
+    let mut s = Server::start(b);
+    let read = create_key(&s, &["keys", "create", "dash", "--scope", "read"]);
+    let web = web_1_key(&s);
     // a host key needs its host; --host is for host keys only
     let out = s.admin(&["keys", "create", "x", "--scope", "host"]);
     assert_eq!(out.status.code(), Some(2));
@@ -250,18 +255,7 @@ fn keys_have_scopes(b: Backend) {
 
 fn a_host_key_reports_only_for_its_own_host(b: Backend) {
     let mut s = Server::start(b);
-    let web = create_key(
-        &s,
-        &[
-            "keys",
-            "create",
-            "web-1-agent",
-            "--scope",
-            "host",
-            "--host",
-            "web-1",
-        ],
-    );
+    let web = web_1_key(&s);
     // a host key reports for its own host, not for another
     let a = as_key(&mut s, "web-1-agent", &web, |s| {
         s.report(&Machine::new("web-1").report(None))
@@ -278,18 +272,7 @@ fn a_host_key_reports_only_for_its_own_host(b: Backend) {
 /// host, a replayed request) write nothing, and none of them changes what the others get.
 fn reports_arriving_together_keep_their_own_outcomes(b: Backend) {
     let mut s = Server::start(b);
-    let web = create_key(
-        &s,
-        &[
-            "keys",
-            "create",
-            "web-1-agent",
-            "--scope",
-            "host",
-            "--host",
-            "web-1",
-        ],
-    );
+    let web = web_1_key(&s);
     let path = "/api/v1/reports";
     let sign = |key: &str, secret: &str, body: &[u8], nonce: &str| {
         let ts = now();
