@@ -580,6 +580,8 @@ mod tests {
         assert!(file.report_bodies_days.is_some() && file.error_log_days.is_some());
         assert!(file.prune_interval_secs.is_some());
         assert!(file.summary.is_some() && file.metrics_token.is_some());
+        assert!(file.webhook_timeout_secs.is_some() && file.webhook_max_attempts.is_some());
+        assert!(file.webhook_backoff_max_secs.is_some());
     }
 
     #[test]
@@ -626,9 +628,6 @@ mod tests {
             retention(&flags, &file).ok().and_then(|p| p.error_log_days),
             Some(5)
         );
-        assert!(file.summary.is_some());
-        assert!(file.webhook_timeout_secs.is_some() && file.webhook_max_attempts.is_some());
-        assert!(file.webhook_backoff_max_secs.is_some());
     }
 
     #[test]
