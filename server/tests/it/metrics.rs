@@ -131,26 +131,8 @@ fn reports_and_refusals_are_counted(backend: Backend) {
         String::from_utf8_lossy(&out.stderr)
     );
     // and one whose last report is older than stale_days (7): 8 days ago
-    {
-        use sqlx::{Connection, Executor};
-        sqlx::any::install_default_drivers();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            let mut conn = sqlx::AnyConnection::connect(&server.db_url)
-                .await
-                .expect("open the test database");
-            conn.execute(
-                "UPDATE hosts SET last_report_at = last_report_at - 8 * 86400 \
-                 WHERE hostname = 'm-2'",
-            )
-            .await
-            .expect("backdate");
-            let _ = conn.close().await;
-        });
-    }
+    server
+        .sql("UPDATE hosts SET last_report_at = last_report_at - 8 * 86400 WHERE hostname = 'm-2'");
     let peer = server.peer();
     let (_, _, m) = scrape(&peer, &[]);
     assert_eq!(get(&m, "auto_server_hosts{}"), 4.0);

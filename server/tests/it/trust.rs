@@ -303,13 +303,7 @@ fn reports_arriving_together_keep_their_own_outcomes(b: Backend) {
         requests.push(("twice", body.clone(), h.clone()));
         requests.push(("twice", body, h));
     }
-    let nonces = |s: &Server| {
-        row_counts(&s.db_url)
-            .into_iter()
-            .find(|(t, _)| t == "nonces")
-            .map(|(_, n)| n)
-            .expect("a nonces table")
-    };
+    let nonces = |s: &Server| s.sql_number("SELECT COUNT(*) FROM nonces");
     let nonces_before = nonces(&s);
     let barrier = std::sync::Barrier::new(requests.len());
     let answers: Vec<(&str, u16)> = std::thread::scope(|scope| {
