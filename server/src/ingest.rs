@@ -123,10 +123,12 @@ async fn ingest_once(
     let mut tx = db.begin_write().await?;
     let (outcome, keep) = ingest_in(&mut tx, db, checked, nonce, scope).await?;
     match keep {
-        Keep::Commit => {
+        Keep::Commit { changed } => {
             tx.commit().await?;
-            // the webhook events this report put in the outbox are there now
-            crate::webhooks::wake();
+            if changed {
+                // the webhook events this report put in the outbox are there now
+                crate::webhooks::wake();
+            }
         }
         Keep::Discard => tx.rollback().await?,
     }
@@ -136,7 +138,8 @@ async fn ingest_once(
 /// Whether what [`ingest_in`] wrote is to be kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Keep {
-    Commit,
+    /// `changed`: it wrote change rows (and with them, maybe, webhook events).
+    Commit { changed: bool },
     /// Nothing of the report may be written (not even its nonce): a refused key.
     Discard,
 }
@@ -229,6 +232,7 @@ async fn apply_group(db: &Db, jobs: Vec<Job>) {
     };
     let mut answers = Vec::with_capacity(count);
     let mut broken = None;
+    let mut any_changed = false;
     for job in jobs {
         if broken.is_some() {
             answers.push((job.done, None));
@@ -242,7 +246,10 @@ async fn apply_group(db: &Db, jobs: Vec<Job>) {
         }
         let result = ingest_in(&mut tx, db, &job.checked, nonce, job.scope).await;
         let end = match &result {
-            Ok((_, Keep::Commit)) => "RELEASE report",
+            Ok((_, Keep::Commit { changed })) => {
+                any_changed |= changed;
+                "RELEASE report"
+            }
             _ => "ROLLBACK TO report",
         };
         let mut ended = sqlx::query(end).execute(&mut *tx).await.map(|_| ());
@@ -268,7 +275,7 @@ async fn apply_group(db: &Db, jobs: Vec<Job>) {
     if count > 1 {
         tracing::debug!(reports = count, ok = committed.is_ok(), "group committed");
     }
-    if committed.is_ok() {
+    if committed.is_ok() && any_changed {
         // the webhook events the group put in the outbox are there now
         crate::webhooks::wake();
     }
@@ -367,7 +374,7 @@ async fn ingest_in(
             status: u16::try_from(status).unwrap_or(500),
             body: row.try_get("body")?,
         };
-        return Ok((outcome, Keep::Commit)); // keeps the nonce
+        return Ok((outcome, Keep::Commit { changed: false })); // keeps the nonce
     }
 
     let plan = plan(&mut *tx, db, checked).await?;
@@ -418,7 +425,7 @@ async fn ingest_in(
             )
             .await?;
             tracing::warn!(outcome = "conflict", "report refused: hostname taken");
-            return Ok((outcome, Keep::Commit));
+            return Ok((outcome, Keep::Commit { changed: false }));
         }
         Plan::Create => {
             let row = sqlx::query(
@@ -520,7 +527,7 @@ async fn ingest_in(
     .execute(&mut *tx)
     .await?;
     tracing::info!(status, host = %host.hostname, "report applied (kept when its transaction commits)");
-    Ok((outcome, Keep::Commit))
+    Ok((outcome, Keep::Commit { changed }))
 }
 
 async fn set_hostname(
