@@ -4,7 +4,8 @@
 //! small script that prints each source file under a `==> PATH` marker, or `=!> PATH missing` /
 //! `=!> PATH permission denied` when it cannot, followed by `uname -m`. Sources:
 //! `/proc/sys/kernel/hostname`, `/etc/os-release` (or `/usr/lib/os-release`, see os-release(5)),
-//! `/proc/sys/kernel/osrelease`, `/proc/uptime`, `/etc/machine-id` and `uname -m`.
+//! `/proc/sys/kernel/osrelease`, `/proc/uptime`, `/etc/machine-id` and the machine architecture
+//! (`/proc/sys/kernel/arch` where the kernel has it, 6.1 and later; else `uname -m`).
 //!
 //! Its data (report schema 2): the facts `os_name`, `os_version`, `kernel` and `arch`; the volatile
 //! `uptime_seconds` (stored, never change-logged); the identity hints `hostname` and `machine_id`.
@@ -46,7 +47,14 @@ const UNAME: &str = "uname -m";
 /// The one command this collector runs (see [`plugin_api::batch`]: the files are read with shell
 /// builtins, no process per file).
 pub fn script() -> String {
-    Script::files(FILES).command(UNAME, "uname -m").build()
+    Script::files(FILES)
+        .command(
+            UNAME,
+            // Linux 6.1 and later: the same string as `uname -m`, without a process.
+            "if [ -r /proc/sys/kernel/arch ] && read -r a < /proc/sys/kernel/arch; \
+             then printf '%s\\n' \"$a\"; else uname -m; fi",
+        )
+        .build()
 }
 
 /// Parses os-release(5): `KEY=value` lines, values optionally quoted.
