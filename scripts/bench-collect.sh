@@ -4,9 +4,11 @@
 # within 1.5x of six; issue 14: six at most 10 ms), wall and CPU (the process and its children,
 # from wait4), medians; then side by side with facter and `ansible localhost -m setup -c local`;
 # plugin loading time and peak RSS. The load average is printed before and after.
-# Usage: scripts/bench-collect.sh [RUNS] [--only-collect]
+# Usage: [BENCH_BASE=DIR] scripts/bench-collect.sh [RUNS] [--only-collect]
 #   RUNS (default 30) rounds of six-then-twelve (the order swapped every other round);
-#   --only-collect: stop after the six/twelve comparison (no facter, ansible, RSS).
+#   --only-collect: stop after the six/twelve comparison (no facter, ansible, RSS);
+#   BENCH_BASE: another checkout of auto-client whose release build (auto-client and the twelve
+#   collectors, built there beforehand) runs in the same rounds, six and twelve, as the baseline.
 # (root; installs hyperfine, facter, ansible, time)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,18 +34,31 @@ awk '/^\[plugins\./ { started = 1; keep = ($0 ~ /^\[plugins\.(os|cpu|memory|disk
      keep || !started { print }' plugins.toml |
   sed 's#^path = "target/#path = "../target/#; s#^dirs = .*#dirs = []#' >"$six"
 target/release/auto-client --plugins "$six" collect >/dev/null
+base=${BENCH_BASE:-}
+if [ -n "$base" ]; then
+  base=$(cd "$base" && pwd)
+  awk '/^\[plugins\./ { started = 1; keep = ($0 ~ /^\[plugins\.(os|cpu|memory|disk|nic|board)\]/) }
+       keep || !started { print }' "$base/plugins.toml" |
+    sed 's#^path = "target/#path = "../target/#; s#^dirs = .*#dirs = []#' >"$base/target/bench-six.toml"
+  "$base/target/release/auto-client" --plugins "$base/target/bench-six.toml" collect >/dev/null
+  "$base/target/release/auto-client" --plugins "$base/plugins.toml" collect >/dev/null
+  echo "baseline: $base at $(git -C "$base" rev-parse --short HEAD)"
+fi
 
-echo "== six against twelve collectors, alternating, $runs rounds"
+echo "== six against twelve collectors, alternating, $runs rounds, at $(git rev-parse --short HEAD)"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-python3 - "$runs" "$six" <<'PY'
+python3 - "$runs" "$six" "$base" <<'PY'
 import os, statistics, subprocess, sys, time
-runs, six = int(sys.argv[1]), sys.argv[2]
+runs, six, base = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 cmds = {"six": ["target/release/auto-client", "--plugins", six, "collect"],
         "twelve": ["target/release/auto-client", "--plugins", "plugins.toml", "collect"]}
+if base:
+    cmds["base six"] = [f"{base}/target/release/auto-client", "--plugins", f"{base}/target/bench-six.toml", "collect"]
+    cmds["base twelve"] = [f"{base}/target/release/auto-client", "--plugins", f"{base}/plugins.toml", "collect"]
 wall = {k: [] for k in cmds}
 cpu = {k: [] for k in cmds}
 for r in range(runs):
-    for name in (("six", "twelve") if r % 2 == 0 else ("twelve", "six")):
+    for name in (list(cmds) if r % 2 == 0 else list(reversed(cmds))):
         t = time.perf_counter()
         p = subprocess.Popen(cmds[name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _, status, ru = os.wait4(p.pid, 0)
@@ -56,8 +71,14 @@ print("|---|---|---|---|---|---|")
 for k in cmds:
     print(f"| {k} | {runs} | {statistics.median(wall[k]):.1f} ms | {min(wall[k]):.1f} ms | "
           f"{max(wall[k]):.1f} ms | {statistics.median(cpu[k]):.1f} ms |")
-print(f"\ntwelve / six: wall {statistics.median(wall['twelve']) / statistics.median(wall['six']):.2f}x, "
-      f"CPU {statistics.median(cpu['twelve']) / statistics.median(cpu['six']):.2f}x (medians)")
+def ratio(a, b):
+    return (f"wall {statistics.median(wall[a]) / statistics.median(wall[b]):.2f}x, "
+            f"CPU {statistics.median(cpu[a]) / statistics.median(cpu[b]):.2f}x (medians)")
+print(f"\ntwelve / six: {ratio('twelve', 'six')}")
+if base:
+    print(f"base twelve / base six: {ratio('base twelve', 'base six')}")
+    print(f"twelve / base six: {ratio('twelve', 'base six')}")
+    print(f"six / base six: {ratio('six', 'base six')}; twelve / base twelve: {ratio('twelve', 'base twelve')}")
 PY
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 [ "$only_collect" = --only-collect ] && exit 0
@@ -77,8 +98,8 @@ PY
 echo
 echo "== loading the twelve plugins (dlopen + ABI check + info), median of 20"
 for _ in $(seq 20); do
-  RUST_LOG=auto_client::app=debug $client collect 2>&1 >/dev/null | sed -n 's/.*took_us=\([0-9]*\).*/\1/p'
-done | sort -n | awk '{a[NR]=$1} END {printf "plugin loading: median %.2f ms (min %.2f, max %.2f)\n", a[int((NR+1)/2)]/1000, a[1]/1000, a[NR]/1000}'
+  RUST_LOG=auto_client::local=debug $client collect 2>&1 >/dev/null | sed -n 's/.*took_us=\([0-9]*\).*/\1/p'
+done | sort -n | awk '{a[NR]=$1} END {printf "plugin loading (the first collectors already running): median %.2f ms (min %.2f, max %.2f)\n", a[int((NR+1)/2)]/1000, a[1]/1000, a[NR]/1000}'
 
 echo
 echo "== peak RSS (GNU time, max of 5)"

@@ -143,11 +143,13 @@ fn collect(settings: &settings::Collect, format: Format) -> Result<Outcome> {
         Where::Fleet(fleet) => return collect_remote(fleet, common, format),
         Where::Local(isolation) => *isolation,
     };
-    let started = Instant::now();
-    let registry = load_registry(&common.plugins_path, &common.load)?;
-    tracing::debug!(
-        took_us = started.elapsed().as_micros() as u64,
-        "plugins loaded"
+    let specs = PluginsFile::load(&common.plugins_path)?.specs();
+    let (registry, report) = local::load_and_collect(
+        &mut RegistryCache::default(),
+        specs,
+        &common.load,
+        None,
+        isolation,
     );
     if registry.loaded.is_empty() && registry.failed.is_empty() {
         bail!(
@@ -155,7 +157,6 @@ fn collect(settings: &settings::Collect, format: Format) -> Result<Outcome> {
             common.plugins_path.display()
         );
     }
-    let report = local::collect_local(&registry, None, isolation);
     match format {
         Format::Json => println!("{}", serde_json::to_string(&report)?),
         Format::Table => print!("{}", output::report_table(&report)),

@@ -202,39 +202,43 @@ impl Data {
 
     /// The data as JSON, without checking it (see [`Data::build`]).
     pub fn to_value(&self) -> Value {
+        self.clone().into_value()
+    }
+
+    /// The data as JSON, moved (not cloned: a list of thousands of parts, packages, cost the
+    /// collector milliseconds that way).
+    fn into_value(self) -> Value {
         let mut out = Map::new();
         for (name, map) in [
-            ("facts", &self.facts),
-            ("volatile", &self.volatile),
-            ("identity", &self.identity),
+            ("facts", self.facts),
+            ("volatile", self.volatile),
+            ("identity", self.identity),
         ] {
             if !map.is_empty() {
-                out.insert(name.into(), Value::Object(map.clone()));
+                out.insert(name.into(), Value::Object(map));
             }
         }
         if !self.lists.is_empty() {
             let lists = self
                 .lists
-                .iter()
+                .into_iter()
                 .map(|(name, state)| {
-                    // Cloned, not serialised into a new Value (`json!` would): a list of
-                    // thousands of parts (packages) cost the collector milliseconds that way.
                     let v = match state {
                         ListState::Seen(l) => {
-                            let key = l.key.iter().cloned().map(Value::String).collect();
+                            let key = l.key.into_iter().map(Value::String).collect();
                             let mut m = Map::new();
                             m.insert("key".into(), Value::Array(key));
-                            m.insert("parts".into(), Value::Array(l.parts.clone()));
+                            m.insert("parts".into(), Value::Array(l.parts));
                             Value::Object(m)
                         }
                         ListState::Unavailable(why) => serde_json::json!({ "unavailable": why }),
                     };
-                    (name.clone(), v)
+                    (name, v)
                 })
                 .collect();
             out.insert("lists".into(), Value::Object(lists));
         }
-        out.insert("reasons".into(), Value::Object(self.reasons.clone()));
+        out.insert("reasons".into(), Value::Object(self.reasons));
         Value::Object(out)
     }
 
@@ -242,13 +246,19 @@ impl Data {
     /// [`CollectError`] of kind `invalid_data` whose message starts with the path of the field
     /// (`.lists.disks.parts[2].size_bytes: -1 is negative: ... (the data breaks report schema 2)`).
     pub fn build(&self) -> Result<Value, CollectError> {
+        self.clone().finish()
+    }
+
+    /// [`Data::build`] without a copy: the data is moved into the JSON (a list of thousands of
+    /// parts, packages, cost the collector milliseconds to clone).
+    pub fn finish(self) -> Result<Value, CollectError> {
         let first_error = self.error.clone().or_else(|| {
             self.lists.iter().find_map(|(_, s)| match s {
                 ListState::Seen(l) => l.error.clone(),
                 ListState::Unavailable(_) => None,
             })
         });
-        let value = self.to_value();
+        let value = self.into_value();
         let checked = match first_error {
             Some(e) => Err(e),
             None => validate(&value, &DataLimits::default()).map(|_| ()),

@@ -25,7 +25,7 @@ use crate::{
     agent::spool::Spool,
     local,
     plugins::file::PluginsFile,
-    plugins::registry::{LoadOptions, PluginRegistry, RegistryCache},
+    plugins::registry::{LoadOptions, RegistryCache},
     Isolation, Outcome,
 };
 
@@ -168,9 +168,10 @@ impl Agent {
     /// One cycle: re-read plugins.toml and the drop-in dirs, collect, send the spool, send this.
     pub fn cycle(&mut self) -> Result<Outcome> {
         let started = Instant::now();
-        let registry = self.load_registry()?;
+        let specs = PluginsFile::load(&self.plugins_path)?.specs();
         let previous = self.cert.read()?;
-        let report = local::collect_local(&registry, previous, self.isolation);
+        let (registry, report) =
+            local::load_and_collect(&mut self.cache, specs, &self.load, previous, self.isolation);
         let mut outcome = local::report_outcome(&report, &registry);
         let for_textfile = self.textfile.as_ref().map(|_| report.clone());
         let delivered = self.deliver(report)?;
@@ -190,11 +191,6 @@ impl Agent {
             "agent cycle done"
         );
         Ok(outcome)
-    }
-
-    fn load_registry(&mut self) -> Result<PluginRegistry> {
-        let file = PluginsFile::load(&self.plugins_path)?;
-        Ok(self.cache.load(file.specs(), &self.load))
     }
 
     /// Sends the spool oldest first, then `report`; whatever cannot be sent now goes to the spool.

@@ -3,10 +3,11 @@
 
 use std::{
     io::Read,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
     os::unix::process::CommandExt,
     panic::AssertUnwindSafe,
     process::{Command, Stdio},
-    sync::{mpsc, Mutex},
+    sync::Mutex,
     time::{Duration, Instant},
 };
 
@@ -155,6 +156,11 @@ pub struct ProcessOutput {
 /// Runs a process in a new process group with `input` on its stdin; at `timeout` the whole group
 /// is killed and the answer is a `timeout` error naming `what`. With `term_first`, the process is
 /// sent SIGTERM and given a moment to clean up (a worker kills its own commands) before SIGKILL.
+///
+/// The calling thread reads stdout and stderr itself (`poll`, with the process's pidfd for its
+/// exit): no helper thread per command (the two a command had cost more than the `sh` they
+/// waited for). It is done when both pipes are closed and the process has exited: a descendant
+/// that keeps a pipe open keeps the command running, up to its timeout.
 pub fn run_process(
     mut cmd: Command,
     input: &[u8],
@@ -165,6 +171,7 @@ pub fn run_process(
     if timeout.is_zero() {
         return Err(error("timeout", format!("no time left to run {what}")));
     }
+    let deadline = Instant::now() + timeout;
     let mut child = cmd
         .stdin(if input.is_empty() {
             Stdio::null()
@@ -185,57 +192,150 @@ pub fn run_process(
             let _ = stdin.write_all(&input);
         });
     }
-    let mut stdout = child.stdout.take().expect("stdout is piped");
-    let mut stderr = child.stderr.take().expect("stderr is piped");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let err_reader = std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = stderr.read_to_end(&mut buf);
-            buf
-        });
-        let mut out = Vec::new();
-        let _ = stdout.read_to_end(&mut out);
-        let err = err_reader.join().unwrap_or_default();
-        let status = child.wait();
-        let _ = tx.send((out, err, status));
-    });
-    let outcome = rx.recv_timeout(timeout);
-    if outcome.is_ok() {
-        running().retain(|p| *p != pid);
-    }
-    match outcome {
-        Ok((out, err, status)) => {
-            let status = status.map_err(|e| error("io", format!("waiting for {what}: {e}")))?;
-            Ok(ProcessOutput {
-                stdout: out,
-                stderr: err,
-                status,
+    let mut out = Pipe::new(child.stdout.take().map(OwnedFd::from));
+    let mut err = Pipe::new(child.stderr.take().map(OwnedFd::from));
+    let exit = pidfd_open(pid);
+    let mut status = None;
+    let mut failure = None;
+    let done = loop {
+        if status.is_none() && (exit.is_none() || !out.is_open() && !err.is_open()) {
+            status = child.try_wait().ok().flatten();
+        }
+        if status.is_some() && !out.is_open() && !err.is_open() {
+            break true;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            break false;
+        }
+        let mut fds: Vec<libc::pollfd> = [out.fd(), err.fd()]
+            .into_iter()
+            .flatten()
+            .chain(
+                exit.as_ref()
+                    .filter(|_| status.is_none())
+                    .map(|f| f.as_raw_fd()),
+            )
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
             })
-        }
-        Err(_) => {
-            if term_first {
-                // SAFETY: kill has no memory-safety preconditions; pid is our child.
-                unsafe {
-                    libc::kill(pid, libc::SIGTERM);
-                }
-                let _ = rx.recv_timeout(Duration::from_millis(300));
+            .collect();
+        // Without a pidfd (kernels before 5.3), a process that closed its pipes is looked at
+        // again every millisecond until it has exited.
+        let wait = if fds.is_empty() { TICK } else { deadline - now };
+        let wait_ms = wait.as_millis().clamp(1, i32::MAX as u128) as i32;
+        // SAFETY: `fds` is a valid array of `fds.len()` pollfd structures.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait_ms) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                failure = Some(format!("waiting for {what}: {e}"));
+                break false;
             }
-            // SAFETY: kill has no memory-safety preconditions; -pid names the group we created.
-            unsafe {
-                libc::kill(-pid, libc::SIGKILL);
-            }
-            // Reap it; a descendant that left the group may hold the pipes open, so do not wait long.
-            let _ = rx.recv_timeout(Duration::from_secs(1));
-            running().retain(|p| *p != pid);
-            Err(error(
-                "timeout",
-                format!(
-                    "{what} did not finish in {}",
-                    humantime::format_duration(round_ms(timeout))
-                ),
-            ))
+            continue;
         }
+        for pfd in fds.iter().filter(|p| p.revents != 0) {
+            if Some(pfd.fd) == out.fd() {
+                out.read_some();
+            } else if Some(pfd.fd) == err.fd() {
+                err.read_some();
+            } else {
+                status = child.try_wait().ok().flatten();
+            }
+        }
+    };
+    if done {
+        running().retain(|p| *p != pid);
+        return Ok(ProcessOutput {
+            stdout: out.buf,
+            stderr: err.buf,
+            status: status.expect("done means exited"),
+        });
+    }
+    if term_first && status.is_none() {
+        // SAFETY: kill has no memory-safety preconditions; pid is our child.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        reap(&mut child, Duration::from_millis(300));
+    }
+    // SAFETY: kill has no memory-safety preconditions; -pid names the group we created.
+    unsafe {
+        libc::kill(-pid, libc::SIGKILL);
+    }
+    // Reap it (a process in uninterruptible sleep cannot be waited for long).
+    reap(&mut child, Duration::from_secs(1));
+    running().retain(|p| *p != pid);
+    if let Some(failure) = failure {
+        return Err(error("io", failure));
+    }
+    Err(error(
+        "timeout",
+        format!(
+            "{what} did not finish in {}",
+            humantime::format_duration(round_ms(timeout))
+        ),
+    ))
+}
+
+/// How often a process is looked at when there is no pidfd to wait on.
+const TICK: Duration = Duration::from_millis(1);
+
+/// One output pipe of a command and what it gave so far.
+struct Pipe {
+    file: Option<std::fs::File>,
+    buf: Vec<u8>,
+}
+
+impl Pipe {
+    fn new(fd: Option<OwnedFd>) -> Self {
+        Self {
+            file: fd.map(std::fs::File::from),
+            buf: Vec::new(),
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        self.file.is_some()
+    }
+
+    fn fd(&self) -> Option<RawFd> {
+        self.file.as_ref().map(|f| f.as_raw_fd())
+    }
+
+    /// One read (poll said it will not block); end of file or an error closes the pipe.
+    fn read_some(&mut self) {
+        let Some(file) = self.file.as_mut() else {
+            return;
+        };
+        let mut chunk = [0u8; 64 * 1024];
+        match file.read(&mut chunk) {
+            Ok(0) => self.file = None,
+            Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => self.file = None,
+        }
+    }
+}
+
+/// A pidfd for `pid` (readable once it has exited); `None` where the kernel has none (before 5.3).
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a non-negative result is a descriptor we now own.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Waits up to `limit` for `child` to exit.
+fn reap(child: &mut std::process::Child, limit: Duration) {
+    let until = Instant::now() + limit;
+    while Instant::now() < until {
+        if !matches!(child.try_wait(), Ok(None)) {
+            return;
+        }
+        std::thread::sleep(TICK);
     }
 }
 
@@ -285,5 +385,38 @@ mod tests {
             err.message
         );
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+    /// stdout and stderr are read side by side: a command that fills both pipes (far past their
+    /// 64 KiB buffers) interleaved gets all of both, not a deadlock.
+    #[test]
+    fn large_outputs_on_both_pipes_are_read_whole() {
+        let out = run_command(
+            "i=0; while [ $i -lt 2000 ]; do printf '%0500d\\n' $i; printf '%0300d\\n' $i >&2; \
+             i=$((i+1)); done",
+            Duration::from_secs(20),
+        )
+        .expect("runs");
+        assert_eq!(out.stdout.len(), 2000 * 501);
+        assert_eq!(out.stderr.len(), 2000 * 301);
+        assert!(out.stdout.ends_with(format!("{:0500}\n", 1999).as_bytes()));
+        assert_eq!(out.exit_code, ROption::RSome(0));
+    }
+
+    /// The command is done when its pipes are closed and it has exited: a background child that
+    /// keeps stdout open holds it until the timeout; one that closed its output does not.
+    #[test]
+    fn a_child_holding_the_output_open_holds_the_command() {
+        let err = run_command("echo started; sleep 30 &", Duration::from_millis(300))
+            .expect_err("the background sleep holds stdout");
+        assert_eq!(err.kind.as_str(), "timeout");
+        let started = Instant::now();
+        let out = run_command(
+            "sleep 30 >/dev/null 2>&1 & echo started",
+            Duration::from_secs(10),
+        )
+        .expect("the background sleep has its own output");
+        assert_eq!(out.stdout.as_slice(), b"started\n");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // The sleep is in the command's process group; `kill_all` in tests would kill others'.
     }
 }

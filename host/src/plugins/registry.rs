@@ -134,6 +134,17 @@ pub struct RegistryCache {
 
 impl RegistryCache {
     pub fn load(&mut self, specs: Vec<PluginSpec>, options: &LoadOptions) -> PluginRegistry {
+        self.load_each(specs, options, |_| {})
+    }
+
+    /// [`RegistryCache::load`], handing each plugin to `loaded` as soon as it has loaded (so that
+    /// it can start collecting while the next library loads).
+    pub fn load_each(
+        &mut self,
+        specs: Vec<PluginSpec>,
+        options: &LoadOptions,
+        mut loaded: impl FnMut(&LoadedPlugin),
+    ) -> PluginRegistry {
         let mut registry = PluginRegistry::default();
         for spec in specs {
             if !spec.enabled {
@@ -160,7 +171,7 @@ impl RegistryCache {
                         continue;
                     }
                     tracing::debug!(plugin = %name, path = %spec.path.display(), "plugin loaded");
-                    registry.loaded.push(LoadedPlugin {
+                    let plugin = LoadedPlugin {
                         name,
                         symbol: module.symbol,
                         version: module.version,
@@ -168,7 +179,9 @@ impl RegistryCache {
                         module: module.module,
                         isolated: false,
                         spec,
-                    });
+                    };
+                    loaded(&plugin);
+                    registry.loaded.push(plugin);
                 }
                 Err(error) => {
                     let failure = LoadFailure {

@@ -10,7 +10,7 @@ use std::{
 use crate::pool::Pool;
 use abi_stable::std_types::RBox;
 use auto_proto::{PluginFailure, PluginReport};
-use crossbeam_channel::RecvTimeoutError;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use plugin_api::Executor_TO;
 
 use crate::plugins::registry::{CollectResult, LoadFailure, LoadedPlugin};
@@ -43,31 +43,30 @@ pub fn collect_all(
     make_executor: &MakeExecutor,
     pool: &Pool,
 ) -> BTreeMap<String, PluginReport> {
-    let (tx, rx) = crossbeam_channel::unbounded::<(usize, Event)>();
-    let submitted = Instant::now();
-    for (i, plugin) in plugins.iter().enumerate() {
-        let plugin = plugin.clone();
-        let make = Arc::clone(make_executor);
-        let tx = tx.clone();
-        pool.execute(move || {
-            let started = Instant::now();
-            let _ = tx.send((i, Event::Started(started)));
-            let deadline = started + plugin.timeout();
-            let executor = make(deadline);
-            let result = if plugin.isolated {
-                crate::plugins::worker::collect(&plugin, deadline, executor.target_name().as_str())
-            } else {
-                plugin.collect(executor.sabi_reborrow())
-            };
-            let _ = tx.send((i, Event::Done(result, started.elapsed())));
-        });
+    let (tx, incoming) = crossbeam_channel::unbounded();
+    for plugin in plugins {
+        let _ = tx.send(plugin.clone());
     }
     drop(tx);
+    collect_stream(&incoming, make_executor, pool)
+}
 
-    let mut states: Vec<State> = plugins.iter().map(|_| State::Queued(submitted)).collect();
+/// [`collect_all`] for collectors that arrive while it runs (each is started as soon as it has
+/// loaded, while the next library loads); it returns when `incoming` is closed and every collector
+/// that came has finished or been abandoned.
+pub fn collect_stream(
+    incoming: &Receiver<LoadedPlugin>,
+    make_executor: &MakeExecutor,
+    pool: &Pool,
+) -> BTreeMap<String, PluginReport> {
+    let (tx, rx) = crossbeam_channel::unbounded::<(usize, Event)>();
+    let mut tx = Some(tx);
+    let mut plugins: Vec<LoadedPlugin> = Vec::new();
+    let mut states: Vec<State> = Vec::new();
     let mut reports = BTreeMap::new();
-    let mut open = plugins.len();
-    while open > 0 {
+    let mut open = 0usize;
+    let mut arriving = true;
+    while arriving || open > 0 {
         let next_deadline = states
             .iter()
             .enumerate()
@@ -76,9 +75,37 @@ pub fn collect_all(
                 State::Running(t) => Some(*t + plugins[i].timeout()),
                 State::Finished => None,
             })
-            .min()
-            .expect("an open collector has a deadline");
-        match rx.recv_deadline(next_deadline) {
+            .min();
+        let event = if arriving {
+            let wait =
+                next_deadline.map_or(START_GRACE, |d| d.saturating_duration_since(Instant::now()));
+            crossbeam_channel::select! {
+                recv(incoming) -> plugin => match plugin {
+                    Ok(plugin) => {
+                        let i = plugins.len();
+                        let sender = tx.clone().expect("open while plugins arrive");
+                        submit(pool, i, plugin.clone(), make_executor, sender);
+                        plugins.push(plugin);
+                        states.push(State::Queued(Instant::now()));
+                        open += 1;
+                        continue;
+                    }
+                    Err(_) => {
+                        // Every collector is submitted: from now on a closed channel means every
+                        // job dropped its sender without a result.
+                        arriving = false;
+                        tx = None;
+                        continue;
+                    }
+                },
+                recv(rx) -> event => event.map_err(|_| RecvTimeoutError::Disconnected),
+                default(wait) => Err(RecvTimeoutError::Timeout),
+            }
+        } else {
+            let deadline = next_deadline.expect("an open collector has a deadline");
+            rx.recv_deadline(deadline)
+        };
+        match event {
             Ok((i, Event::Started(t))) => states[i] = State::Running(t),
             Ok((i, Event::Done(result, took))) => {
                 if matches!(states[i], State::Finished) {
@@ -143,6 +170,29 @@ pub fn collect_all(
         }
     }
     reports
+}
+
+/// Starts collector `i` on the pool; its events go to `tx`.
+fn submit(
+    pool: &Pool,
+    i: usize,
+    plugin: LoadedPlugin,
+    make_executor: &MakeExecutor,
+    tx: Sender<(usize, Event)>,
+) {
+    let make = Arc::clone(make_executor);
+    pool.execute(move || {
+        let started = Instant::now();
+        let _ = tx.send((i, Event::Started(started)));
+        let deadline = started + plugin.timeout();
+        let executor = make(deadline);
+        let result = if plugin.isolated {
+            crate::plugins::worker::collect(&plugin, deadline, executor.target_name().as_str())
+        } else {
+            plugin.collect(executor.sabi_reborrow())
+        };
+        let _ = tx.send((i, Event::Done(result, started.elapsed())));
+    });
 }
 
 fn millis(d: Duration) -> u64 {

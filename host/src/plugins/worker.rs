@@ -159,10 +159,15 @@ fn signal_name(sig: i32) -> &'static str {
 /// Decides, per plugin, whether it runs isolated.
 pub fn mark_isolated(registry: &mut PluginRegistry, global: crate::Isolation) {
     for p in &mut registry.loaded {
-        p.isolated = match p.spec.isolation.unwrap_or(global) {
-            crate::Isolation::None => false,
-            crate::Isolation::Process => true,
-            crate::Isolation::DropIns => p.spec.origin == Origin::DropIn,
-        };
+        mark(p, global);
     }
+}
+
+/// [`mark_isolated`] for one plugin.
+pub fn mark(p: &mut LoadedPlugin, global: crate::Isolation) {
+    p.isolated = match p.spec.isolation.unwrap_or(global) {
+        crate::Isolation::None => false,
+        crate::Isolation::Process => true,
+        crate::Isolation::DropIns => p.spec.origin == Origin::DropIn,
+    };
 }

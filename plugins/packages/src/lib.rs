@@ -94,36 +94,41 @@ pub fn parse_dpkg(text: &str) -> Vec<Package> {
 /// (a record starts at `Package:`; the third word of `Status:` is the state, as in
 /// `${db:Status-Status}`).
 pub fn parse_dpkg_status(text: &str) -> Vec<Package> {
+    // One record: the fields of `parse_dpkg`'s row, as borrowed slices.
+    fn row(r: [&str; 4]) -> Option<Package> {
+        let name = word(r[0])?;
+        let status = if r[3].is_empty() { "installed" } else { r[3] };
+        if matches!(status, "not-installed" | "config-files") {
+            return None;
+        }
+        Some(Package {
+            name,
+            version: word(r[1])?,
+            arch: word(r[2]),
+            manager: "dpkg",
+        })
+    }
     let mut rows = Vec::new();
-    let mut cur: Option<[String; 4]> = None;
+    let mut cur: Option<[&str; 4]> = None;
     for line in text.lines() {
         let Some((key, value)) = line.split_once(':') else {
             continue;
         };
         let value = value.trim();
         if key == "Package" {
-            rows.extend(cur.take());
-            cur = Some([
-                value.to_string(),
-                String::new(),
-                String::new(),
-                String::new(),
-            ]);
+            rows.extend(cur.take().and_then(row));
+            cur = Some([value, "", "", ""]);
         } else if let Some(c) = cur.as_mut() {
             match key {
-                "Version" => c[1] = value.to_string(),
-                "Architecture" => c[2] = value.to_string(),
-                "Status" => c[3] = value.split_whitespace().nth(2).unwrap_or("").to_string(),
+                "Version" => c[1] = value,
+                "Architecture" => c[2] = value,
+                "Status" => c[3] = value.split_whitespace().nth(2).unwrap_or(""),
                 _ => {}
             }
         }
     }
-    rows.extend(cur);
-    let text: String = rows
-        .iter()
-        .map(|r| format!("{}\t{}\t{}\t{}\n", r[0], r[1], r[2], r[3]))
-        .collect();
-    parse_dpkg(&text)
+    rows.extend(cur.and_then(row));
+    rows
 }
 
 /// `rpm -qa --queryformat '%{NAME}\t%{EPOCH}\t%{VERSION}\t%{RELEASE}\t%{INSTALLTIME}\t%{ARCH}\n'`.
@@ -294,7 +299,7 @@ pub fn collect(target: &Target<'_>, _options: &Value) -> Result<Value, CollectEr
             data.reason("packages", format!("partial: {}", failures.join("; ")));
         }
     }
-    data.build()
+    data.finish()
 }
 
 export_collector!(
