@@ -150,9 +150,9 @@ done
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 printf '\n%s hosts, median of %s runs, %s, load average before %s, after %s\n' "$N" "$RUNS" \
     "$(date -u +%Y-%m-%dT%H:%MZ)" "$LOAD_BEFORE" "$(cut -d' ' -f1-3 /proc/loadavg)"
-printf '| %-44s | %8s | %18s | %19s | %18s |\n' "client" "wall s" "client CPU ms/host" \
+printf '| %-45s | %8s | %18s | %19s | %18s |\n' "client" "wall s" "client CPU ms/host" \
     "machine CPU ms/host" "target CPU ms/host"
-printf '| %-44s | %8s | %18s | %19s | %18s |\n' "---" "---:" "---:" "---:" "---:"
+printf '| %-45s | %8s | %18s | %19s | %18s |\n' "---" "---:" "---:" "---:" "---:"
 for c in "${clients[@]}"; do
     case $c in
         openssh) label="OpenSSH ssh host true, curve25519-sha256" ;;
@@ -170,7 +170,7 @@ for c in "${clients[@]}"; do
         paste -d' ' <(tail -1 "$OUT/$c.$r") "$OUT/$c.$r.busy" |
             awk -v n="$N" -v hz="$HZ" '{printf "%.1f\n", ($4 / hz - $2 - $3) * 1000 / n}'
     done | median)
-    printf '| %-44s | %8s | %18s | %19s | %18s |\n' "$label" "$wall" "$cpu" "$machine" "$target"
+    printf '| %-45s | %8s | %18s | %19s | %18s |\n' "$label" "$wall" "$cpu" "$machine" "$target"
     echo "$c $wall $target" >>"$OUT/medians"
 done
 
