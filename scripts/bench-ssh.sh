@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench-ssh.sh: fan out to N testbed hosts with five clients, in one run, and compare.
+# bench-ssh.sh: fan out to N testbed hosts with six clients, in one run, and compare.
 #
 #   scripts/bench-ssh.sh [-n N] [--runs R] [--dir DIR] [--skip-ansible] [--keep]
 #
@@ -8,14 +8,19 @@
 #   ansible   `ansible all -m setup -f N` (the fact gatherer ops know)
 #   fanout    ssh-exec's example: thread pool of N, 3 commands + 3 file reads a host
 #   fanout --true  the same, connect and `true` only: the like-for-like of the OpenSSH floor
-#   autoclient  `auto-client collect --mode ssh` with the six shipped collectors (what users run)
+#   autoclient  `auto-client collect --mode ssh` with the six original collectors (os, cpu, memory,
+#               disk, nic, board: plugins.toml's tables of them, same paths and settings)
+#   autoclient12  the same with every collector of plugins.toml (twelve: the six and issue 11's
+#               virt, packages, services, gpu, controller, psu; what users run)
 #
 # Each client runs R times (default 3), alternating; the table shows per client the medians of: wall
 # time; client CPU per host (user+sys of the client and all its children, getrusage through
 # /usr/bin/time); machine CPU per host (the busy jiffies of /proc/stat over the run: client, sshd
 # and the commands on the "targets", and whatever else runs); target CPU per host (machine minus
 # client: what a collection costs the hosts, to compare with `ssh true`'s). The load average is
-# printed before and after. The fake hosts share this machine's cores: wall time is bounded by
+# printed before and after. Last, issue 14's two ratios for each auto-client: its wall over
+# OpenSSH `ssh true`'s (goal: at most 1.25) and its target CPU per host minus `ssh true`'s (goal: at
+# most 5 ms). The fake hosts share this machine's cores: wall time is bounded by
 # sshd's CPU, client CPU is the number that says what the client costs. Uses the testbed in DIR if it has N hosts up, else brings
 # one up (and takes it down at the end unless --keep). Needs root. Installs what it needs:
 # apt: openssh-server iproute2 ansible time python3-venv; pip (venv under target/): paramiko.
@@ -65,6 +70,12 @@ COLLECTORS=$(grep -c '^\[plugins\.' "$ROOT/plugins.toml")
 # shellcheck disable=SC2046
 (cd "$ROOT" && cargo build -q --release -p auto-client $(sed -n 's/^\[plugins\.\(.*\)\]$/-p collector-\1/p' "$ROOT/plugins.toml"))
 AUTOCLIENT="$ROOT/target/release/auto-client"
+# the six original collectors: plugins.toml's tables of them as they are, paths made absolute
+SIX="$OUT/plugins-six.toml"
+awk '/^\[plugins\./ { started = 1; keep = ($0 ~ /^\[plugins\.(os|cpu|memory|disk|nic|board)\]/) }
+     keep || !started { print }' "$ROOT/plugins.toml" |
+    sed "s#^path = \"target/#path = \"$ROOT/target/#; s#^dirs = .*#dirs = []#" >"$SIX"
+[[ $(grep -c '^\[plugins\.' "$SIX") == 6 ]] || { echo "bench-ssh.sh: $SIX lacks some of the six" >&2; exit 1; }
 
 BROUGHT_UP=0
 if ! "$TESTBED" status --dir "$DIR" 2>/dev/null | grep -q ": $N of $N hosts running"; then
@@ -106,14 +117,17 @@ ansible_setup() {
 }
 fanout() { "$FANOUT" --dir "$DIR" --workers "$N" --quiet >/dev/null; }
 fanout_true() { "$FANOUT" --dir "$DIR" --workers "$N" --quiet --true >/dev/null; }
-autoclient() {
-    "$AUTOCLIENT" --plugins "$ROOT/plugins.toml" collect --mode ssh --hosts-file "$DIR/hosts.txt" \
-        --ssh-identity "$DIR/id_ed25519" --known-hosts "$DIR/known_hosts" --workers "$N" >/dev/null 2>"$OUT/autoclient.log"
+# collect PLUGINS_TOML LOG
+collect() {
+    "$AUTOCLIENT" --plugins "$1" collect --mode ssh --hosts-file "$DIR/hosts.txt" \
+        --ssh-identity "$DIR/id_ed25519" --known-hosts "$DIR/known_hosts" --workers "$N" >/dev/null 2>"$2"
 }
-export -f openssh paramiko ansible_setup fanout fanout_true autoclient
-export DIR N VENV ROOT OUT FANOUT AUTOCLIENT
+autoclient() { collect "$SIX" "$OUT/autoclient.log"; }
+autoclient12() { collect "$ROOT/plugins.toml" "$OUT/autoclient12.log"; }
+export -f openssh paramiko ansible_setup fanout fanout_true collect autoclient autoclient12
+export DIR N VENV ROOT OUT FANOUT AUTOCLIENT SIX
 
-clients=(openssh fanout_true paramiko fanout autoclient)
+clients=(openssh fanout_true paramiko fanout autoclient autoclient12)
 [[ $SKIP_ANSIBLE == 1 ]] || clients+=(ansible_setup)
 
 # busy jiffies of the whole machine (user nice system irq softirq steal)
@@ -128,7 +142,7 @@ for ((r = 1; r <= RUNS; r++)); do
             [[ $c != ansible_setup ]] || tail -5 "$OUT/ansible.log" >&2
         fi
         echo $(($(busy) - b0)) >"$OUT/$c.$r.busy"
-        [[ $c != autoclient ]] || grep -E '^[0-9]+ hosts: ' "$OUT/autoclient.log" | sed "s/^/run $r autoclient: /" >&2
+        [[ $c != autoclient* ]] || grep -E '^[0-9]+ hosts: ' "$OUT/$c.log" | sed "s/^/run $r $c: /" >&2
         tail -1 "$OUT/$c.$r" | sed "s/^/run $r $c: wall user sys = /;s/\$/, machine busy $(cat "$OUT/$c.$r.busy") jiffies/" >&2
     done
 done
@@ -136,16 +150,17 @@ done
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 printf '\n%s hosts, median of %s runs, %s, load average before %s, after %s\n' "$N" "$RUNS" \
     "$(date -u +%Y-%m-%dT%H:%MZ)" "$LOAD_BEFORE" "$(cut -d' ' -f1-3 /proc/loadavg)"
-printf '| %-44s | %8s | %18s | %19s | %18s |\n' "client" "wall s" "client CPU ms/host" \
+printf '| %-45s | %8s | %18s | %19s | %18s |\n' "client" "wall s" "client CPU ms/host" \
     "machine CPU ms/host" "target CPU ms/host"
-printf '| %-44s | %8s | %18s | %19s | %18s |\n' "---" "---:" "---:" "---:" "---:"
+printf '| %-45s | %8s | %18s | %19s | %18s |\n' "---" "---:" "---:" "---:" "---:"
 for c in "${clients[@]}"; do
     case $c in
         openssh) label="OpenSSH ssh host true, curve25519-sha256" ;;
         paramiko) label="paramiko + thread pool, 6 commands, NODELAY" ;;
         fanout) label="ssh-exec fanout, 6 requests" ;;
         fanout_true) label="ssh-exec fanout --true (connect + true)" ;;
-        autoclient) label="auto-client collect --mode ssh, $COLLECTORS collectors" ;;
+        autoclient) label="auto-client collect --mode ssh, 6 collectors" ;;
+        autoclient12) label="auto-client collect --mode ssh, $COLLECTORS collectors" ;;
         ansible_setup) label="ansible -m setup -f $N" ;;
     esac
     wall=$(for r in $(seq 1 "$RUNS"); do tail -1 "$OUT/$c.$r" | awk '{print $1}'; done | median)
@@ -155,5 +170,15 @@ for c in "${clients[@]}"; do
         paste -d' ' <(tail -1 "$OUT/$c.$r") "$OUT/$c.$r.busy" |
             awk -v n="$N" -v hz="$HZ" '{printf "%.1f\n", ($4 / hz - $2 - $3) * 1000 / n}'
     done | median)
-    printf '| %-44s | %8s | %18s | %19s | %18s |\n' "$label" "$wall" "$cpu" "$machine" "$target"
+    printf '| %-45s | %8s | %18s | %19s | %18s |\n' "$label" "$wall" "$cpu" "$machine" "$target"
+    echo "$c $wall $target" >>"$OUT/medians"
+done
+
+# issue 14: wall at most 1.25x `ssh true`'s, target CPU at most 5 ms a host above `ssh true`'s
+read -r _ floor_wall floor_target < <(grep '^openssh ' "$OUT/medians")
+printf '\nissue 14, against OpenSSH ssh host true (wall %s s, target CPU %s ms/host):\n' "$floor_wall" "$floor_target"
+for c in autoclient autoclient12; do
+    read -r _ wall target < <(grep "^$c " "$OUT/medians")
+    awk -v c="$c" -v w="$wall" -v t="$target" -v fw="$floor_wall" -v ft="$floor_target" 'BEGIN {
+        printf "  %-13s wall %.2fx (goal <= 1.25x), target CPU %+.1f ms/host (goal <= +5 ms)\n", c, w / fw, t - ft }'
 done

@@ -4,7 +4,7 @@
 #   testbed.sh up N   [--dir DIR] [--net A.B] [--name PREFIX] [--bridge BR]
 #   testbed.sh down   [--dir DIR]
 #   testbed.sh status [--dir DIR]
-#   testbed.sh stop|start|rekey|hang|restore|freeze|thaw NODE [--dir DIR]
+#   testbed.sh stop|start|rekey|hang|verbose|restore|freeze|thaw NODE [--dir DIR]
 #
 # Every host node-001..node-N is one network namespace PREFIX-node-NNN with a veth into the bridge BR
 # on the root side, address A.B.x.y/16 (the /16 exists only on the interfaces this script creates;
@@ -27,7 +27,9 @@
 #
 # Helpers for tests: stop/start a host's sshd (connection refused), rekey (new host key: a changed
 # key for clients that trust known_hosts), hang (every command on that host hangs: ForceCommand
-# sleep), restore (normal config again), freeze/thaw (SIGSTOP the sshd: TCP connects, no banner).
+# sleep), verbose (LogLevel VERBOSE: sshd.log gets a "Starting session: command for root" line for
+# every exec request, so a test can count the requests a host served), restore (normal config
+# again), freeze/thaw (SIGSTOP the sshd: TCP connects, no banner).
 #
 # Idempotent: `up` keeps running hosts and existing keys, (re)creates what is missing, removes hosts
 # above N. `down` kills only the PIDs this script recorded and deletes only the namespaces, links
@@ -117,8 +119,9 @@ pid_alive() {
 
 host_pid() { cat "$DIR/hosts/$1/pid" 2>/dev/null || true; }
 
+# write_sshd_config I [EXTRA [LOGLEVEL]]
 write_sshd_config() {
-    local i=$1 extra=${2:-}
+    local i=$1 extra=${2:-} loglevel=${3:-ERROR}
     local node h
     node=$(node_name "$i")
     h="$DIR/hosts/$node"
@@ -139,7 +142,7 @@ UsePAM no
 UseDNS no
 PrintMotd no
 PrintLastLog no
-LogLevel ERROR
+LogLevel $loglevel
 MaxStartups 200:30:400
 KexAlgorithms curve25519-sha256,curve25519-sha256@libssh.org,sntrup761x25519-sha512@openssh.com,ecdh-sha2-nistp256,diffie-hellman-group14-sha256
 Subsystem sftp internal-sftp
@@ -454,6 +457,9 @@ cmd_node() {
         hang)
             write_sshd_config "$i" "ForceCommand /bin/sleep 3600"
             restart_host "$i" ;;
+        verbose)
+            write_sshd_config "$i" "" VERBOSE
+            restart_host "$i" ;;
         restore)
             write_sshd_config "$i"
             restart_host "$i" ;;
@@ -469,6 +475,6 @@ case "$CMD" in
     up) cmd_up ;;
     down) cmd_down ;;
     status) cmd_status ;;
-    stop|start|rekey|hang|restore|freeze|thaw) cmd_node ;;
+    stop|start|rekey|hang|verbose|restore|freeze|thaw) cmd_node ;;
     *) usage ;;
 esac

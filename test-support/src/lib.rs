@@ -1,10 +1,14 @@
 //! Helpers the workspace's tests share (a dev-dependency of `auto-client` and of the end-to-end
-//! tests): building real binaries and plugin libraries with cargo, and the plugins.toml of the six
-//! shipped collectors.
+//! tests): building real binaries and plugin libraries with cargo, and plugins.toml texts of the
+//! collectors.
 //!
 //! `cargo test` does not build the workspace's cdylib members nor other packages' binaries, so the
 //! tests build what they run or load with `cargo build --message-format=json` and take the paths
 //! from cargo's own messages.
+//!
+//! Two sets of collectors: [`SHIPPED`], the original six that most tests load, and [`ALL`], every
+//! collector of the repository's plugins.toml (the six and issue 11's six), built only by the tests
+//! that ask for them.
 
 use std::{
     collections::HashMap,
@@ -17,6 +21,23 @@ use serde_json::Value;
 
 /// The six collectors the project ships, by their plugins.toml name (package `collector-NAME`).
 pub const SHIPPED: [&str; 6] = ["os", "cpu", "memory", "disk", "nic", "board"];
+
+/// Every collector of the repository's plugins.toml, in its order: the six of [`SHIPPED`] and
+/// issue 11's six (a test checks that the two lists agree).
+pub const ALL: [&str; 12] = [
+    "os",
+    "cpu",
+    "memory",
+    "disk",
+    "nic",
+    "board",
+    "virt",
+    "packages",
+    "services",
+    "gpu",
+    "controller",
+    "psu",
+];
 
 /// The workspace's root directory.
 pub fn workspace_root() -> PathBuf {
@@ -85,31 +106,34 @@ fn artifacts(messages: &str) -> Built {
     built
 }
 
-/// The six shipped collectors' libraries, built once per test binary.
-fn shipped_libs() -> &'static HashMap<String, PathBuf> {
-    static LIBS: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
-    LIBS.get_or_init(|| {
-        let packages: Vec<String> = SHIPPED.iter().map(|n| format!("collector-{n}")).collect();
-        let mut args = vec![];
-        for p in &packages {
-            args.extend(["-p", p.as_str()]);
-        }
-        cargo_build(&args, None).libs
-    })
+/// `collector-NAME` of each of `names`, built in one cargo run: the libraries by package name.
+fn build_collectors(names: &[&str]) -> HashMap<String, PathBuf> {
+    let packages: Vec<String> = names.iter().map(|n| format!("collector-{n}")).collect();
+    let mut args = vec![];
+    for p in &packages {
+        args.extend(["-p", p.as_str()]);
+    }
+    cargo_build(&args, None).libs
 }
 
-/// The library of the shipped collector `name` (`os`, `cpu`, ...).
+/// The library of the collector `name` (`os`, `cpu`, ..., `psu`): one of [`SHIPPED`] is built
+/// with the six once per test binary, any other with all of [`ALL`] once.
 pub fn shipped(name: &str) -> PathBuf {
-    shipped_libs()
-        .get(&format!("collector-{name}"))
+    static SIX: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
+    static TWELVE: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
+    let libs = if SHIPPED.contains(&name) {
+        SIX.get_or_init(|| build_collectors(&SHIPPED))
+    } else {
+        TWELVE.get_or_init(|| build_collectors(&ALL))
+    };
+    libs.get(&format!("collector-{name}"))
         .unwrap_or_else(|| panic!("collector-{name} was not built"))
         .clone()
 }
 
-/// plugins.toml text with the six shipped collectors, `[plugins.NAME]` each, with their `path`
-/// and then `extra(NAME)` (more keys of that table, e.g. `timeout = "3s"`; may be empty).
-pub fn shipped_plugins_toml(extra: impl Fn(&str) -> String) -> String {
-    SHIPPED
+/// plugins.toml text with `names`, `[plugins.NAME]` each, with its `path` and then `extra(NAME)`.
+fn plugins_toml(names: &[&str], extra: impl Fn(&str) -> String) -> String {
+    names
         .iter()
         .map(|name| {
             format!(
@@ -121,9 +145,33 @@ pub fn shipped_plugins_toml(extra: impl Fn(&str) -> String) -> String {
         .collect()
 }
 
+/// plugins.toml text with the six shipped collectors, `[plugins.NAME]` each, with their `path`
+/// and then `extra(NAME)` (more keys of that table, e.g. `timeout = "3s"`; may be empty).
+pub fn shipped_plugins_toml(extra: impl Fn(&str) -> String) -> String {
+    plugins_toml(&SHIPPED, extra)
+}
+
+/// plugins.toml text with all twelve collectors of [`ALL`], as [`shipped_plugins_toml`] does.
+pub fn all_plugins_toml(extra: impl Fn(&str) -> String) -> String {
+    plugins_toml(&ALL, extra)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `ALL` is what the repository's plugins.toml loads, in its order; `SHIPPED` its first six.
+    #[test]
+    fn all_is_the_collectors_of_plugins_toml() {
+        let toml = std::fs::read_to_string(workspace_root().join("plugins.toml"))
+            .expect("read plugins.toml");
+        let listed: Vec<&str> = toml
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("[plugins.")?.strip_suffix(']'))
+            .collect();
+        assert_eq!(listed, ALL);
+        assert_eq!(ALL[..6], SHIPPED);
+    }
 
     #[test]
     fn artifacts_are_taken_from_cargos_messages() {

@@ -80,19 +80,22 @@ impl Drop for Testbed {
     }
 }
 
+/// A collector's keys in these tests: `timeout` (a hung host costs that), and nic's veths.
+fn testbed_keys(name: &str, timeout: &str) -> String {
+    format!(
+        "timeout = {timeout:?}\n{}",
+        // the testbed's hosts reach the bridge through a veth, which nic skips by default
+        if name == "nic" {
+            "options = { include_veth = true }\n"
+        } else {
+            ""
+        }
+    )
+}
+
 /// plugins.toml with the six shipped collectors and a short timeout (a hung host costs that).
 fn shipped_plugins(dir: &Path) -> PathBuf {
-    let toml = test_support::shipped_plugins_toml(|name| {
-        format!(
-            "timeout = \"3s\"\n{}",
-            // the testbed's hosts reach the bridge through a veth, which nic skips by default
-            if name == "nic" {
-                "options = { include_veth = true }\n"
-            } else {
-                ""
-            }
-        )
-    });
+    let toml = test_support::shipped_plugins_toml(|name| testbed_keys(name, "3s"));
     let path = dir.join("plugins.toml");
     std::fs::write(&path, toml).expect("write plugins.toml");
     path
@@ -414,5 +417,132 @@ fn a_modern_host_is_asked_only_the_primaries_in_one_request() {
     assert!(
         !err.contains("not prefetched"),
         "a modern host needs no second round trip: {err}"
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(auto_client_e2e),
+    ignore = "needs root and sshd hosts in network namespaces: set AUTO_CLIENT_E2E=1 (scripts/test.sh does)"
+)]
+fn with_all_twelve_collectors_a_modern_host_is_asked_everything_in_one_request() {
+    // Issue 11: the six new collectors (virt, packages, services, gpu, controller, psu) cost no
+    // round trip of their own: the dry run learns their commands too, and a host whose commands
+    // succeed serves exactly one exec request, the batch, for all twelve collectors. Counted by
+    // the hosts' sshd (LogLevel VERBOSE logs every exec request), not by the client.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let tb = Testbed::up(tmp.path(), 2, 5);
+    let hosts = tb.hosts();
+    for (name, _) in &hosts {
+        tb.script(&["verbose", name]);
+    }
+    // timeouts long enough for a loaded machine: this test is about requests, not limits
+    let toml = test_support::all_plugins_toml(|name| testbed_keys(name, "20s"));
+    let plugins = tmp.path().join("plugins.toml");
+    std::fs::write(&plugins, toml).expect("write plugins.toml");
+    let targets: Vec<String> = hosts
+        .iter()
+        .map(|(name, address)| format!("{name}={address}"))
+        .collect();
+    let out = Command::new(bin("auto-client"))
+        .arg("--plugins")
+        .arg(&plugins)
+        .args(["collect", "--mode", "ssh", "--format", "json"])
+        .args(["--hosts", &targets.join(",")])
+        .arg("--ssh-identity")
+        .arg(tb.dir.join("id_ed25519"))
+        .arg("--known-hosts")
+        .arg(tb.dir.join("known_hosts"))
+        .env(
+            "RUST_LOG",
+            "warn,auto_client::remote::ssh=debug,auto_client::remote::learn=debug",
+        )
+        .output()
+        .expect("auto-client runs");
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+
+    // Every host's report has all twelve collectors, each ok (a per-field degradation, such as
+    // a list `unavailable` where the testbed lacks the tool, is part of an ok collector's data).
+    let reports: Vec<Value> = serde_json::Deserializer::from_slice(&out.stdout)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("reports on stdout ({e}): {err}"));
+    assert_eq!(reports.len(), hosts.len(), "{err}");
+    for (name, _) in &hosts {
+        let report = reports
+            .iter()
+            .find(|r| r["hostname"] == name.as_str())
+            .unwrap_or_else(|| panic!("no report for {name}: {reports:?}"));
+        let plugins = report["plugins"].as_object().expect("plugins");
+        assert_eq!(
+            plugins.keys().map(String::as_str).collect::<Vec<_>>(),
+            {
+                let mut all = test_support::ALL.to_vec();
+                all.sort_unstable();
+                all
+            },
+            "{name}: {report}"
+        );
+        for collector in test_support::ALL {
+            assert_eq!(
+                plugins[collector]["status"], "ok",
+                "{name}: {collector}: {}",
+                plugins[collector]
+            );
+        }
+        // the answers came from the host: its own identity, and this machine's package database
+        assert_eq!(
+            plugins["os"]["data"]["identity"]["hostname"],
+            name.as_str(),
+            "{report}"
+        );
+        let packages = plugins["packages"]["data"]["lists"]["packages"]["parts"]
+            .as_array()
+            .map_or(0, Vec::len);
+        assert!(packages > 100, "{name}: {packages} packages: {report}");
+    }
+
+    // The dry run learned the commands of all twelve: one batch a host ran them all.
+    let learned = err
+        .lines()
+        .filter(|l| l.contains("learned by the dry run"))
+        .count();
+    assert!(learned >= test_support::ALL.len(), "{err}");
+    for (name, _) in &hosts {
+        let batch: Vec<&str> = err
+            .lines()
+            .filter(|l| l.contains(name.as_str()) && l.contains("in one request"))
+            .collect();
+        assert_eq!(batch.len(), 1, "one batch for {name}: {err}");
+        assert!(
+            batch[0].contains(&format!("commands={learned} "))
+                && batch[0].contains(&format!("answered={learned} "))
+                && batch[0].contains("killed_at_limit=0 "),
+            "{name} ran every learned command in its batch: {}",
+            batch[0]
+        );
+    }
+    // What each host saw: one exec request (the batch) in the whole collection; the client's
+    // log names any command asked outside it.
+    let outside: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("not prefetched"))
+        .collect();
+    for (name, _) in &hosts {
+        let log = std::fs::read_to_string(tb.dir.join("hosts").join(name).join("sshd.log"))
+            .expect("the host's sshd.log");
+        let sessions = log
+            .lines()
+            .filter(|l| l.contains("Starting session: command"))
+            .count();
+        assert_eq!(
+            sessions, 1,
+            "{name} served {sessions} exec requests; asked outside the batch: {outside:#?}\n{log}"
+        );
+    }
+    assert!(
+        outside.is_empty(),
+        "a modern host needs no second round trip; asked outside the batch: {outside:#?}"
     );
 }
