@@ -34,7 +34,7 @@
 use serde_json::{Map, Value};
 
 pub use auto_proto::data::{
-    parse_strict, valid_name, validate, CollectorData, DataLimits, Invalid, Part, PartList,
+    check, parse_strict, valid_name, validate, CollectorData, DataLimits, Invalid, Part, PartList,
     IDENTITY_FIELDS,
 };
 
@@ -261,7 +261,7 @@ impl Data {
         let value = self.into_value();
         let checked = match first_error {
             Some(e) => Err(e),
-            None => validate(&value, &DataLimits::default()).map(|_| ()),
+            None => check(&value, &DataLimits::default()),
         };
         checked.map(|()| value).map_err(|e| {
             CollectError::new(

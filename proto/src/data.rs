@@ -127,9 +127,9 @@ pub struct CollectorData {
     pub reasons: BTreeMap<String, String>,
 }
 
-fn invalid(path: impl Into<String>, message: impl Into<String>) -> Invalid {
+fn invalid(path: impl ToString, message: impl Into<String>) -> Invalid {
     Invalid {
-        path: path.into(),
+        path: path.to_string(),
         message: message.into(),
     }
 }
@@ -177,7 +177,26 @@ fn kind_of(v: &Value) -> &'static str {
     }
 }
 
-fn check_string(s: &str, path: &str, limits: &DataLimits) -> Result<(), Invalid> {
+/// Where a value is (`.lists.disks.parts[2].size_bytes`), written out only when a message names it:
+/// formatting every part's path cost a collector of thousands of parts more than the checks.
+#[derive(Clone, Copy)]
+enum At<'a> {
+    Root(&'a str),
+    Key(&'a At<'a>, &'a str),
+    Index(&'a At<'a>, usize),
+}
+
+impl fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            At::Root(s) => f.write_str(s),
+            At::Key(parent, key) => write!(f, "{parent}.{key}"),
+            At::Index(parent, i) => write!(f, "{parent}[{i}]"),
+        }
+    }
+}
+
+fn check_string(s: &str, path: &At<'_>, limits: &DataLimits) -> Result<(), Invalid> {
     if s.len() > limits.max_string_bytes {
         return Err(invalid(
             path,
@@ -191,7 +210,7 @@ fn check_string(s: &str, path: &str, limits: &DataLimits) -> Result<(), Invalid>
 }
 
 /// A scalar value under `name`: null, a boolean, a bounded string, or a number its unit allows.
-fn check_scalar(name: &str, v: &Value, path: &str, limits: &DataLimits) -> Result<(), Invalid> {
+fn check_scalar(name: &str, v: &Value, path: &At<'_>, limits: &DataLimits) -> Result<(), Invalid> {
     let unit = unit_of(name);
     match v {
         Value::Null => Ok(()),
@@ -233,7 +252,7 @@ fn check_scalar(name: &str, v: &Value, path: &str, limits: &DataLimits) -> Resul
 
 /// A fact or attribute value: a scalar, or an array of scalars or of flat objects of scalars
 /// (an interface's addresses).
-fn check_value(name: &str, v: &Value, path: &str, limits: &DataLimits) -> Result<(), Invalid> {
+fn check_value(name: &str, v: &Value, path: &At<'_>, limits: &DataLimits) -> Result<(), Invalid> {
     let Value::Array(items) = v else {
         return check_scalar(name, v, path, limits);
     };
@@ -248,11 +267,11 @@ fn check_value(name: &str, v: &Value, path: &str, limits: &DataLimits) -> Result
         ));
     }
     for (i, item) in items.iter().enumerate() {
-        let path = format!("{path}[{i}]");
+        let path = At::Index(path, i);
         match item {
             Value::Object(fields) => {
                 for (k, x) in fields {
-                    let path = format!("{path}.{k}");
+                    let path = At::Key(&path, k);
                     check_name(k, &path)?;
                     check_scalar(k, x, &path, limits)?;
                 }
@@ -264,7 +283,7 @@ fn check_value(name: &str, v: &Value, path: &str, limits: &DataLimits) -> Result
 }
 
 /// A fact, attribute or list name, or an error at `path`.
-fn check_name(name: &str, path: &str) -> Result<(), Invalid> {
+fn check_name(name: &str, path: &At<'_>) -> Result<(), Invalid> {
     if valid_name(name) {
         Ok(())
     } else {
@@ -275,14 +294,14 @@ fn check_name(name: &str, path: &str) -> Result<(), Invalid> {
     }
 }
 
-fn object<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>, Invalid> {
+fn object<'a>(v: &'a Value, path: &At<'_>) -> Result<&'a Map<String, Value>, Invalid> {
     v.as_object()
         .ok_or_else(|| invalid(path, format!("expected an object, found {}", kind_of(v))))
 }
 
 fn named_values(
     v: Option<&Value>,
-    path: &str,
+    path: &At<'_>,
     limits: &DataLimits,
 ) -> Result<BTreeMap<String, Value>, Invalid> {
     let Some(v) = v else {
@@ -301,7 +320,7 @@ fn named_values(
     }
     let mut out = BTreeMap::new();
     for (name, value) in map {
-        let path = format!("{path}.{name}");
+        let path = At::Key(path, name);
         check_name(name, &path)?;
         check_value(name, value, &path, limits)?;
         out.insert(name.clone(), value.clone());
@@ -309,7 +328,12 @@ fn named_values(
     Ok(out)
 }
 
-fn part_list(v: &Value, path: &str, limits: &DataLimits) -> Result<PartList, Invalid> {
+fn part_list(
+    v: &Value,
+    path: &At<'_>,
+    limits: &DataLimits,
+    build: bool,
+) -> Result<PartList, Invalid> {
     let map = object(v, path)?;
     if let Some(digest) = map.get("unchanged") {
         let path = format!("{path}.unchanged");
@@ -343,7 +367,7 @@ fn part_list(v: &Value, path: &str, limits: &DataLimits) -> Result<PartList, Inv
                 ),
             ));
         };
-        check_string(reason, &format!("{path}.unavailable"), limits)?;
+        check_string(reason, &At::Key(path, "unavailable"), limits)?;
         if let Some(extra) = map.keys().find(|k| *k != "unavailable") {
             return Err(invalid(
                 format!("{path}.{extra}"),
@@ -360,7 +384,7 @@ fn part_list(v: &Value, path: &str, limits: &DataLimits) -> Result<PartList, Inv
             "unknown member (a list has `key` and `parts`, or only `unavailable`, or only `unchanged`)",
         ));
     }
-    let key_path = format!("{path}.key");
+    let key_path = At::Key(path, "key");
     let key = match map.get("key") {
         Some(Value::Array(names)) if !names.is_empty() => names
             .iter()
@@ -389,7 +413,7 @@ fn part_list(v: &Value, path: &str, limits: &DataLimits) -> Result<PartList, Inv
             ))
         }
     };
-    let parts_path = format!("{path}.parts");
+    let parts_path = At::Key(path, "parts");
     let items = match map.get("parts") {
         Some(Value::Array(a)) => a,
         Some(other) => {
@@ -411,9 +435,9 @@ fn part_list(v: &Value, path: &str, limits: &DataLimits) -> Result<PartList, Inv
         ));
     }
     let mut seen: HashMap<&str, usize> = HashMap::with_capacity(items.len());
-    let mut parts = Vec::with_capacity(items.len());
+    let mut parts = Vec::with_capacity(if build { items.len() } else { 0 });
     for (i, item) in items.iter().enumerate() {
-        let path = format!("{parts_path}[{i}]");
+        let path = At::Index(&parts_path, i);
         let fields = object(item, &path)?;
         let id = match fields.get("id") {
             Some(Value::String(s))
@@ -443,26 +467,42 @@ fn part_list(v: &Value, path: &str, limits: &DataLimits) -> Result<PartList, Inv
             if name == "id" {
                 continue;
             }
-            let path = format!("{path}.{name}");
+            let path = At::Key(&path, name);
             check_name(name, &path)?;
             check_value(name, value, &path, limits)?;
-            attrs.insert(name.clone(), value.clone());
+            if build {
+                attrs.insert(name.clone(), value.clone());
+            }
         }
-        parts.push(Part {
-            id: id.clone(),
-            attrs,
-        });
+        if build {
+            parts.push(Part {
+                id: id.clone(),
+                attrs,
+            });
+        }
     }
+    // Checking only: the parts are not copied and the digest not computed.
     Ok(PartList::Seen {
         key,
         parts,
-        digest: list_digest(v),
+        digest: if build { list_digest(v) } else { String::new() },
     })
 }
 
 /// Checks one `ok` collector's `data` against the contract. The error's path is below `data`.
 pub fn validate(data: &Value, limits: &DataLimits) -> Result<CollectorData, Invalid> {
-    let map = object(data, "")?;
+    walk(data, limits, true)
+}
+
+/// [`validate`] without building the checked copy (no part copied, no list digest): for a
+/// collector's own check of what it is about to send, which the server validates again.
+pub fn check(data: &Value, limits: &DataLimits) -> Result<(), Invalid> {
+    walk(data, limits, false).map(|_| ())
+}
+
+/// Checks `data`; with `build`, also returns its checked copy (else an empty one).
+fn walk(data: &Value, limits: &DataLimits, build: bool) -> Result<CollectorData, Invalid> {
+    let map = object(data, &At::Root(""))?;
     if let Some(extra) = map.keys().find(|k| {
         !matches!(
             k.as_str(),
@@ -474,15 +514,16 @@ pub fn validate(data: &Value, limits: &DataLimits) -> Result<CollectorData, Inva
             "unknown member: data has facts, volatile, identity, lists and reasons (report schema 2)",
         ));
     }
-    let facts = named_values(map.get("facts"), ".facts", limits)?;
-    let volatile = named_values(map.get("volatile"), ".volatile", limits)?;
+    let facts = named_values(map.get("facts"), &At::Root(".facts"), limits)?;
+    let volatile = named_values(map.get("volatile"), &At::Root(".volatile"), limits)?;
     if let Some(both) = volatile.keys().find(|k| facts.contains_key(*k)) {
         return Err(invalid(format!(".volatile.{both}"), "is also a fact"));
     }
     let mut identity = BTreeMap::new();
     if let Some(v) = map.get("identity") {
-        for (name, value) in object(v, ".identity")? {
-            let path = format!(".identity.{name}");
+        let at = At::Root(".identity");
+        for (name, value) in object(v, &at)? {
+            let path = At::Key(&at, name);
             if !IDENTITY_FIELDS.contains(&name.as_str()) {
                 return Err(invalid(
                     path,
@@ -511,7 +552,8 @@ pub fn validate(data: &Value, limits: &DataLimits) -> Result<CollectorData, Inva
     }
     let mut lists = BTreeMap::new();
     if let Some(v) = map.get("lists") {
-        let all = object(v, ".lists")?;
+        let at = At::Root(".lists");
+        let all = object(v, &at)?;
         if all.len() > limits.max_names {
             return Err(invalid(
                 ".lists",
@@ -523,15 +565,16 @@ pub fn validate(data: &Value, limits: &DataLimits) -> Result<CollectorData, Inva
             ));
         }
         for (name, list) in all {
-            let path = format!(".lists.{name}");
+            let path = At::Key(&at, name);
             check_name(name, &path)?;
-            lists.insert(name.clone(), part_list(list, &path, limits)?);
+            lists.insert(name.clone(), part_list(list, &path, limits, build)?);
         }
     }
     let mut reasons = BTreeMap::new();
     if let Some(v) = map.get("reasons") {
-        for (name, why) in object(v, ".reasons")? {
-            let path = format!(".reasons.{name}");
+        let at = At::Root(".reasons");
+        for (name, why) in object(v, &at)? {
+            let path = At::Key(&at, name);
             let Some(why) = why.as_str() else {
                 return Err(invalid(
                     path,
@@ -651,6 +694,10 @@ mod tests {
             "reasons": {"serial": "denied"}
         }))
         .expect("valid");
+        let PartList::Seen { digest, .. } = &d.lists["disks"] else {
+            panic!("seen")
+        };
+        assert!(valid_digest(digest), "{digest}");
         assert_eq!(d.identity["serial"].as_deref(), Some("S1"));
         assert_eq!(d.identity["system_uuid"], None);
         assert!(matches!(d.lists["gpus"], PartList::Unavailable { .. }));
@@ -726,6 +773,9 @@ mod tests {
         for (data, want) in cases {
             let got = check(data.clone()).expect_err(&data.to_string());
             assert!(got.starts_with(want), "{data}: {got}");
+            // The collector's check-only pass refuses the same, with the same message.
+            let only = super::check(&data, &DataLimits::default()).expect_err("refused");
+            assert_eq!(only.to_string(), got);
         }
     }
 
