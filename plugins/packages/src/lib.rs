@@ -3,7 +3,8 @@
 //! One round trip: one `sh` script (see [`SCRIPT`]) runs, for each package manager whose tool or
 //! database is on the target, one listing command under its own `==> NAME` section:
 //! - `dpkg`: the `Package`, `Version`, `Architecture` and `Status` lines of `/var/lib/dpkg/status`
-//!   (one `grep`: 6 ms here, where `dpkg-query -W` took 53 ms), else where that file cannot be read
+//!   (one `grep` in the C locale: 1 ms here, 2 ms in C.UTF-8, where `dpkg-query -W` took 53 ms),
+//!   else where that file cannot be read
 //!   `dpkg-query -W -f '${Package}\t${Version}\t${Architecture}\t${db:Status-Status}\n'`
 //!   (one process for the whole database); packages removed but with their configuration left
 //!   (`config-files`) and `not-installed` ones are skipped;
@@ -41,12 +42,12 @@ use plugin_api::{
 /// failure can be told from an empty database.
 pub const SCRIPT: &str = "PATH=\"$PATH:/usr/sbin:/sbin\"; \
 if [ -r /var/lib/dpkg/status ]; then printf '==> dpkg-status\\n'; \
-grep -E '^(Package|Version|Architecture|Status):' /var/lib/dpkg/status; \
+LC_ALL=C grep -E '^(Package|Version|Architecture|Status):' /var/lib/dpkg/status; \
 elif command -v dpkg-query >/dev/null 2>&1; then printf '==> dpkg\\n'; \
 dpkg-query -W -f '${Package}\\t${Version}\\t${Architecture}\\t${db:Status-Status}\\n' 2>&1; fi; \
 if command -v rpm >/dev/null 2>&1; then printf '==> rpm\\n'; \
 rpm -qa --queryformat '%{NAME}\\t%{EPOCH}\\t%{VERSION}\\t%{RELEASE}\\t%{INSTALLTIME}\\t%{ARCH}\\n' 2>&1; fi; \
-if [ -r /lib/apk/db/installed ]; then printf '==> apk\\n'; grep -E '^[PVA]:' /lib/apk/db/installed; \
+if [ -r /lib/apk/db/installed ]; then printf '==> apk\\n'; LC_ALL=C grep -E '^[PVA]:' /lib/apk/db/installed; \
 elif [ -e /lib/apk/db/installed ]; then printf '=!> apk permission denied\\n'; fi; \
 printf '==> end\\n'";
 
