@@ -154,3 +154,65 @@ fn minions_are_collected_through_the_master_and_a_stopped_minion_gets_its_own_er
     }
     assert!(err.contains("minion minion-04 is unreachable"), "{err}");
 }
+
+/// Issue 11: the six newer collectors cost no more Salt jobs. With all twelve collectors of
+/// plugins.toml, two answering minions are collected with ONE Salt job for the fleet (the batch
+/// of every learned command), every collector `ok` on each, and no command run on its own after it.
+#[test]
+#[cfg_attr(
+    not(auto_client_e2e),
+    ignore = "needs root, python3 and a Salt master with minions: set AUTO_CLIENT_E2E=1 (scripts/test.sh does)"
+)]
+fn with_all_twelve_collectors_the_fleet_is_one_salt_job() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bed = SaltBed::up(tmp.path(), 2);
+    let toml = test_support::all_plugins_toml(|_| "timeout = \"40s\"".to_string());
+    let plugins = tmp.path().join("plugins.toml");
+    std::fs::write(&plugins, toml).expect("write");
+    let out = Command::new(bin("auto-client"))
+        .arg("--plugins")
+        .arg(&plugins)
+        .args(["collect", "--mode", "salt", "--format", "json"])
+        .args(["--hosts", "minion-01,minion-02"])
+        .arg("--salt-command")
+        .arg(support::workspace_root().join("target/salt-venv/bin/salt"))
+        .arg("--salt-config-dir")
+        .arg(bed.config_dir())
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("auto-client runs");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let reports: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON report a line"))
+        .collect();
+    let mut hosts: Vec<&str> = reports
+        .iter()
+        .filter_map(|r| r["hostname"].as_str())
+        .collect();
+    hosts.sort();
+    assert_eq!(hosts, ["minion-01", "minion-02"], "{err}");
+    for r in &reports {
+        let names: Vec<&String> = r["plugins"].as_object().expect("plugins").keys().collect();
+        assert_eq!(names.len(), 12, "{r}");
+        for name in test_support::ALL {
+            assert_eq!(r["plugins"][name]["status"], "ok", "{name}: {r}");
+        }
+        let packages = r["plugins"]["packages"]["data"]["lists"]["packages"]["parts"]
+            .as_array()
+            .map_or(0, Vec::len);
+        assert!(packages > 100, "packages listed: {packages}");
+    }
+    // One job for the fleet, and nothing run outside it.
+    let jobs: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("salt jobs published for the fleet"))
+        .collect();
+    assert_eq!(jobs.len(), 1, "{err}");
+    assert!(jobs[0].contains("jobs=1"), "{}", jobs[0]);
+    assert!(
+        err.contains("ran the collectors' commands as one Salt job"),
+        "{err}"
+    );
+}
