@@ -16,8 +16,11 @@
 # Each client runs R times (default 3), alternating; the table shows per client the medians of: wall
 # time; client CPU per host (user+sys of the client and all its children, getrusage through
 # /usr/bin/time); machine CPU per host (the busy jiffies of /proc/stat over the run: client, sshd
-# and the commands on the "targets", and whatever else runs); target CPU per host (machine minus
-# client: what a collection costs the hosts, to compare with `ssh true`'s). The load average is
+# and the commands on the "targets", and whatever else runs); target CPU per host (what the
+# testbed hosts' sshd listeners reaped over the run, cutime + cstime: each connection's sshd and
+# every command it ran, and nothing else on the machine; clock ticks of 10 ms summed over N hosts;
+# to compare with `ssh true`'s; before 2026-12-02 this was machine minus client CPU, which counted
+# every other process on the shared machine too). The load average is
 # printed before and after. Last, issue 14's two ratios for each auto-client: its wall over
 # OpenSSH `ssh true`'s (goal: at most 1.25) and its target CPU per host minus `ssh true`'s (goal: at
 # most 5 ms). The fake hosts share this machine's cores: wall time is bounded by
@@ -132,16 +135,34 @@ clients=(openssh fanout_true paramiko fanout autoclient autoclient12)
 
 # busy jiffies of the whole machine (user nice system irq softirq steal)
 busy() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+# CPU jiffies the testbed hosts' sshd listeners have reaped (cutime + cstime): every connection's
+# sshd and everything it ran on the "target", once the connection has ended; nothing else counts,
+# whatever else runs on the machine.
+sshd_reaped() {
+    local stats=() kids=() p pid c
+    for p in "$DIR"/hosts/node-*/pid; do
+        pid=$(cat "$p")
+        kids=()
+        # one line of pids, without a newline at its end: read fills the array and returns 1
+        { read -ra kids <"/proc/$pid/task/$pid/children"; } 2>/dev/null || true
+        for c in "${kids[@]}"; do stats+=("/proc/$c/stat"); done
+    done
+    ((${#stats[@]})) || { echo 0; return; }
+    awk '{t += $16 + $17} END {print t + 0}' "${stats[@]}"
+}
 HZ=$(getconf CLK_TCK)
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 for ((r = 1; r <= RUNS; r++)); do
     for c in "${clients[@]}"; do
+        s0=$(sshd_reaped)
         b0=$(busy)
         if ! /usr/bin/time -f '%e %U %S' -o "$OUT/$c.$r" bash -c "$c"; then
             echo "bench-ssh.sh: run $r of $c failed (see above; ansible: $OUT/ansible.log)" >&2
             [[ $c != ansible_setup ]] || tail -5 "$OUT/ansible.log" >&2
         fi
         echo $(($(busy) - b0)) >"$OUT/$c.$r.busy"
+        sleep 0.5 # the last connections' sshd processes end and are reaped
+        echo $(($(sshd_reaped) - s0)) >"$OUT/$c.$r.sshd"
         [[ $c != autoclient* ]] || grep -E '^[0-9]+ hosts: ' "$OUT/$c.log" | sed "s/^/run $r $c: /" >&2
         tail -1 "$OUT/$c.$r" | sed "s/^/run $r $c: wall user sys = /;s/\$/, machine busy $(cat "$OUT/$c.$r.busy") jiffies/" >&2
     done
@@ -166,10 +187,7 @@ for c in "${clients[@]}"; do
     wall=$(for r in $(seq 1 "$RUNS"); do tail -1 "$OUT/$c.$r" | awk '{print $1}'; done | median)
     cpu=$(for r in $(seq 1 "$RUNS"); do tail -1 "$OUT/$c.$r" | awk -v n="$N" '{printf "%.1f\n", ($2 + $3) * 1000 / n}'; done | median)
     machine=$(for r in $(seq 1 "$RUNS"); do awk -v n="$N" -v hz="$HZ" '{printf "%.1f\n", $1 * 1000 / hz / n}' "$OUT/$c.$r.busy"; done | median)
-    target=$(for r in $(seq 1 "$RUNS"); do
-        paste -d' ' <(tail -1 "$OUT/$c.$r") "$OUT/$c.$r.busy" |
-            awk -v n="$N" -v hz="$HZ" '{printf "%.1f\n", ($4 / hz - $2 - $3) * 1000 / n}'
-    done | median)
+    target=$(for r in $(seq 1 "$RUNS"); do awk -v n="$N" -v hz="$HZ" '{printf "%.1f\n", $1 * 1000 / hz / n}' "$OUT/$c.$r.sshd"; done | median)
     printf '| %-45s | %8s | %18s | %19s | %18s |\n' "$label" "$wall" "$cpu" "$machine" "$target"
     echo "$c $wall $target" >>"$OUT/medians"
 done
