@@ -145,6 +145,15 @@ impl Backend {
         }
     }
 
+    /// An aggregate of `expr` over the rows as the text of a JSON array (NULL over no rows on
+    /// PostgreSQL, `[]` on SQLite): one value to decode instead of a row each.
+    pub fn json_agg(self, expr: &str) -> String {
+        match self {
+            Backend::Sqlite => format!("json_group_array({expr})"),
+            Backend::Postgres => format!("CAST(json_agg({expr}) AS TEXT)"),
+        }
+    }
+
     /// Every migration of this backend, by version: its own (`migrations/sqlite/`,
     /// `migrations/postgres/`) and the shared ones (`migrations/common/`).
     fn migrations(self) -> Vec<Migration> {

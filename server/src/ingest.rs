@@ -173,12 +173,14 @@ enum Keep {
 pub const GROUP_MAX: usize = 64;
 
 /// The SQLite writer: reports queue here and are applied by one task, as many as are waiting
-/// (up to [`GROUP_MAX`]) in one transaction, each inside its own savepoint, with one `COMMIT` (one
-/// sync of the WAL) for all. No report waits for company: the group is whatever queued while the
-/// previous one committed. Every report's answer is sent only after its group's `COMMIT`
-/// succeeded; if the `COMMIT` (or the transaction) fails, every report of the group gets the
-/// error (503: nothing of it is stored). A report whose own statements fail is rolled back to its
-/// savepoint and answered with its error; the others of its group are unaffected.
+/// (up to [`GROUP_MAX`]) in one transaction, with one `COMMIT` (one sync of the WAL) for all. No
+/// report waits for company: the group is whatever queued while the previous one committed. Every
+/// report's answer is sent only after its group's `COMMIT` succeeded; if the `COMMIT` (or the
+/// transaction) fails, every report of the group gets the error (503: nothing of it is stored).
+/// A group is first applied without savepoints; if one of its reports fails or is refused (its
+/// writes must not be kept), the transaction is rolled back and the group applied again with each
+/// report inside its own savepoint: the failed report is rolled back to it and answered with its
+/// error (or refusal), the others of its group are unaffected.
 ///
 /// SQLite has one writer anyway (`Db::write` holds one connection), so grouping takes no
 /// concurrency away; on PostgreSQL reports go one transaction each ([`ingest`]), concurrently.
@@ -245,31 +247,81 @@ async fn group_task(db: Db, mut queue: tokio::sync::mpsc::Receiver<Job>) {
 
 async fn apply_group(db: &Db, jobs: Vec<Job>) {
     let count = jobs.len();
+    // Optimistic first: no savepoints (each costs two statements and a copy of every page the
+    // report changes). A report that fails or is refused cannot be undone alone then: the whole
+    // group is rolled back and applied again, a savepoint each. Nothing was answered yet.
+    let mut end = run_group(db, &jobs, false).await;
+    if matches!(end, GroupEnd::Again) {
+        tracing::debug!(
+            reports = count,
+            "a report of the group failed or was refused: the group again, a savepoint each"
+        );
+        end = run_group(db, &jobs, true).await;
+    }
+    let (committed, answers) = match end {
+        GroupEnd::Committed { answers, changed } => {
+            if changed {
+                // the webhook events the group put in the outbox are there now
+                crate::webhooks::wake();
+            }
+            (Ok(()), answers)
+        }
+        GroupEnd::Alone(answer) => (Ok(()), vec![Some(answer)]),
+        GroupEnd::Failed(why) => (Err(why), Vec::new()),
+        GroupEnd::Again => (Err("the group could not be applied".to_owned()), Vec::new()),
+    };
+    if count > 1 {
+        tracing::debug!(reports = count, ok = committed.is_ok(), "group committed");
+    }
+    let mut answers = answers.into_iter();
+    for job in jobs {
+        let answer = match (&committed, answers.next().flatten()) {
+            (Ok(()), Some(result)) => result,
+            (Ok(()), None) => Err(lost("the transaction of this report's group failed")),
+            (Err(why), _) => Err(lost(&format!("the group's transaction failed: {why}"))),
+        };
+        let _ = job.done.send(answer);
+    }
+}
+
+/// How a group's transaction ended.
+enum GroupEnd {
+    /// Committed; each report's answer (`None`: lost with its savepoint).
+    Committed {
+        answers: Vec<Option<Result<Outcome, sqlx::Error>>>,
+        changed: bool,
+    },
+    /// A group of one whose report failed or was refused: rolled back, and this is its answer.
+    Alone(Result<Outcome, sqlx::Error>),
+    /// Not committed (nothing of the group is stored): why.
+    Failed(String),
+    /// Without savepoints, a report failed or was refused: rolled back, to be run again with them.
+    Again,
+}
+
+/// Applies a group in one transaction, each report in a savepoint of its own with `savepoints`.
+async fn run_group(db: &Db, jobs: &[Job], savepoints: bool) -> GroupEnd {
     let mut tx = match db.begin_write().await {
         Ok(tx) => tx,
-        Err(e) => {
-            let why = e.to_string();
-            for job in jobs {
-                let _ = job.done.send(Err(lost(&why)));
-            }
-            return;
-        }
+        Err(e) => return GroupEnd::Failed(e.to_string()),
     };
-    let mut answers = Vec::with_capacity(count);
+    let mut answers = Vec::with_capacity(jobs.len());
     // read once for the group: nothing else writes while its transaction holds the write lock
     let mut subscriptions = Subscriptions::default();
     let mut broken = None;
     let mut any_changed = false;
     for job in jobs {
         if broken.is_some() {
-            answers.push((job.done, None));
+            answers.push(None);
             continue;
         }
         let nonce = job.nonce.as_ref().map(|(n, ts)| (n.as_str(), *ts));
-        if let Err(e) = sqlx::query("SAVEPOINT report").execute(&mut *tx).await {
-            broken = Some(e.to_string());
-            answers.push((job.done, None));
-            continue;
+        if savepoints {
+            if let Err(e) = sqlx::query("SAVEPOINT report").execute(&mut *tx).await {
+                broken = Some(e.to_string());
+                answers.push(None);
+                continue;
+            }
         }
         let result = ingest_in(
             &mut tx,
@@ -280,12 +332,27 @@ async fn apply_group(db: &Db, jobs: Vec<Job>) {
             job.scope,
         )
         .await;
-        let end = match &result {
-            Ok((_, Keep::Commit { changed })) => {
-                any_changed |= changed;
-                "RELEASE report"
-            }
-            _ => "ROLLBACK TO report",
+        let kept = match &result {
+            Ok((_, Keep::Commit { changed })) => Some(*changed),
+            _ => None,
+        };
+        if !savepoints {
+            let Some(changed) = kept else {
+                // this report's writes cannot be undone alone: none of the group's are kept
+                let _ = tx.rollback().await;
+                if jobs.len() > 1 {
+                    return GroupEnd::Again;
+                }
+                return GroupEnd::Alone(result.map(|(outcome, _)| outcome));
+            };
+            any_changed |= changed;
+            answers.push(Some(result.map(|(outcome, _)| outcome)));
+            continue;
+        }
+        let end = if kept.is_some() {
+            "RELEASE report"
+        } else {
+            "ROLLBACK TO report"
         };
         let mut ended = sqlx::query(end).execute(&mut *tx).await.map(|_| ());
         if ended.is_ok() && end != "RELEASE report" {
@@ -298,29 +365,22 @@ async fn apply_group(db: &Db, jobs: Vec<Job>) {
             // SQLite rolls a whole transaction back on some errors (a full disk, I/O): the
             // savepoint is gone, and with it everything of the group
             broken = Some(e.to_string());
-            answers.push((job.done, None));
+            answers.push(None);
             continue;
         }
-        answers.push((job.done, Some(result.map(|(outcome, _)| outcome))));
+        any_changed |= kept.unwrap_or(false);
+        answers.push(Some(result.map(|(outcome, _)| outcome)));
     }
     let committed = match broken {
         Some(why) => Err(why),
         None => tx.commit().await.map_err(|e| e.to_string()),
     };
-    if count > 1 {
-        tracing::debug!(reports = count, ok = committed.is_ok(), "group committed");
-    }
-    if committed.is_ok() && any_changed {
-        // the webhook events the group put in the outbox are there now
-        crate::webhooks::wake();
-    }
-    for (done, result) in answers {
-        let answer = match (&committed, result) {
-            (Ok(()), Some(result)) => result,
-            (Ok(()), None) => Err(lost("the transaction of this report's group failed")),
-            (Err(why), _) => Err(lost(&format!("the group's transaction failed: {why}"))),
-        };
-        let _ = done.send(answer);
+    match committed {
+        Ok(()) => GroupEnd::Committed {
+            answers,
+            changed: any_changed,
+        },
+        Err(why) => GroupEnd::Failed(why),
     }
 }
 

@@ -145,12 +145,21 @@ pub async fn write_tokens(
     let backend = crate::db::Backend::of(conn);
     let mut gone = Vec::new();
     if !new_host {
-        let stored = sqlx::query("SELECT token FROM search_tokens WHERE host_id = $1")
+        // one row, a JSON array, instead of a row per word (a host has hundreds)
+        let sql = format!(
+            "SELECT {} AS tokens FROM search_tokens WHERE host_id = $1",
+            backend.json_agg("token")
+        );
+        let stored: Option<String> = sqlx::query(&sql)
             .bind(host_id)
-            .fetch_all(&mut *conn)
-            .await?;
-        for r in &stored {
-            let token: String = r.try_get("token")?;
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get("tokens")?;
+        let stored: Vec<String> = match stored {
+            Some(text) => serde_json::from_str(&text).map_err(|e| sqlx::Error::Decode(e.into()))?,
+            None => Vec::new(),
+        };
+        for token in stored {
             if !tokens.remove(&token) {
                 gone.push(token);
             }
