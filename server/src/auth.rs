@@ -93,6 +93,13 @@ pub fn nonce_expiry(timestamp: i64, now: i64, skew: i64) -> i64 {
         .saturating_add(NONCE_MARGIN_SECS)
 }
 
+/// `(seen_at, expires_at)` of a nonce stamped `timestamp` recorded now.
+pub fn nonce_times(timestamp: i64) -> (i64, i64) {
+    let now = crate::clock::now();
+    let skew = CLOCK_SKEW_SECS.load(std::sync::atomic::Ordering::Relaxed);
+    (now, nonce_expiry(timestamp, now, skew))
+}
+
 /// Records a nonce with its expiry; `false` when it was seen before (a replay). Takes any
 /// executor: the pool, or `&mut *tx` for a [`crate::db::WriteTx`].
 pub async fn record_nonce<'e, E>(
@@ -103,15 +110,14 @@ pub async fn record_nonce<'e, E>(
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let now = crate::clock::now();
-    let skew = CLOCK_SKEW_SECS.load(std::sync::atomic::Ordering::Relaxed);
+    let (seen_at, expires_at) = nonce_times(timestamp);
     let done = sqlx::query(
         "INSERT INTO nonces (nonce, seen_at, expires_at) VALUES ($1, $2, $3) \
          ON CONFLICT (nonce) DO NOTHING",
     )
     .bind(nonce)
-    .bind(now)
-    .bind(nonce_expiry(timestamp, now, skew))
+    .bind(seen_at)
+    .bind(expires_at)
     .execute(executor)
     .await?;
     Ok(done.rows_affected() == 1)

@@ -120,6 +120,40 @@ impl Backend {
         }
     }
 
+    /// The backend a connection talks to.
+    pub fn of(conn: &AnyConnection) -> Backend {
+        if conn.backend_name().eq_ignore_ascii_case("postgresql") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+
+    /// A `FROM` item over the elements of the JSON array bound as parameter `$n`, one row each,
+    /// the element as column `j.value`: an array of strings gives their text, an array of arrays
+    /// gives each inner array (read its fields with `j.value ->> 0`, `->> 1`, ...: text, or NULL
+    /// for a JSON `null`). One statement and one parameter for any number of rows: the SQL text
+    /// is the same whatever the count, so it is prepared once per connection (a `VALUES` list of
+    /// N rows is a new statement for every N).
+    pub fn json_rows(self, n: usize, texts: bool) -> String {
+        match (self, texts) {
+            (Backend::Sqlite, _) => format!("json_each(${n}) AS j"),
+            (Backend::Postgres, true) => {
+                format!("json_array_elements_text(${n}::json) AS j(value)")
+            }
+            (Backend::Postgres, false) => format!("json_array_elements(${n}::json) AS j(value)"),
+        }
+    }
+
+    /// An aggregate of `expr` over the rows as the text of a JSON array (NULL over no rows on
+    /// PostgreSQL, `[]` on SQLite): one value to decode instead of a row each.
+    pub fn json_agg(self, expr: &str) -> String {
+        match self {
+            Backend::Sqlite => format!("json_group_array({expr})"),
+            Backend::Postgres => format!("CAST(json_agg({expr}) AS TEXT)"),
+        }
+    }
+
     /// Every migration of this backend, by version: its own (`migrations/sqlite/`,
     /// `migrations/postgres/`) and the shared ones (`migrations/common/`).
     fn migrations(self) -> Vec<Migration> {

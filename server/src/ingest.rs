@@ -17,7 +17,7 @@ use sqlx::{Any, AnyConnection, Row};
 
 use crate::db::{self, Db};
 use crate::report::{is_placeholder, Checked};
-use crate::webhooks::Change;
+use crate::webhooks::{Change, Subscriptions};
 
 /// What a key may write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +88,30 @@ struct HostRow {
     machine_id: Option<String>,
     serial: Option<String>,
     system_uuid: Option<String>,
+    /// The rest is read only for the search words and the failure table, so that the report's
+    /// transaction need not read them again.
+    address: Option<String>,
+    /// It has rows in `host_failures` (collectors that failed in its last report).
+    failing: bool,
+    /// Its hand-entered fields (`search::FIELD_COLUMNS`), those that are set.
+    fields: Vec<String>,
+}
+
+impl HostRow {
+    /// A host created by this report: nothing stored yet.
+    fn new(id: i64, hostname: String) -> HostRow {
+        HostRow {
+            id,
+            hostname,
+            last_report_at: None,
+            machine_id: None,
+            serial: None,
+            system_uuid: None,
+            address: None,
+            failing: false,
+            fields: Vec::new(),
+        }
+    }
 }
 
 /// Applies a report, retrying when a concurrent transaction won a race (a name or report id
@@ -121,7 +145,8 @@ async fn ingest_once(
     scope: WriteScope,
 ) -> Result<Outcome, sqlx::Error> {
     let mut tx = db.begin_write().await?;
-    let (outcome, keep) = ingest_in(&mut tx, db, checked, nonce, scope).await?;
+    let mut subscriptions = Subscriptions::default();
+    let (outcome, keep) = ingest_in(&mut tx, db, &mut subscriptions, checked, nonce, scope).await?;
     match keep {
         Keep::Commit { changed } => {
             tx.commit().await?;
@@ -148,12 +173,14 @@ enum Keep {
 pub const GROUP_MAX: usize = 64;
 
 /// The SQLite writer: reports queue here and are applied by one task, as many as are waiting
-/// (up to [`GROUP_MAX`]) in one transaction, each inside its own savepoint, with one `COMMIT` (one
-/// sync of the WAL) for all. No report waits for company: the group is whatever queued while the
-/// previous one committed. Every report's answer is sent only after its group's `COMMIT`
-/// succeeded; if the `COMMIT` (or the transaction) fails, every report of the group gets the
-/// error (503: nothing of it is stored). A report whose own statements fail is rolled back to its
-/// savepoint and answered with its error; the others of its group are unaffected.
+/// (up to [`GROUP_MAX`]) in one transaction, with one `COMMIT` (one sync of the WAL) for all. No
+/// report waits for company: the group is whatever queued while the previous one committed. Every
+/// report's answer is sent only after its group's `COMMIT` succeeded; if the `COMMIT` (or the
+/// transaction) fails, every report of the group gets the error (503: nothing of it is stored).
+/// A group is first applied without savepoints; if one of its reports fails or is refused (its
+/// writes must not be kept), the transaction is rolled back and the group applied again with each
+/// report inside its own savepoint: the failed report is rolled back to it and answered with its
+/// error (or refusal), the others of its group are unaffected.
 ///
 /// SQLite has one writer anyway (`Db::write` holds one connection), so grouping takes no
 /// concurrency away; on PostgreSQL reports go one transaction each ([`ingest`]), concurrently.
@@ -220,37 +247,112 @@ async fn group_task(db: Db, mut queue: tokio::sync::mpsc::Receiver<Job>) {
 
 async fn apply_group(db: &Db, jobs: Vec<Job>) {
     let count = jobs.len();
+    // Optimistic first: no savepoints (each costs two statements and a copy of every page the
+    // report changes). A report that fails or is refused cannot be undone alone then: the whole
+    // group is rolled back and applied again, a savepoint each. Nothing was answered yet.
+    let mut end = run_group(db, &jobs, false).await;
+    if matches!(end, GroupEnd::Again) {
+        tracing::debug!(
+            reports = count,
+            "a report of the group failed or was refused: the group again, a savepoint each"
+        );
+        end = run_group(db, &jobs, true).await;
+    }
+    let (committed, answers) = match end {
+        GroupEnd::Committed { answers, changed } => {
+            if changed {
+                // the webhook events the group put in the outbox are there now
+                crate::webhooks::wake();
+            }
+            (Ok(()), answers)
+        }
+        GroupEnd::Alone(answer) => (Ok(()), vec![Some(answer)]),
+        GroupEnd::Failed(why) => (Err(why), Vec::new()),
+        GroupEnd::Again => (Err("the group could not be applied".to_owned()), Vec::new()),
+    };
+    if count > 1 {
+        tracing::debug!(reports = count, ok = committed.is_ok(), "group committed");
+    }
+    let mut answers = answers.into_iter();
+    for job in jobs {
+        let answer = match (&committed, answers.next().flatten()) {
+            (Ok(()), Some(result)) => result,
+            (Ok(()), None) => Err(lost("the transaction of this report's group failed")),
+            (Err(why), _) => Err(lost(&format!("the group's transaction failed: {why}"))),
+        };
+        let _ = job.done.send(answer);
+    }
+}
+
+/// How a group's transaction ended.
+enum GroupEnd {
+    /// Committed; each report's answer (`None`: lost with its savepoint).
+    Committed {
+        answers: Vec<Option<Result<Outcome, sqlx::Error>>>,
+        changed: bool,
+    },
+    /// A group of one whose report failed or was refused: rolled back, and this is its answer.
+    Alone(Result<Outcome, sqlx::Error>),
+    /// Not committed (nothing of the group is stored): why.
+    Failed(String),
+    /// Without savepoints, a report failed or was refused: rolled back, to be run again with them.
+    Again,
+}
+
+/// Applies a group in one transaction, each report in a savepoint of its own with `savepoints`.
+async fn run_group(db: &Db, jobs: &[Job], savepoints: bool) -> GroupEnd {
     let mut tx = match db.begin_write().await {
         Ok(tx) => tx,
-        Err(e) => {
-            let why = e.to_string();
-            for job in jobs {
-                let _ = job.done.send(Err(lost(&why)));
-            }
-            return;
-        }
+        Err(e) => return GroupEnd::Failed(e.to_string()),
     };
-    let mut answers = Vec::with_capacity(count);
+    let mut answers = Vec::with_capacity(jobs.len());
+    // read once for the group: nothing else writes while its transaction holds the write lock
+    let mut subscriptions = Subscriptions::default();
     let mut broken = None;
     let mut any_changed = false;
     for job in jobs {
         if broken.is_some() {
-            answers.push((job.done, None));
+            answers.push(None);
             continue;
         }
         let nonce = job.nonce.as_ref().map(|(n, ts)| (n.as_str(), *ts));
-        if let Err(e) = sqlx::query("SAVEPOINT report").execute(&mut *tx).await {
-            broken = Some(e.to_string());
-            answers.push((job.done, None));
+        if savepoints {
+            if let Err(e) = sqlx::query("SAVEPOINT report").execute(&mut *tx).await {
+                broken = Some(e.to_string());
+                answers.push(None);
+                continue;
+            }
+        }
+        let result = ingest_in(
+            &mut tx,
+            db,
+            &mut subscriptions,
+            &job.checked,
+            nonce,
+            job.scope,
+        )
+        .await;
+        let kept = match &result {
+            Ok((_, Keep::Commit { changed })) => Some(*changed),
+            _ => None,
+        };
+        if !savepoints {
+            let Some(changed) = kept else {
+                // this report's writes cannot be undone alone: none of the group's are kept
+                let _ = tx.rollback().await;
+                if jobs.len() > 1 {
+                    return GroupEnd::Again;
+                }
+                return GroupEnd::Alone(result.map(|(outcome, _)| outcome));
+            };
+            any_changed |= changed;
+            answers.push(Some(result.map(|(outcome, _)| outcome)));
             continue;
         }
-        let result = ingest_in(&mut tx, db, &job.checked, nonce, job.scope).await;
-        let end = match &result {
-            Ok((_, Keep::Commit { changed })) => {
-                any_changed |= changed;
-                "RELEASE report"
-            }
-            _ => "ROLLBACK TO report",
+        let end = if kept.is_some() {
+            "RELEASE report"
+        } else {
+            "ROLLBACK TO report"
         };
         let mut ended = sqlx::query(end).execute(&mut *tx).await.map(|_| ());
         if ended.is_ok() && end != "RELEASE report" {
@@ -263,29 +365,22 @@ async fn apply_group(db: &Db, jobs: Vec<Job>) {
             // SQLite rolls a whole transaction back on some errors (a full disk, I/O): the
             // savepoint is gone, and with it everything of the group
             broken = Some(e.to_string());
-            answers.push((job.done, None));
+            answers.push(None);
             continue;
         }
-        answers.push((job.done, Some(result.map(|(outcome, _)| outcome))));
+        any_changed |= kept.unwrap_or(false);
+        answers.push(Some(result.map(|(outcome, _)| outcome)));
     }
     let committed = match broken {
         Some(why) => Err(why),
         None => tx.commit().await.map_err(|e| e.to_string()),
     };
-    if count > 1 {
-        tracing::debug!(reports = count, ok = committed.is_ok(), "group committed");
-    }
-    if committed.is_ok() && any_changed {
-        // the webhook events the group put in the outbox are there now
-        crate::webhooks::wake();
-    }
-    for (done, result) in answers {
-        let answer = match (&committed, result) {
-            (Ok(()), Some(result)) => result,
-            (Ok(()), None) => Err(lost("the transaction of this report's group failed")),
-            (Err(why), _) => Err(lost(&format!("the group's transaction failed: {why}"))),
-        };
-        let _ = done.send(answer);
+    match committed {
+        Ok(()) => GroupEnd::Committed {
+            answers,
+            changed: any_changed,
+        },
+        Err(why) => GroupEnd::Failed(why),
     }
 }
 
@@ -303,10 +398,19 @@ async fn find_host(
     db: &Db,
     hostname: &str,
 ) -> Result<Option<HostRow>, sqlx::Error> {
+    // The hosts row is locked (PostgreSQL); the hand-entered fields and the failure flag come
+    // along for the search words and the failure table.
+    let lock = match db.backend {
+        db::Backend::Sqlite => "",
+        db::Backend::Postgres => " FOR UPDATE OF h",
+    };
     let sql = format!(
-        "SELECT id, hostname, last_report_at, machine_id, serial, system_uuid FROM hosts \
-         WHERE lower(hostname) = lower($1){}",
-        db.backend.for_update()
+        "SELECT h.id, h.hostname, h.last_report_at, h.machine_id, h.serial, h.system_uuid, \
+         h.address, f.owner, f.location, f.rack, f.tags, f.notes, \
+         CASE WHEN EXISTS (SELECT 1 FROM host_failures x WHERE x.host_id = h.id) \
+              THEN 'yes' ELSE 'no' END AS failing \
+         FROM hosts h LEFT JOIN host_fields f ON f.host_id = h.id \
+         WHERE lower(h.hostname) = lower($1){lock}"
     );
     let Some(r) = sqlx::query(&sql)
         .bind(hostname)
@@ -315,6 +419,12 @@ async fn find_host(
     else {
         return Ok(None);
     };
+    let mut fields = Vec::new();
+    for c in crate::search::FIELD_COLUMNS {
+        if let Some(v) = r.try_get::<Option<String>, _>(c)? {
+            fields.push(v);
+        }
+    }
     Ok(Some(HostRow {
         id: r.try_get("id")?,
         hostname: r.try_get("hostname")?,
@@ -322,6 +432,9 @@ async fn find_host(
         machine_id: r.try_get("machine_id")?,
         serial: r.try_get("serial")?,
         system_uuid: r.try_get("system_uuid")?,
+        address: r.try_get("address")?,
+        failing: r.try_get::<String, _>("failing")? == "yes",
+        fields,
     }))
 }
 
@@ -351,28 +464,53 @@ async fn plan(conn: &mut AnyConnection, db: &Db, checked: &Checked) -> Result<Pl
 async fn ingest_in(
     tx: &mut AnyConnection,
     db: &Db,
+    subscriptions: &mut Subscriptions,
     checked: &Checked,
     nonce: Option<(&str, i64)>,
     scope: WriteScope,
 ) -> Result<(Outcome, Keep), sqlx::Error> {
     let report = &checked.report;
     let now = crate::clock::now();
-    if let Some((nonce, timestamp)) = nonce {
-        if !crate::auth::record_nonce(&mut *tx, nonce, timestamp).await? {
-            tracing::warn!("request refused: nonce replayed");
-            return Ok((Outcome::Replayed, Keep::Discard));
+    // The nonce, and the answer to this report_id if it was seen before, in one statement: no
+    // row back is a replayed nonce (nothing inserted).
+    let seen = match nonce {
+        Some((nonce, timestamp)) => {
+            let (seen_at, expires_at) = crate::auth::nonce_times(timestamp);
+            let row = sqlx::query(
+                "INSERT INTO nonces (nonce, seen_at, expires_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (nonce) DO NOTHING RETURNING \
+                 (SELECT status FROM reports WHERE report_id = $4) AS status, \
+                 (SELECT body FROM reports WHERE report_id = $4) AS body",
+            )
+            .bind(nonce)
+            .bind(seen_at)
+            .bind(expires_at)
+            .bind(&report.report_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else {
+                tracing::warn!("request refused: nonce replayed");
+                return Ok((Outcome::Replayed, Keep::Discard));
+            };
+            row
         }
-    }
-    if let Some(row) = sqlx::query("SELECT status, body FROM reports WHERE report_id = $1")
-        .bind(&report.report_id)
-        .fetch_optional(&mut *tx)
-        .await?
-    {
-        let status: i64 = row.try_get("status")?;
+        None => {
+            sqlx::query(
+                "SELECT (SELECT status FROM reports WHERE report_id = $1) AS status, \
+                 (SELECT body FROM reports WHERE report_id = $1) AS body",
+            )
+            .bind(&report.report_id)
+            .fetch_one(&mut *tx)
+            .await?
+        }
+    };
+    if let Some(status) = seen.try_get::<Option<i64>, _>("status")? {
         tracing::info!(status, "report seen before, answering as the first time");
         let outcome = Outcome::Repeat {
             status: u16::try_from(status).unwrap_or(500),
-            body: row.try_get("body")?,
+            body: seen
+                .try_get::<Option<String>, _>("body")?
+                .unwrap_or_default(),
         };
         return Ok((outcome, Keep::Commit { changed: false })); // keeps the nonce
     }
@@ -397,6 +535,7 @@ async fn ingest_in(
     }
 
     let mut warnings = Vec::new();
+    let mut created = false;
     let (host, outcome, status) = match plan {
         Plan::Conflict => {
             let detail = format!(
@@ -428,22 +567,26 @@ async fn ingest_in(
             return Ok((outcome, Keep::Commit { changed: false }));
         }
         Plan::Create => {
+            // the whole hosts row at once: `apply` has nothing to update
+            let ident = &checked.identity;
             let row = sqlx::query(
-                "INSERT INTO hosts (hostname, created_at) VALUES ($1, $2) RETURNING id",
+                "INSERT INTO hosts (hostname, created_at, last_report_at, last_report_id, \
+                 machine_id, serial, system_uuid) VALUES ($1, $2, $2, $3, $4, $5, $6) RETURNING id",
             )
             .bind(&report.hostname)
             .bind(now)
+            .bind(&report.report_id)
+            .bind(ident.machine_id.clone().flatten())
+            .bind(ident.serial.clone().flatten())
+            .bind(ident.system_uuid.clone().flatten())
             .fetch_one(&mut *tx)
             .await?;
-            let host = HostRow {
-                id: row.try_get("id")?,
-                hostname: report.hostname.clone(),
-                last_report_at: None,
-                machine_id: None,
-                serial: None,
-                system_uuid: None,
-            };
-            (host, "created", 201)
+            created = true;
+            (
+                HostRow::new(row.try_get("id")?, report.hostname.clone()),
+                "created",
+                201,
+            )
         }
         Plan::Claim(h) => (h, "created", 201),
         Plan::Update(mut h) => {
@@ -483,7 +626,6 @@ async fn ingest_in(
         }
     };
 
-    let (changed, resend) = apply(&mut *tx, now, &host, checked).await?;
     // The search index follows what a search can find: names, identity, non-volatile components.
     let ident = &checked.identity;
     let identity_moved = [
@@ -493,9 +635,13 @@ async fn ingest_in(
     ]
     .iter()
     .any(|(new, old)| new.as_ref().is_some_and(|v| v.as_ref() != old.as_ref()));
-    if changed || status == 201 || outcome == "renamed" || identity_moved {
-        crate::search::reindex(&mut *tx, host.id).await?;
-    }
+    let target = Target {
+        host: &host,
+        created,
+        reindex: status == 201 || outcome == "renamed" || identity_moved,
+    };
+    let (changed, resend) =
+        apply(&mut *tx, db.backend, subscriptions, now, target, checked).await?;
 
     let outcome = Outcome::Applied {
         status,
@@ -508,22 +654,18 @@ async fn ingest_in(
         },
     };
     let (status, body) = outcome.status_and_body();
-    store_answer(
-        &mut *tx,
-        &report.report_id,
-        &host.hostname,
-        now,
-        status,
-        &body,
-    )
-    .await?;
-    // Which host the report went to and its last change row: the past is rebuilt from these.
+    // The answer, with which host the report went to and its last change row: the past is
+    // rebuilt from these.
     sqlx::query(
-        "UPDATE reports SET host_id = $1, last_change_id = \
-         (SELECT COALESCE(MAX(id), 0) FROM changes WHERE host_id = $1) WHERE report_id = $2",
+        "INSERT INTO reports (report_id, hostname, received_at, status, body, host_id, last_change_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, (SELECT COALESCE(MAX(id), 0) FROM changes WHERE host_id = $6))",
     )
-    .bind(host.id)
     .bind(&report.report_id)
+    .bind(&host.hostname)
+    .bind(now)
+    .bind(i64::from(status))
+    .bind(&body)
+    .bind(host.id)
     .execute(&mut *tx)
     .await?;
     tracing::info!(status, host = %host.hostname, "report applied (kept when its transaction commits)");
@@ -686,9 +828,6 @@ pub fn desired(checked: &Checked, stored_kinds: &HashSet<String>) -> Desired {
     d
 }
 
-/// Rows per multi-row statement: well under SQLite's and PostgreSQL's bound-parameter limits.
-const BATCH: usize = 200;
-
 /// `($1, ...)` groups for a multi-row statement: `fixed` shared parameters, then `per_row` each.
 pub(crate) fn values_list(rows: usize, fixed: usize, per_row: usize, shared: &str) -> String {
     let mut sql = String::new();
@@ -709,49 +848,82 @@ pub(crate) fn values_list(rows: usize, fixed: usize, per_row: usize, shared: &st
     sql
 }
 
+/// The host a report is applied to, and what `apply` must do besides the report's data.
+struct Target<'a> {
+    host: &'a HostRow,
+    /// Created by this report: its `hosts` row is complete, nothing else of it is stored.
+    created: bool,
+    /// Rewrite its search words even if no component changed (new, renamed, identity moved).
+    reindex: bool,
+}
+
+/// A component as stored before the report.
+struct Stored {
+    data: String,
+    volatile: bool,
+    /// The report has it (changed or not).
+    wanted: bool,
+}
+
 async fn apply(
     conn: &mut AnyConnection,
+    backend: db::Backend,
+    subscriptions: &mut Subscriptions,
     now: i64,
-    host: &HostRow,
+    target: Target<'_>,
     checked: &Checked,
 ) -> Result<(bool, Vec<String>), sqlx::Error> {
+    let Target {
+        host,
+        created,
+        reindex,
+    } = target;
     let report = &checked.report;
     let id = &checked.identity;
 
-    // Identity columns: a field no collector declared keeps its value.
-    sqlx::query(
-        "UPDATE hosts SET last_report_at = $1, last_report_id = $2, \
-         machine_id = CASE WHEN $3 = 1 THEN $4 ELSE machine_id END, \
-         serial = CASE WHEN $5 = 1 THEN $6 ELSE serial END, \
-         system_uuid = CASE WHEN $7 = 1 THEN $8 ELSE system_uuid END \
-         WHERE id = $9",
-    )
-    .bind(now)
-    .bind(&report.report_id)
-    .bind(i64::from(id.machine_id.is_some()))
-    .bind(id.machine_id.clone().flatten())
-    .bind(i64::from(id.serial.is_some()))
-    .bind(id.serial.clone().flatten())
-    .bind(i64::from(id.system_uuid.is_some()))
-    .bind(id.system_uuid.clone().flatten())
-    .bind(host.id)
-    .execute(&mut *conn)
-    .await?;
-
-    // The dashboard's failing collectors: those that failed in this, now the last, report.
-    sqlx::query("DELETE FROM host_failures WHERE host_id = $1")
+    // Identity columns: a field no collector declared keeps its value. (A created host's row was
+    // inserted whole.)
+    if !created {
+        sqlx::query(
+            "UPDATE hosts SET last_report_at = $1, last_report_id = $2, \
+             machine_id = CASE WHEN $3 = 1 THEN $4 ELSE machine_id END, \
+             serial = CASE WHEN $5 = 1 THEN $6 ELSE serial END, \
+             system_uuid = CASE WHEN $7 = 1 THEN $8 ELSE system_uuid END \
+             WHERE id = $9",
+        )
+        .bind(now)
+        .bind(&report.report_id)
+        .bind(i64::from(id.machine_id.is_some()))
+        .bind(id.machine_id.clone().flatten())
+        .bind(i64::from(id.serial.is_some()))
+        .bind(id.serial.clone().flatten())
+        .bind(i64::from(id.system_uuid.is_some()))
+        .bind(id.system_uuid.clone().flatten())
         .bind(host.id)
         .execute(&mut *conn)
         .await?;
+    }
+
+    // The dashboard's failing collectors: those that failed in this, now the last, report.
+    if host.failing {
+        sqlx::query("DELETE FROM host_failures WHERE host_id = $1")
+            .bind(host.id)
+            .execute(&mut *conn)
+            .await?;
+    }
     let failed: BTreeSet<&str> = checked
         .failures
         .iter()
         .map(|(p, _, _)| p.as_str())
         .collect();
-    for plugin in failed {
-        sqlx::query("INSERT INTO host_failures (host_id, plugin) VALUES ($1, $2)")
+    if !failed.is_empty() {
+        let sql = format!(
+            "INSERT INTO host_failures (host_id, plugin) SELECT $1, j.value FROM {}",
+            backend.json_rows(2, true)
+        );
+        sqlx::query(&sql)
             .bind(host.id)
-            .bind(plugin)
+            .bind(json_text(&failed))
             .execute(&mut *conn)
             .await?;
     }
@@ -768,29 +940,48 @@ async fn apply(
         .await?;
     }
 
-    let mut current: HashMap<(String, String), String> = HashMap::new();
-    let mut stored_kinds = HashSet::new();
-    if !checked.plugins.is_empty() {
-        let rows = sqlx::query("SELECT kind, item, data FROM components WHERE host_id = $1")
-            .bind(host.id)
-            .fetch_all(&mut *conn)
-            .await?;
+    // What is stored, by kind then item. A new host has nothing; a report without data changes
+    // nothing, and needs it only for the search words.
+    let mut stored: HashMap<String, HashMap<String, Stored>> = HashMap::new();
+    if !created && (!checked.plugins.is_empty() || reindex) {
+        let rows =
+            sqlx::query("SELECT kind, item, data, volatile FROM components WHERE host_id = $1")
+                .bind(host.id)
+                .fetch_all(&mut *conn)
+                .await?;
         for r in &rows {
-            let kind: String = r.try_get("kind")?;
-            stored_kinds.insert(kind.clone());
-            current.insert((kind, r.try_get("item")?), r.try_get("data")?);
+            let stored_one = Stored {
+                data: r.try_get("data")?,
+                volatile: r.try_get::<i64, _>("volatile")? != 0,
+                wanted: false,
+            };
+            stored
+                .entry(r.try_get("kind")?)
+                .or_default()
+                .insert(r.try_get("item")?, stored_one);
         }
     }
+    let stored_kinds: HashSet<String> = stored.keys().cloned().collect();
     let d = desired(checked, &stored_kinds);
-    current.retain(|(kind, item), _| {
-        d.owned.contains(kind) && !d.unknown.contains(&(kind.clone(), item.clone()))
-    });
+    let unknown = |kind: &str, item: &str| {
+        !d.unknown.is_empty() && d.unknown.contains(&(kind.to_owned(), item.to_owned()))
+    };
 
     let mut changes: Vec<Change> = Vec::new();
+    // (wanted, its JSON text) of each component to write
     let mut upserts: Vec<(&Wanted, String)> = Vec::new();
     for w in &d.wanted {
         let new_text = serde_json::to_string(&w.value).unwrap_or_default();
-        match current.remove(&(w.kind.clone(), w.item.clone())) {
+        let mut old = stored
+            .get_mut(w.kind.as_str())
+            .and_then(|items| items.get_mut(w.item.as_str()));
+        if let Some(s) = old.as_mut().filter(|_| unknown(&w.kind, &w.item)) {
+            // an unknown item counts as not stored (never compared): overwritten as added
+            s.wanted = true;
+            s.volatile = w.volatile;
+            old = None;
+        }
+        match old {
             None => {
                 if !w.volatile {
                     changes.push(Change {
@@ -803,168 +994,213 @@ async fn apply(
                 }
                 upserts.push((w, new_text));
             }
-            Some(old_text) => {
+            Some(old) => {
+                old.wanted = true;
                 // Same text is the common case and needs no parse; a different text may still
                 // be the same value (key order), so compare values then.
-                let same = old_text == new_text
-                    || serde_json::from_str::<Value>(&old_text).is_ok_and(|old| old == w.value);
+                let same = old.data == new_text
+                    || serde_json::from_str::<Value>(&old.data).is_ok_and(|v| v == w.value);
                 if !same {
                     if !w.volatile {
                         changes.push(Change {
                             kind: &w.kind,
                             item: &w.item,
                             action: "changed",
-                            old: Some(old_text),
+                            old: Some(old.data.clone()),
                             new: Some(new_text.clone()),
                         });
                     }
+                    old.volatile = w.volatile;
                     upserts.push((w, new_text));
                 }
             }
         }
     }
     // What is left of an owned kind was not in the report: removed.
-    let mut removed: Vec<((String, String), String)> = current.into_iter().collect();
-    removed.sort();
-    for chunk in removed.chunks(BATCH) {
-        let mut sql = String::from("DELETE FROM components WHERE host_id = $1 AND (");
-        for i in 0..chunk.len() {
-            if i > 0 {
-                sql.push_str(" OR ");
+    let mut removed: Vec<(&str, &str, &str)> = Vec::new();
+    for (kind, items) in &stored {
+        if !d.owned.contains(kind) {
+            continue;
+        }
+        for (item, s) in items {
+            if !s.wanted && !unknown(kind, item) {
+                removed.push((kind, item, &s.data));
             }
-            sql.push_str(&format!(
-                "(kind = ${} AND item = ${})",
-                2 + 2 * i,
-                3 + 2 * i
-            ));
         }
-        sql.push(')');
-        let mut q = sqlx::query(&sql).bind(host.id);
-        for ((kind, item), _) in chunk {
-            q = q.bind(kind).bind(item);
-        }
-        q.execute(&mut *conn).await?;
     }
-    for ((kind, item), old) in &removed {
+    removed.sort_unstable();
+    if !removed.is_empty() {
+        let sql = format!(
+            "DELETE FROM components WHERE host_id = $1 AND (kind, item) IN \
+             (SELECT j.value ->> 0, j.value ->> 1 FROM {})",
+            backend.json_rows(2, false)
+        );
+        let keys: Vec<(&str, &str)> = removed.iter().map(|(k, i, _)| (*k, *i)).collect();
+        sqlx::query(&sql)
+            .bind(host.id)
+            .bind(json_text(&keys))
+            .execute(&mut *conn)
+            .await?;
+    }
+    for (kind, item, old) in &removed {
         changes.push(Change {
             kind,
             item,
             action: "removed",
-            old: Some(old.clone()),
+            old: Some((*old).to_owned()),
             new: None,
         });
     }
 
-    for chunk in upserts.chunks(BATCH) {
+    if !upserts.is_empty() {
+        // `WHERE true`: SQLite's parser needs it between a SELECT and ON CONFLICT
         let sql = format!(
-            "INSERT INTO components (host_id, updated_at, kind, item, data, volatile) VALUES {} \
+            "INSERT INTO components (host_id, updated_at, kind, item, data, volatile) \
+             SELECT $1, $2, j.value ->> 0, j.value ->> 1, j.value ->> 2, CAST(j.value ->> 3 AS BIGINT) \
+             FROM {} WHERE true \
              ON CONFLICT (host_id, kind, item) DO UPDATE SET data = excluded.data, \
              updated_at = excluded.updated_at, volatile = excluded.volatile",
-            values_list(chunk.len(), 2, 4, "$1, $2")
+            backend.json_rows(3, false)
         );
-        let mut q = sqlx::query(&sql).bind(host.id).bind(now);
-        for (w, text) in chunk {
-            q = q
-                .bind(&w.kind)
-                .bind(&w.item)
-                .bind(text.as_str())
-                .bind(i64::from(w.volatile));
-        }
-        q.execute(&mut *conn).await?;
+        let rows: Vec<(&str, &str, &str, i64)> = upserts
+            .iter()
+            .map(|(w, text)| {
+                (
+                    w.kind.as_str(),
+                    w.item.as_str(),
+                    text.as_str(),
+                    i64::from(w.volatile),
+                )
+            })
+            .collect();
+        sqlx::query(&sql)
+            .bind(host.id)
+            .bind(now)
+            .bind(json_text(&rows))
+            .execute(&mut *conn)
+            .await?;
     }
 
-    for chunk in changes.chunks(BATCH) {
+    if !changes.is_empty() {
+        // in the order of the array: the change rows' ids follow it
         let sql = format!(
-            "INSERT INTO changes (host_id, report_id, at, component, item, action, old_value, new_value) VALUES {}",
-            values_list(chunk.len(), 3, 5, "$1, $2, $3")
+            "INSERT INTO changes (host_id, report_id, at, component, item, action, old_value, new_value) \
+             SELECT $1, $2, $3, j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4 \
+             FROM {}",
+            backend.json_rows(4, false)
         );
-        let mut q = sqlx::query(&sql)
+        let rows: Vec<_> = changes
+            .iter()
+            .map(|c| (c.kind, c.item, c.action, c.old.as_deref(), c.new.as_deref()))
+            .collect();
+        sqlx::query(&sql)
             .bind(host.id)
             .bind(&report.report_id)
-            .bind(now);
-        for c in chunk {
-            q = q
-                .bind(c.kind)
-                .bind(c.item)
-                .bind(c.action)
-                .bind(c.old.clone())
-                .bind(c.new.clone());
-        }
-        q.execute(&mut *conn).await?;
+            .bind(now)
+            .bind(json_text(&rows))
+            .execute(&mut *conn)
+            .await?;
     }
     let changed = !changes.is_empty();
     if changed {
         tracing::debug!(changes = changes.len(), "change log written");
         // the webhook events of these rows, in the same transaction: both or neither
-        crate::webhooks::enqueue(&mut *conn, now, &host.hostname, &report.report_id, &changes)
-            .await?;
+        crate::webhooks::enqueue(
+            &mut *conn,
+            subscriptions,
+            now,
+            &host.hostname,
+            &report.report_id,
+            &changes,
+        )
+        .await?;
     }
 
     // Lists sent as unchanged: the same as last seen when the digest is the stored one (then they
     // count as seen now); otherwise left as they are, and the client is asked for them in full.
-    let mut lists = d.lists.clone();
+    let mut stored_digests: HashMap<String, Option<String>> = HashMap::new();
+    if !created && !d.unchanged.is_empty() {
+        for r in sqlx::query("SELECT kind, digest FROM part_lists WHERE host_id = $1")
+            .bind(host.id)
+            .fetch_all(&mut *conn)
+            .await?
+        {
+            stored_digests.insert(r.try_get("kind")?, r.try_get("digest")?);
+        }
+    }
+    // (kind, why unavailable, digest) of every list the report leaves: one row per kind
+    let mut lists: Vec<(&str, Option<&str>, Option<&str>)> = Vec::new();
     let mut resend = Vec::new();
+    for l in &d.lists {
+        lists.push((&l.kind, l.unavailable.as_deref(), l.digest.as_deref()));
+    }
     for (kind, digest) in &d.unchanged {
-        let stored: Option<String> =
-            sqlx::query("SELECT digest FROM part_lists WHERE host_id = $1 AND kind = $2")
-                .bind(host.id)
-                .bind(kind)
-                .fetch_optional(&mut *conn)
-                .await?
-                .map(|r| r.try_get("digest"))
-                .transpose()?
-                .flatten();
-        if stored.as_deref() == Some(digest.as_str()) {
-            lists.push(ListState {
-                kind: kind.clone(),
-                unavailable: None,
-                digest: None,
-            });
+        let stored = stored_digests.get(kind).and_then(Option::as_deref);
+        if stored == Some(digest.as_str()) {
+            lists.push((kind, None, None));
         } else {
             tracing::info!(list = %kind, "an unchanged list's digest is not the stored one: asking for it in full");
             resend.push(kind.clone());
         }
     }
+    // a kind named twice: the last one holds (as when each was written in turn)
+    let mut seen = HashSet::new();
+    let mut lists: Vec<_> = lists
+        .into_iter()
+        .rev()
+        .filter(|(kind, _, _)| seen.insert(*kind))
+        .collect();
+    lists.reverse();
 
     // Part lists: when each was last seen, its digest, and since when it could not be seen.
-    for ListState {
-        kind,
-        unavailable,
-        digest,
-    } in &lists
-    {
-        sqlx::query(
+    if !lists.is_empty() {
+        let sql = format!(
             "INSERT INTO part_lists (host_id, kind, unavailable, unavailable_since, last_seen_at, last_seen_report_id, digest) \
-             VALUES ($1, $2, $3, CASE WHEN $4 = 1 THEN $5 ELSE NULL END, CASE WHEN $4 = 1 THEN NULL ELSE $5 END, \
-                     CASE WHEN $4 = 1 THEN NULL ELSE $6 END, $7) \
+             SELECT $1, j.value ->> 0, j.value ->> 1, \
+                    CASE WHEN j.value ->> 1 IS NULL THEN NULL ELSE $2 END, \
+                    CASE WHEN j.value ->> 1 IS NULL THEN $2 ELSE NULL END, \
+                    CASE WHEN j.value ->> 1 IS NULL THEN $3 ELSE NULL END, \
+                    j.value ->> 2 \
+             FROM {} WHERE true \
              ON CONFLICT (host_id, kind) DO UPDATE SET unavailable = excluded.unavailable, \
-             unavailable_since = CASE WHEN $4 = 1 THEN COALESCE(part_lists.unavailable_since, excluded.unavailable_since) ELSE NULL END, \
-             last_seen_at = CASE WHEN $4 = 1 THEN part_lists.last_seen_at ELSE excluded.last_seen_at END, \
-             last_seen_report_id = CASE WHEN $4 = 1 THEN part_lists.last_seen_report_id ELSE excluded.last_seen_report_id END, \
-             digest = COALESCE($7, part_lists.digest)",
-        )
-        .bind(host.id)
-        .bind(kind)
-        .bind(unavailable.as_deref())
-        .bind(i64::from(unavailable.is_some()))
-        .bind(now)
-        .bind(&report.report_id)
-        .bind(digest.as_deref())
-        .execute(&mut *conn)
-        .await?;
+             unavailable_since = CASE WHEN excluded.unavailable IS NULL THEN NULL \
+                 ELSE COALESCE(part_lists.unavailable_since, excluded.unavailable_since) END, \
+             last_seen_at = CASE WHEN excluded.unavailable IS NULL THEN excluded.last_seen_at \
+                 ELSE part_lists.last_seen_at END, \
+             last_seen_report_id = CASE WHEN excluded.unavailable IS NULL THEN excluded.last_seen_report_id \
+                 ELSE part_lists.last_seen_report_id END, \
+             digest = COALESCE(excluded.digest, part_lists.digest)",
+            backend.json_rows(4, false)
+        );
+        sqlx::query(&sql)
+            .bind(host.id)
+            .bind(now)
+            .bind(&report.report_id)
+            .bind(json_text(&lists))
+            .execute(&mut *conn)
+            .await?;
     }
     // A list no collector reports any more is gone with its parts.
-    for kind in d.owned.iter().filter(|k| k.contains('.')) {
-        if !lists.iter().any(|l| l.kind == *kind) {
-            sqlx::query("DELETE FROM part_lists WHERE host_id = $1 AND kind = $2")
-                .bind(host.id)
-                .bind(kind)
-                .execute(&mut *conn)
-                .await?;
-        }
+    let gone: Vec<&str> = d
+        .owned
+        .iter()
+        .filter(|k| k.contains('.') && !lists.iter().any(|l| l.0 == k.as_str()))
+        .map(String::as_str)
+        .collect();
+    if !gone.is_empty() && !created {
+        let sql = format!(
+            "DELETE FROM part_lists WHERE host_id = $1 AND kind IN (SELECT j.value FROM {})",
+            backend.json_rows(2, true)
+        );
+        sqlx::query(&sql)
+            .bind(host.id)
+            .bind(json_text(&gone))
+            .execute(&mut *conn)
+            .await?;
     }
 
-    // Identity values new to this host: flag (never merge) other hosts that share them.
+    // Identity values new to this host: flag (never merge) other hosts that share them. One
+    // statement for the values to check, up to 10 other hosts each.
     let checks = [
         (
             "machine_id",
@@ -978,21 +1214,43 @@ async fn apply(
             host.system_uuid.as_ref(),
         ),
     ];
+    let mut asked: Vec<(&str, &str)> = Vec::new();
     for (column, new, old) in checks {
         let Some(Some(value)) = new else { continue };
         if old == Some(value) || is_placeholder(value) {
             continue;
         }
-        let sql = format!("SELECT hostname FROM hosts WHERE {column} = $1 AND id <> $2 ORDER BY hostname LIMIT 10");
-        let others: Vec<String> = sqlx::query(&sql)
-            .bind(value)
-            .bind(host.id)
-            .fetch_all(&mut *conn)
-            .await?
+        asked.push((column, value));
+    }
+    if !asked.is_empty() {
+        let sql = asked
             .iter()
-            .map(|r| r.try_get("hostname"))
-            .collect::<Result<_, _>>()?;
-        if !others.is_empty() {
+            .enumerate()
+            .map(|(i, (column, _))| {
+                format!(
+                    "SELECT '{column}' AS k, hostname FROM (SELECT hostname FROM hosts \
+                     WHERE {column} = ${} AND id <> $1 ORDER BY hostname LIMIT 10) AS s{i}",
+                    i + 2
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ")
+            + " ORDER BY k, hostname";
+        let mut q = sqlx::query(&sql).bind(host.id);
+        for (_, value) in &asked {
+            q = q.bind(*value);
+        }
+        let rows = q.fetch_all(&mut *conn).await?;
+        for (column, value) in asked {
+            let mut others = Vec::new();
+            for r in &rows {
+                if r.try_get::<String, _>("k")? == column {
+                    others.push(r.try_get::<String, _>("hostname")?);
+                }
+            }
+            if others.is_empty() {
+                continue;
+            }
             let message = format!(
                 "host {:?} shares {column} {value:?} with {}: flagged, not merged",
                 host.hostname,
@@ -1011,7 +1269,57 @@ async fn apply(
             .await?;
         }
     }
+
+    // The search words, from what this transaction knows the host has now (the stored
+    // components it kept, the report's, its row and fields): nothing is read back.
+    if changed || reindex {
+        let mut tokens = BTreeSet::new();
+        let now_or = |new: Option<&Option<String>>, old: &Option<String>| match new {
+            Some(v) => v.clone(),
+            None => old.clone(),
+        };
+        let hints = [
+            now_or(id.machine_id.as_ref(), &host.machine_id),
+            now_or(id.serial.as_ref(), &host.serial),
+            now_or(id.system_uuid.as_ref(), &host.system_uuid),
+            host.address.clone(),
+        ];
+        crate::search::tokens_of_host(
+            &host.hostname,
+            hints.iter().map(Option::as_deref),
+            &mut tokens,
+        );
+        let gone: HashSet<(&str, &str)> = removed.iter().map(|(k, i, _)| (*k, *i)).collect();
+        for w in &d.wanted {
+            let volatile = stored
+                .get(w.kind.as_str())
+                .and_then(|items| items.get(w.item.as_str()))
+                .filter(|s| s.wanted)
+                .map_or(w.volatile, |s| s.volatile);
+            if !volatile {
+                crate::search::tokens_of_component(&w.kind, &w.item, &w.value, &mut tokens);
+            }
+        }
+        for (kind, items) in &stored {
+            for (item, s) in items {
+                if s.wanted || s.volatile || gone.contains(&(kind.as_str(), item.as_str())) {
+                    continue;
+                }
+                let value = serde_json::from_str::<Value>(&s.data).unwrap_or(Value::Null);
+                crate::search::tokens_of_component(kind, item, &value, &mut tokens);
+            }
+        }
+        for f in &host.fields {
+            crate::search::tokens_of_text(f, &mut tokens);
+        }
+        crate::search::write_tokens(&mut *conn, host.id, tokens, created).await?;
+    }
     Ok((changed, resend))
+}
+
+/// The JSON text of rows bound as one parameter (see `Backend::json_rows`).
+fn json_text<T: serde::Serialize + ?Sized>(rows: &T) -> String {
+    serde_json::to_string(rows).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -22,6 +22,12 @@ use auto_server::{
     api, auth, cli, clock, db, error, keys, retention, search, store, ui, users, webhooks,
 };
 
+/// mimalloc instead of glibc's malloc: the ingest allocates and frees many small values per report
+/// (JSON values, rows, strings) across threads, and glibc's free lists cost about a fifth of the
+/// server's CPU in a profile of `scripts/bench-server.sh` (ARCHITECTURE.md, "Dependencies").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// An error and the exit code it means.
 struct Failure {
     code: u8,

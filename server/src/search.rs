@@ -56,6 +56,34 @@ pub fn tokens_of_value(v: &Value, out: &mut BTreeSet<String>) {
     }
 }
 
+/// The words of a host's name (and its dot-separated labels) and of its identity hints and
+/// address.
+pub fn tokens_of_host<'a>(
+    hostname: &str,
+    hints: impl IntoIterator<Item = Option<&'a str>>,
+    out: &mut BTreeSet<String>,
+) {
+    tokens_of_text(hostname, out);
+    for label in hostname.split('.') {
+        tokens_of_text(label, out);
+    }
+    for v in hints.into_iter().flatten() {
+        tokens_of_text(v, out);
+    }
+}
+
+/// The words of one non-volatile component: a part's id (kinds with a dot are part lists) and
+/// its value.
+pub fn tokens_of_component(kind: &str, item: &str, value: &Value, out: &mut BTreeSet<String>) {
+    if kind.contains('.') {
+        tokens_of_text(item, out);
+    }
+    tokens_of_value(value, out);
+}
+
+/// The hand-entered fields whose words are indexed, in the order of `host_fields`' columns.
+pub const FIELD_COLUMNS: [&str; 5] = ["owner", "location", "rack", "tags", "notes"];
+
 /// Rewrites one host's search words from what is stored now (inside the caller's transaction).
 pub async fn reindex(conn: &mut AnyConnection, host_id: i64) -> Result<(), sqlx::Error> {
     let mut tokens = BTreeSet::new();
@@ -67,15 +95,11 @@ pub async fn reindex(conn: &mut AnyConnection, host_id: i64) -> Result<(), sqlx:
     .await?
     {
         let hostname: String = h.try_get("hostname")?;
-        tokens_of_text(&hostname, &mut tokens);
-        for label in hostname.split('.') {
-            tokens_of_text(label, &mut tokens);
-        }
+        let mut hints = Vec::new();
         for c in ["machine_id", "serial", "system_uuid", "address"] {
-            if let Some(v) = h.try_get::<Option<String>, _>(c)? {
-                tokens_of_text(&v, &mut tokens);
-            }
+            hints.push(h.try_get::<Option<String>, _>(c)?);
         }
+        tokens_of_host(&hostname, hints.iter().map(Option::as_deref), &mut tokens);
     }
     for r in
         sqlx::query("SELECT kind, item, data FROM components WHERE host_id = $1 AND volatile = 0")
@@ -84,12 +108,10 @@ pub async fn reindex(conn: &mut AnyConnection, host_id: i64) -> Result<(), sqlx:
             .await?
     {
         let kind: String = r.try_get("kind")?;
-        if kind.contains('.') {
-            tokens_of_text(&r.try_get::<String, _>("item")?, &mut tokens);
-        }
-        if let Ok(v) = serde_json::from_str::<Value>(&r.try_get::<String, _>("data")?) {
-            tokens_of_value(&v, &mut tokens);
-        }
+        let item: String = r.try_get("item")?;
+        let value =
+            serde_json::from_str::<Value>(&r.try_get::<String, _>("data")?).unwrap_or(Value::Null);
+        tokens_of_component(&kind, &item, &value, &mut tokens);
     }
     if let Some(f) =
         sqlx::query("SELECT owner, location, rack, tags, notes FROM host_fields WHERE host_id = $1")
@@ -97,30 +119,75 @@ pub async fn reindex(conn: &mut AnyConnection, host_id: i64) -> Result<(), sqlx:
             .fetch_optional(&mut *conn)
             .await?
     {
-        for c in ["owner", "location", "rack", "tags", "notes"] {
+        for c in FIELD_COLUMNS {
             if let Some(v) = f.try_get::<Option<String>, _>(c)? {
                 tokens_of_text(&v, &mut tokens);
             }
         }
     }
-    sqlx::query("DELETE FROM search_tokens WHERE host_id = $1")
-        .bind(host_id)
-        .execute(&mut *conn)
-        .await?;
-    let tokens: Vec<String> = tokens.into_iter().take(MAX_TOKENS_PER_HOST).collect();
-    for chunk in tokens.chunks(400) {
-        let mut sql = String::from("INSERT INTO search_tokens (host_id, token) VALUES ");
-        for i in 0..chunk.len() {
-            if i > 0 {
-                sql.push(',');
+    write_tokens(conn, host_id, tokens, false).await
+}
+
+/// Makes a host's stored search words `tokens` (the first [`MAX_TOKENS_PER_HOST`] in byte
+/// order), writing only the difference: the words it had and no longer has are deleted, the new
+/// ones inserted (a host whose parts changed a little keeps almost all its rows). `new_host`: the
+/// host was created in this transaction and has no words yet (nothing is read). Three statements
+/// at most, one for a new host, whatever the number of words.
+pub async fn write_tokens(
+    conn: &mut AnyConnection,
+    host_id: i64,
+    mut tokens: BTreeSet<String>,
+    new_host: bool,
+) -> Result<(), sqlx::Error> {
+    if let Some(first_dropped) = tokens.iter().nth(MAX_TOKENS_PER_HOST).cloned() {
+        let _ = tokens.split_off(&first_dropped);
+    }
+    let backend = crate::db::Backend::of(conn);
+    let mut gone = Vec::new();
+    if !new_host {
+        // one row, a JSON array, instead of a row per word (a host has hundreds)
+        let sql = format!(
+            "SELECT {} AS tokens FROM search_tokens WHERE host_id = $1",
+            backend.json_agg("token")
+        );
+        let stored: Option<String> = sqlx::query(&sql)
+            .bind(host_id)
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get("tokens")?;
+        let stored: Vec<String> = match stored {
+            Some(text) => serde_json::from_str(&text).map_err(|e| sqlx::Error::Decode(e.into()))?,
+            None => Vec::new(),
+        };
+        for token in stored {
+            if !tokens.remove(&token) {
+                gone.push(token);
             }
-            sql.push_str(&format!("($1, ${})", i + 2));
         }
-        let mut q = sqlx::query(&sql).bind(host_id);
-        for t in chunk {
-            q = q.bind(t.as_str());
-        }
-        q.execute(&mut *conn).await?;
+    }
+    if !gone.is_empty() {
+        let sql = format!(
+            "DELETE FROM search_tokens WHERE host_id = $1 AND token IN (SELECT j.value FROM {})",
+            backend.json_rows(2, true)
+        );
+        sqlx::query(&sql)
+            .bind(host_id)
+            .bind(serde_json::to_string(&gone).unwrap_or_default())
+            .execute(&mut *conn)
+            .await?;
+    }
+    if !tokens.is_empty() {
+        // `WHERE true`: SQLite's parser needs it between a SELECT and ON CONFLICT
+        let sql = format!(
+            "INSERT INTO search_tokens (host_id, token) SELECT $1, j.value FROM {} WHERE true \
+             ON CONFLICT DO NOTHING",
+            backend.json_rows(2, true)
+        );
+        sqlx::query(&sql)
+            .bind(host_id)
+            .bind(serde_json::to_string(&tokens).unwrap_or_default())
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }

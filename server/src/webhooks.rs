@@ -337,11 +337,42 @@ pub fn wake() {
     WAKE.notify_one();
 }
 
+/// The subscriptions as one write transaction sees them: read at most once per transaction
+/// (on SQLite a group of reports shares one; nothing else writes while it holds the write lock).
+#[derive(Debug, Default)]
+pub struct Subscriptions {
+    /// `(id, filter)` of every subscription; `None` until read.
+    read: Option<Vec<(i64, Filter)>>,
+}
+
+impl Subscriptions {
+    async fn get(&mut self, conn: &mut AnyConnection) -> Result<&[(i64, Filter)], sqlx::Error> {
+        if self.read.is_none() {
+            let rows = sqlx::query("SELECT id, components, actions, host_glob FROM webhooks")
+                .fetch_all(&mut *conn)
+                .await?;
+            let mut all = Vec::with_capacity(rows.len());
+            for s in &rows {
+                let filter = Filter::from_row(
+                    &s.try_get::<String, _>("components")?,
+                    &s.try_get::<String, _>("actions")?,
+                    &s.try_get::<String, _>("host_glob")?,
+                );
+                all.push((s.try_get("id")?, filter));
+            }
+            self.read = Some(all);
+        }
+        Ok(self.read.as_deref().unwrap_or_default())
+    }
+}
+
 /// Writes the events of a report's changes into the outbox, on the report's transaction. With no
-/// change nothing is read; with changes, one `SELECT` of the subscriptions (an empty table when
-/// nobody subscribed) and one multi-row `INSERT` per 200 events. Returns how many it wrote.
+/// change nothing is read; with changes, the subscriptions (one `SELECT` per transaction: an
+/// empty table when nobody subscribed) and one multi-row `INSERT` per 200 events. Returns how many
+/// it wrote.
 pub async fn enqueue(
     conn: &mut AnyConnection,
+    subscriptions: &mut Subscriptions,
     now: i64,
     host: &str,
     report_id: &str,
@@ -350,28 +381,20 @@ pub async fn enqueue(
     if changes.is_empty() {
         return Ok(0);
     }
-    let subscriptions = sqlx::query("SELECT id, components, actions, host_glob FROM webhooks")
-        .fetch_all(&mut *conn)
-        .await?;
+    let subscriptions = subscriptions.get(&mut *conn).await?;
     if subscriptions.is_empty() {
         return Ok(0);
     }
     let time = crate::clock::rfc3339(now);
     let mut rows: Vec<(i64, String, String)> = Vec::new();
-    for s in &subscriptions {
-        let id: i64 = s.try_get("id")?;
-        let filter = Filter::from_row(
-            &s.try_get::<String, _>("components")?,
-            &s.try_get::<String, _>("actions")?,
-            &s.try_get::<String, _>("host_glob")?,
-        );
+    for (id, filter) in subscriptions {
         if !filter.matches_host(host) {
             continue;
         }
         for c in changes.iter().filter(|c| filter.matches_change(c)) {
             let event_id = event_id();
-            let body = event_body(&event_id, id, host, report_id, &time, c);
-            rows.push((id, event_id, body));
+            let body = event_body(&event_id, *id, host, report_id, &time, c);
+            rows.push((*id, event_id, body));
         }
     }
     let now_ms = now.saturating_mul(1000);

@@ -311,7 +311,8 @@ fn a_person_uses_the_pages_in_a_browser(b: Backend) {
         search.send_keys("\u{E007}").await.expect("enter");
 
         // The search by MAC finds its host, and only it.
-        assert!(path(&c).await.starts_with("/ui/hosts?q="));
+        let p = path_once_it_starts_with(&c, "/ui/hosts?q=").await;
+        assert!(p.starts_with("/ui/hosts?q="), "{p}");
         let hosts = text_of(&c, "table#hosts tbody").await;
         assert!(hosts.contains("ui-web-01"), "{hosts}");
         assert!(!hosts.contains("ui-db-02"), "{hosts}");
@@ -459,7 +460,8 @@ fn a_person_uses_the_pages_in_a_browser(b: Backend) {
         let cookie = c.get_named_cookie("auto_session").await.expect("session cookie");
         let old = cookie.value().to_owned();
         c.find(Locator::Css("form.logout button")).await.expect("logout").click().await.expect("click");
-        assert!(path(&c).await.starts_with("/ui/login"));
+        let p = path_once_it_starts_with(&c, "/ui/login").await;
+        assert!(p.starts_with("/ui/login"), "{p}");
         c.goto(&format!("{base}/ui/hosts")).await.expect("goto");
         assert!(path(&c).await.starts_with("/ui/login"));
         let r = no_redirects()
