@@ -67,6 +67,7 @@ pub fn init_logging(default_level: &str, log_dir: Option<&Path>) -> Result<LogGu
 }
 
 pub fn run(args: Args) -> Result<Outcome> {
+    remote::caches::restore_env();
     if let Command::Worker {
         path,
         symbol,
@@ -109,6 +110,10 @@ pub fn run(args: Args) -> Result<Outcome> {
         }
         Command::Run(r) => {
             let settings = settings::Run::resolve(args.plugins, &r, &file)?;
+            if matches!(settings.at, Where::Fleet(_)) {
+                // before the log file's writer thread starts
+                remote::caches::off();
+            }
             let _log = init_logging("info", settings.log_dir.as_deref())?;
             let textfile = r.textfile.clone().or_else(|| file.textfile.clone());
             run_main(settings, textfile)
@@ -140,7 +145,10 @@ pub fn load_registry(plugins_path: &Path, load: &LoadOptions) -> Result<PluginRe
 fn collect(settings: &settings::Collect, format: Format) -> Result<Outcome> {
     let common = &settings.common;
     let isolation = match &settings.at {
-        Where::Fleet(fleet) => return collect_remote(fleet, common, format),
+        Where::Fleet(fleet) => {
+            remote::caches::off();
+            return collect_remote(fleet, common, format);
+        }
         Where::Local(isolation) => *isolation,
     };
     let specs = PluginsFile::load(&common.plugins_path)?.specs();
@@ -242,7 +250,13 @@ fn collect_remote(fleet: &Fleet, common: &settings::Common, format: Format) -> R
                     Format::Json => {
                         writeln!(out, "{}", serde_json::to_string(report).unwrap_or_default())
                     }
-                    Format::Table => write!(out, "{}", output::report_table(report)),
+                    // the table reads the data: parsed here, one host at a time
+                    Format::Table => match serde_json::to_string(report)
+                        .and_then(|text| serde_json::from_str(&text))
+                    {
+                        Ok(parsed) => write!(out, "{}", output::report_table(&parsed)),
+                        Err(e) => writeln!(out, "{}: cannot show the report: {e}", report.hostname),
+                    },
                 };
             }
             Err(f) => eprintln!("auto-client: host {}: {}", r.target.name, f.message),

@@ -17,9 +17,14 @@ use serde_json::Value;
 pub const SCHEMA: u32 = 2;
 
 /// One target's collection: what `auto-client collect` prints and `POST /api/v1/reports` takes.
+///
+/// `D` is how each collector's `data` is held: a parsed [`Value`] (the server, agent mode), or, where
+/// the client only passes a collector's JSON on (ssh and salt mode), its text as it came
+/// (`Box<serde_json::value::RawValue>`: a few KB to ~100 KB of text instead of a tree of maps,
+/// ~0.5 MB for `packages`'s 761 parts). Both serialise to the same document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Report {
+pub struct Report<D = Value> {
     pub schema: u32,
     /// A UUID, new for every collection, kept across retries and spooling.
     pub report_id: String,
@@ -31,7 +36,7 @@ pub struct Report {
     pub collected_at: String,
     pub agent: AgentInfo,
     /// Keyed by the plugin's name in `plugins.toml` (or its file stem for a drop-in).
-    pub plugins: BTreeMap<String, PluginReport>,
+    pub plugins: BTreeMap<String, PluginReport<D>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,11 +50,11 @@ pub struct AgentInfo {
 /// One collector's part of a report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "lowercase", deny_unknown_fields)]
-pub enum PluginReport {
+pub enum PluginReport<D = Value> {
     Ok {
         version: String,
         duration_ms: u64,
-        data: Value,
+        data: D,
     },
     Error {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -59,7 +64,7 @@ pub enum PluginReport {
     },
 }
 
-impl PluginReport {
+impl<D> PluginReport<D> {
     pub fn is_ok(&self) -> bool {
         matches!(self, PluginReport::Ok { .. })
     }

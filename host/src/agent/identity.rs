@@ -55,9 +55,9 @@ impl CertFile {
 
 /// Acts on an accepted report (201 or 200): writes the name the API now uses, except when a rename
 /// was refused (warning `hostname_taken`), where the cert keeps the old name.
-pub fn accepted(
+pub fn accepted<D>(
     cert: &CertFile,
-    report: &Report,
+    report: &Report<D>,
     status: u16,
     body: &IngestResponse,
 ) -> Result<()> {
@@ -94,7 +94,7 @@ pub fn accepted(
 }
 
 /// Acts on a 409: the name is taken by another host and nothing was recorded; the cert is untouched.
-pub fn name_taken(report: &Report, problem: &Problem) {
+pub fn name_taken<D>(report: &Report<D>, problem: &Problem) {
     tracing::error!(
         host = %report.hostname,
         report_id = %report.report_id,

@@ -18,6 +18,7 @@ use std::{
 
 use anyhow::Result;
 use auto_proto::Report;
+use serde::Serialize;
 
 use crate::{
     agent::delivery::{Answer, ApiClient, Failure},
@@ -61,7 +62,12 @@ pub enum Delivery {
 /// - any other 4xx (400 malformed, 413 too large): a copy is quarantined in the spool for a
 ///   person to read, and it is not retried;
 /// - unreachable, or 5xx after the retries (a full disk on the server is a 503): kept.
-pub fn send(api: &ApiClient, spool: &Spool, cert: Option<&CertFile>, report: &Report) -> Delivery {
+pub fn send<D: Serialize>(
+    api: &ApiClient,
+    spool: &Spool,
+    cert: Option<&CertFile>,
+    report: &Report<D>,
+) -> Delivery {
     let body = match serde_json::to_vec(report) {
         Ok(b) => b,
         Err(e) => {
@@ -151,7 +157,11 @@ pub fn send_spool(api: &ApiClient, spool: &Spool, cert: Option<&CertFile>) -> Re
 
 /// Delivers one host's report in ssh or salt mode; spools it when the API cannot take it now.
 /// True when the server applied it.
-pub fn send_remote_report(api: &ApiClient, spool: &Spool, report: &Report) -> bool {
+pub fn send_remote_report<D: Serialize>(
+    api: &ApiClient,
+    spool: &Spool,
+    report: &Report<D>,
+) -> bool {
     match send(api, spool, None, report) {
         Delivery::Applied { .. } => true,
         Delivery::Refused => false,

@@ -49,7 +49,7 @@ impl Spool {
     }
 
     /// Writes a report durably, then trims the spool to its bounds (oldest first).
-    pub fn put(&self, report: &Report) -> Result<PathBuf> {
+    pub fn put<D: serde::Serialize>(&self, report: &Report<D>) -> Result<PathBuf> {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos())

@@ -57,7 +57,12 @@ pub fn dry_run(registry: &PluginRegistry) -> Vec<Ask> {
     let pool = crate::pool::Pool::new("dry-run", registry.loaded.len());
     // the collectors fail against a machine that has nothing: not worth a warning each
     tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
-        crate::plugins::runner::collect_all(&registry.loaded, &make, &pool)
+        // what they gave is dropped: kept as text, not parsed
+        crate::plugins::runner::collect_all::<Box<serde_json::value::RawValue>>(
+            &registry.loaded,
+            &make,
+            &pool,
+        )
     });
     let list = recorded.lock().unwrap_or_else(|p| p.into_inner()).clone();
     for ask in &list {

@@ -3,6 +3,7 @@
 //! log line per host otherwise; a closing summary.
 
 pub mod batch;
+pub mod caches;
 pub mod learn;
 pub mod pace;
 pub mod salt;
@@ -21,6 +22,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 use auto_proto::Report;
+use serde_json::value::RawValue;
 
 use crate::{
     plugins::registry::PluginRegistry,
@@ -115,12 +117,16 @@ pub trait Connector: Send + Sync {
     }
 }
 
+/// A target's report in ssh and salt mode: each collector's data is its JSON text as it came,
+/// passed on unparsed (see [`runner::Data`]).
+pub type RawReport = Report<Box<RawValue>>;
+
 /// What became of one host.
 #[derive(Debug)]
 pub struct HostResult {
     pub target: RemoteTarget,
     /// Its report, or why it could not be collected.
-    pub outcome: Result<Report, HostFailure>,
+    pub outcome: Result<RawReport, HostFailure>,
     pub took: Duration,
 }
 
@@ -216,7 +222,8 @@ pub fn collect_fleet(
             let outcome = connector.connect(&target).map(|make| {
                 let step = Instant::now();
                 tracing::debug!(took_ms = ms(started), "connected: starting the collectors");
-                let mut plugins = runner::collect_all(&registry.loaded, &make, &collectors);
+                let mut plugins =
+                    runner::collect_all::<Box<RawValue>>(&registry.loaded, &make, &collectors);
                 tracing::debug!(took_ms = ms(step), "collectors finished");
                 let step = Instant::now();
                 for failure in &registry.failed {
