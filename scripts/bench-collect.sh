@@ -30,16 +30,18 @@ $client collect >/dev/null   # warm caches; fails loudly if a plugin is broken
 
 # The six original collectors, from plugins.toml itself (same paths and settings).
 six=target/bench-six.toml
-awk '/^\[plugins\./ { started = 1; keep = ($0 ~ /^\[plugins\.(os|cpu|memory|disk|nic|board)\]/) }
-     keep || !started { print }' plugins.toml |
-  sed 's#^path = "target/#path = "../target/#; s#^dirs = .*#dirs = []#' >"$six"
+# six_toml PLUGINS_TOML: its tables of the six, with paths for a file in target/ next to it
+six_toml() {
+  awk '/^\[plugins\./ { started = 1; keep = ($0 ~ /^\[plugins\.(os|cpu|memory|disk|nic|board)\]/) }
+       keep || !started { print }' "$1" |
+    sed 's#^path = "target/#path = "../target/#; s#^dirs = .*#dirs = []#'
+}
+six_toml plugins.toml >"$six"
 target/release/auto-client --plugins "$six" collect >/dev/null
 base=${BENCH_BASE:-}
 if [ -n "$base" ]; then
   base=$(cd "$base" && pwd)
-  awk '/^\[plugins\./ { started = 1; keep = ($0 ~ /^\[plugins\.(os|cpu|memory|disk|nic|board)\]/) }
-       keep || !started { print }' "$base/plugins.toml" |
-    sed 's#^path = "target/#path = "../target/#; s#^dirs = .*#dirs = []#' >"$base/target/bench-six.toml"
+  six_toml "$base/plugins.toml" >"$base/target/bench-six.toml"
   "$base/target/release/auto-client" --plugins "$base/target/bench-six.toml" collect >/dev/null
   "$base/target/release/auto-client" --plugins "$base/plugins.toml" collect >/dev/null
   echo "baseline: $base at $(git -C "$base" rev-parse --short HEAD)"
