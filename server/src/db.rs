@@ -538,6 +538,23 @@ pub fn default_master_key(url: &str) -> PathBuf {
     }
 }
 
+/// Runs `sql` for one host over a set of texts: `$1` is `host_id` and `{rows}` in `sql` becomes
+/// [`Backend::json_rows`] of `texts`, bound as one JSON array (`$2`), each text as `j.value`.
+pub async fn for_host_texts<T: serde::Serialize + ?Sized>(
+    conn: &mut AnyConnection,
+    sql: &str,
+    host_id: i64,
+    texts: &T,
+) -> Result<(), sqlx::Error> {
+    let sql = sql.replace("{rows}", &Backend::of(conn).json_rows(2, true));
+    sqlx::query(&sql)
+        .bind(host_id)
+        .bind(serde_json::to_string(texts).unwrap_or_default())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

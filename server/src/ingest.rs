@@ -917,15 +917,13 @@ async fn apply(
         .map(|(p, _, _)| p.as_str())
         .collect();
     if !failed.is_empty() {
-        let sql = format!(
-            "INSERT INTO host_failures (host_id, plugin) SELECT $1, j.value FROM {}",
-            backend.json_rows(2, true)
-        );
-        sqlx::query(&sql)
-            .bind(host.id)
-            .bind(json_text(&failed))
-            .execute(&mut *conn)
-            .await?;
+        crate::db::for_host_texts(
+            conn,
+            "INSERT INTO host_failures (host_id, plugin) SELECT $1, j.value FROM {rows}",
+            host.id,
+            &failed,
+        )
+        .await?;
     }
     for (plugin, kind, message) in &checked.failures {
         log_error(
@@ -1188,15 +1186,13 @@ async fn apply(
         .map(String::as_str)
         .collect();
     if !gone.is_empty() && !created {
-        let sql = format!(
-            "DELETE FROM part_lists WHERE host_id = $1 AND kind IN (SELECT j.value FROM {})",
-            backend.json_rows(2, true)
-        );
-        sqlx::query(&sql)
-            .bind(host.id)
-            .bind(json_text(&gone))
-            .execute(&mut *conn)
-            .await?;
+        crate::db::for_host_texts(
+            conn,
+            "DELETE FROM part_lists WHERE host_id = $1 AND kind IN (SELECT j.value FROM {rows})",
+            host.id,
+            &gone,
+        )
+        .await?;
     }
 
     // Identity values new to this host: flag (never merge) other hosts that share them. One

@@ -166,28 +166,24 @@ pub async fn write_tokens(
         }
     }
     if !gone.is_empty() {
-        let sql = format!(
-            "DELETE FROM search_tokens WHERE host_id = $1 AND token IN (SELECT j.value FROM {})",
-            backend.json_rows(2, true)
-        );
-        sqlx::query(&sql)
-            .bind(host_id)
-            .bind(serde_json::to_string(&gone).unwrap_or_default())
-            .execute(&mut *conn)
-            .await?;
+        crate::db::for_host_texts(
+            conn,
+            "DELETE FROM search_tokens WHERE host_id = $1 AND token IN (SELECT j.value FROM {rows})",
+            host_id,
+            &gone,
+        )
+        .await?;
     }
     if !tokens.is_empty() {
         // `WHERE true`: SQLite's parser needs it between a SELECT and ON CONFLICT
-        let sql = format!(
-            "INSERT INTO search_tokens (host_id, token) SELECT $1, j.value FROM {} WHERE true \
+        crate::db::for_host_texts(
+            conn,
+            "INSERT INTO search_tokens (host_id, token) SELECT $1, j.value FROM {rows} WHERE true \
              ON CONFLICT DO NOTHING",
-            backend.json_rows(2, true)
-        );
-        sqlx::query(&sql)
-            .bind(host_id)
-            .bind(serde_json::to_string(&tokens).unwrap_or_default())
-            .execute(&mut *conn)
-            .await?;
+            host_id,
+            &tokens,
+        )
+        .await?;
     }
     Ok(())
 }
