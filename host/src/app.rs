@@ -10,6 +10,8 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
+use auto_proto::Report;
+use serde_json::value::RawValue;
 use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, Layer};
 
 use crate::{
@@ -21,6 +23,7 @@ use crate::{
     local, output,
     plugins::file::PluginsFile,
     plugins::registry::{LoadOptions, PluginRegistry, RegistryCache},
+    plugins::runner::Data,
     plugins::worker,
     remote::salt::SaltConnector,
     remote::ssh::SshConnector,
@@ -151,8 +154,28 @@ fn collect(settings: &settings::Collect, format: Format) -> Result<Outcome> {
         }
         Where::Local(isolation) => *isolation,
     };
+    match format {
+        // printed as the collectors wrote it (each collector's data is checked compact JSON)
+        Format::Json => {
+            let (registry, report) = collect_here::<Box<RawValue>>(common, isolation)?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(local::report_outcome(&report, &registry))
+        }
+        Format::Table => {
+            let (registry, report) = collect_here::<serde_json::Value>(common, isolation)?;
+            print!("{}", output::report_table(&report));
+            Ok(local::report_outcome(&report, &registry))
+        }
+    }
+}
+
+/// This machine, with the plugins of `common`'s plugins.toml.
+fn collect_here<D: Data>(
+    common: &settings::Common,
+    isolation: crate::Isolation,
+) -> Result<(PluginRegistry, Report<D>)> {
     let specs = PluginsFile::load(&common.plugins_path)?.specs();
-    let (registry, report) = local::load_and_collect(
+    let (registry, report) = local::load_and_collect::<D>(
         &mut RegistryCache::default(),
         specs,
         &common.load,
@@ -165,11 +188,7 @@ fn collect(settings: &settings::Collect, format: Format) -> Result<Outcome> {
             common.plugins_path.display()
         );
     }
-    match format {
-        Format::Json => println!("{}", serde_json::to_string(&report)?),
-        Format::Table => print!("{}", output::report_table(&report)),
-    }
-    Ok(local::report_outcome(&report, &registry))
+    Ok((registry, report))
 }
 
 fn run_main(settings: settings::Run, textfile: Option<std::path::PathBuf>) -> Result<Outcome> {

@@ -12,7 +12,7 @@ use crate::{
     plugins::executor::LocalExecutor,
     plugins::file::PluginSpec,
     plugins::registry::{LoadOptions, PluginRegistry, RegistryCache},
-    plugins::runner::{self, MakeExecutor},
+    plugins::runner::{self, Data, MakeExecutor},
     plugins::worker,
     report, Isolation, Mode, Outcome,
 };
@@ -21,13 +21,17 @@ use crate::{
 /// failures become error entries. Each collector starts as soon as its library has loaded, while
 /// the next one loads (loading is mostly abi_stable's layout check, ~0.5 ms a library here): the
 /// first collector does not wait for the last library.
-pub fn load_and_collect(
+///
+/// `D` is how each collector's data is held: parsed ([`serde_json::Value`]: the agent digests the
+/// part lists, `--format table` walks them) or as the collector's JSON text (`collect --format
+/// json` prints it as it came: no tree of maps built and written back, ~2 ms for `packages`).
+pub fn load_and_collect<D: Data>(
     cache: &mut RegistryCache,
     specs: Vec<PluginSpec>,
     load: &LoadOptions,
     previous_hostname: Option<String>,
     isolation: Isolation,
-) -> (PluginRegistry, Report) {
+) -> (PluginRegistry, Report<D>) {
     // Each collector thread gets its own glibc arena, grown by one `mprotect` per few pages as
     // it fills: 845 of them in one twelve-collector run here. Growing by 8 MiB at a time (address
     // space only: pages are still touched one by one) made it 123.
@@ -81,7 +85,7 @@ pub fn load_and_collect(
 }
 
 /// 0 when every plugin loaded and reported, 1 when any failed, 2 when none could run.
-pub fn report_outcome(report: &Report, registry: &PluginRegistry) -> Outcome {
+pub fn report_outcome<D>(report: &Report<D>, registry: &PluginRegistry) -> Outcome {
     if registry.loaded.is_empty() {
         Outcome::Fatal
     } else if report.plugins.values().all(|p| p.is_ok()) {
