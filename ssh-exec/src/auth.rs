@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::SetupError;
 
@@ -67,6 +68,23 @@ pub struct PrivateKey {
     path: PathBuf,
     text: Secret,
     passphrase: Option<Secret>,
+    ed25519: Option<Arc<Ed25519Login>>,
+}
+
+/// An OpenSSH ed25519 key, ready to sign logins in process: its public key blob (the wire form
+/// the server looks up in authorized_keys) and the signing key.
+pub(crate) struct Ed25519Login {
+    pub(crate) public_blob: Vec<u8>,
+    pub(crate) signing: ed25519_dalek::SigningKey,
+}
+
+/// The in-process signer of a decrypted OpenSSH key, where it is ed25519.
+fn ed25519_login(key: &ssh_key::PrivateKey) -> Option<Arc<Ed25519Login>> {
+    let pair = key.key_data().ed25519()?;
+    Some(Arc::new(Ed25519Login {
+        public_blob: key.public_key().to_bytes().ok()?,
+        signing: ed25519_dalek::SigningKey::from(&pair.private),
+    }))
 }
 
 impl PrivateKey {
@@ -86,6 +104,7 @@ impl PrivateKey {
                 path: path.to_path_buf(),
                 text: Secret(text),
                 passphrase: passphrase.cloned(),
+                ed25519: None,
             });
         }
         let key = ssh_key::PrivateKey::from_openssh(&text)
@@ -93,6 +112,7 @@ impl PrivateKey {
         if !key.is_encrypted() {
             return Ok(PrivateKey {
                 path: path.to_path_buf(),
+                ed25519: ed25519_login(&key),
                 text: Secret(text),
                 passphrase: None,
             });
@@ -107,6 +127,7 @@ impl PrivateKey {
             .map_err(|e| bad(format!("cannot re-encode the decrypted key: {e}")))?;
         Ok(PrivateKey {
             path: path.to_path_buf(),
+            ed25519: ed25519_login(&key),
             text: Secret(plain.to_string()),
             passphrase: None,
         })
@@ -123,6 +144,11 @@ impl PrivateKey {
 
     pub(crate) fn passphrase(&self) -> Option<&str> {
         self.passphrase.as_ref().map(Secret::expose)
+    }
+
+    /// Set for an OpenSSH ed25519 key: the login is signed in process.
+    pub(crate) fn ed25519(&self) -> Option<&Ed25519Login> {
+        self.ed25519.as_deref()
     }
 }
 
