@@ -27,6 +27,9 @@
 # sshd's CPU, client CPU is the number that says what the client costs. Uses the testbed in DIR if it has N hosts up, else brings
 # one up (and takes it down at the end unless --keep). Needs root. Installs what it needs:
 # apt: openssh-server iproute2 ansible time python3-venv; pip (venv under target/): paramiko.
+# BENCH_BASE=DIR: another checkout of auto-client whose release build (auto-client and the
+# collectors, built there beforehand) runs in the same rounds with its six collectors, as
+# `autoclient_base` (the same-run baseline of a change).
 set -euo pipefail
 
 N=100
@@ -79,6 +82,16 @@ awk '/^\[plugins\./ { started = 1; keep = ($0 ~ /^\[plugins\.(os|cpu|memory|disk
      keep || !started { print }' "$ROOT/plugins.toml" |
     sed "s#^path = \"target/#path = \"$ROOT/target/#; s#^dirs = .*#dirs = []#" >"$SIX"
 [[ $(grep -c '^\[plugins\.' "$SIX") == 6 ]] || { echo "bench-ssh.sh: $SIX lacks some of the six" >&2; exit 1; }
+BASE=${BENCH_BASE:-}
+BASE_SIX="$OUT/plugins-six-base.toml"
+if [[ -n $BASE ]]; then
+    BASE=$(cd "$BASE" && pwd)
+    [[ -x $BASE/target/release/auto-client ]] || { echo "bench-ssh.sh: no release build in $BASE" >&2; exit 2; }
+    awk '/^\[plugins\./ { started = 1; keep = ($0 ~ /^\[plugins\.(os|cpu|memory|disk|nic|board)\]/) }
+         keep || !started { print }' "$BASE/plugins.toml" |
+        sed "s#^path = \"target/#path = \"$BASE/target/#; s#^dirs = .*#dirs = []#" >"$BASE_SIX"
+    echo "baseline: $BASE at $(git -C "$BASE" rev-parse --short HEAD)"
+fi
 
 BROUGHT_UP=0
 if ! "$TESTBED" status --dir "$DIR" 2>/dev/null | grep -q ": $N of $N hosts running"; then
@@ -127,10 +140,12 @@ collect() {
 }
 autoclient() { collect "$SIX" "$OUT/autoclient.log"; }
 autoclient12() { collect "$ROOT/plugins.toml" "$OUT/autoclient12.log"; }
-export -f openssh paramiko ansible_setup fanout fanout_true collect autoclient autoclient12
-export DIR N VENV ROOT OUT FANOUT AUTOCLIENT SIX
+autoclient_base() { AUTOCLIENT="$BASE/target/release/auto-client" collect "$BASE_SIX" "$OUT/autoclient_base.log"; }
+export -f openssh paramiko ansible_setup fanout fanout_true collect autoclient autoclient12 autoclient_base
+export DIR N VENV ROOT OUT FANOUT AUTOCLIENT SIX BASE BASE_SIX
 
 clients=(openssh fanout_true paramiko fanout autoclient autoclient12)
+[[ -z $BASE ]] || clients+=(autoclient_base)
 [[ $SKIP_ANSIBLE == 1 ]] || clients+=(ansible_setup)
 
 # busy jiffies of the whole machine (user nice system irq softirq steal)
@@ -182,6 +197,7 @@ for c in "${clients[@]}"; do
         fanout_true) label="ssh-exec fanout --true (connect + true)" ;;
         autoclient) label="auto-client collect --mode ssh, 6 collectors" ;;
         autoclient12) label="auto-client collect --mode ssh, $COLLECTORS collectors" ;;
+        autoclient_base) label="baseline $(git -C "$BASE" rev-parse --short HEAD), 6 collectors" ;;
         ansible_setup) label="ansible -m setup -f $N" ;;
     esac
     wall=$(for r in $(seq 1 "$RUNS"); do tail -1 "$OUT/$c.$r" | awk '{print $1}'; done | median)
