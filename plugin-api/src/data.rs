@@ -76,21 +76,21 @@ impl List {
     /// `null` attributes are kept: they say "unknown".
     pub fn part(&mut self, id: impl Into<String>, attrs: impl Into<Value>) -> &mut Self {
         let i = self.parts.len();
-        let mut part = Map::new();
-        part.insert("id".into(), Value::String(id.into()));
-        match attrs.into() {
-            Value::Object(attrs) => {
-                for (k, v) in attrs {
-                    if k == "id" && self.error.is_none() {
-                        self.error = Some(Invalid {
-                            path: format!(".lists.{}.parts[{i}].id", self.name),
-                            message: "given both as the part's id and as an attribute".into(),
-                        });
-                    }
-                    part.entry(k).or_insert(v);
+        let id = Value::String(id.into());
+        let part = match attrs.into() {
+            // the attributes' own map, the id added (not copied into a new map: thousands of
+            // parts, packages, made that a tenth of the collector's time)
+            Value::Object(mut attrs) => {
+                // the part's id wins over an attribute `id`, which is reported
+                if attrs.insert("id".into(), id).is_some() && self.error.is_none() {
+                    self.error = Some(Invalid {
+                        path: format!(".lists.{}.parts[{i}].id", self.name),
+                        message: "given both as the part's id and as an attribute".into(),
+                    });
                 }
+                attrs
             }
-            Value::Null => {}
+            Value::Null => Map::from_iter([("id".to_string(), id)]),
             other => {
                 if self.error.is_none() {
                     self.error = Some(Invalid {
@@ -98,8 +98,9 @@ impl List {
                         message: format!("attributes must be a JSON object, not {other}"),
                     });
                 }
+                Map::from_iter([("id".to_string(), id)])
             }
-        }
+        };
         self.parts.push(Value::Object(part));
         self
     }
