@@ -112,19 +112,17 @@ pub fn parse_dpkg_status(text: &str) -> Vec<Package> {
     let mut rows = Vec::new();
     let mut cur: Option<[&str; 4]> = None;
     for line in text.lines() {
-        let Some((key, value)) = line.split_once(':') else {
-            continue;
-        };
-        let value = value.trim();
-        if key == "Package" {
+        // the field names as prefixes (a search for the ':' of every line cost more)
+        if let Some(value) = line.strip_prefix("Package:") {
             rows.extend(cur.take().and_then(row));
-            cur = Some([value, "", "", ""]);
+            cur = Some([value.trim(), "", "", ""]);
         } else if let Some(c) = cur.as_mut() {
-            match key {
-                "Version" => c[1] = value,
-                "Architecture" => c[2] = value,
-                "Status" => c[3] = value.split_whitespace().nth(2).unwrap_or(""),
-                _ => {}
+            if let Some(value) = line.strip_prefix("Version:") {
+                c[1] = value.trim();
+            } else if let Some(value) = line.strip_prefix("Architecture:") {
+                c[2] = value.trim();
+            } else if let Some(value) = line.strip_prefix("Status:") {
+                c[3] = value.split_whitespace().nth(2).unwrap_or("");
             }
         }
     }
