@@ -202,10 +202,6 @@ fn run_main(settings: settings::Run, textfile: Option<std::path::PathBuf>) -> Re
         settings.api.key.clone(),
         Retry::default(),
     )?;
-    let isolation = match &settings.at {
-        Where::Fleet(fleet) => return run_remote(fleet, &settings.common, api, spool),
-        Where::Local(isolation) => *isolation,
-    };
     let mut load = settings.common.load.clone();
     if settings.interval.is_some() {
         // Long-running: load every library from a private copy, so one replaced on disk
@@ -213,6 +209,31 @@ fn run_main(settings: settings::Run, textfile: Option<std::path::PathBuf>) -> Re
         load.private_copy_dir =
             Some(std::env::temp_dir().join(format!("auto-client-{}", std::process::id())));
     }
+    let isolation = match &settings.at {
+        Where::Fleet(fleet) => {
+            // One connector for every cycle: salt mode's Python helper (~1 s to start) and ssh
+            // mode's key and known_hosts stay loaded between cycles.
+            let connector = connector(fleet)?;
+            let (api, spool) = (Arc::new(api), Arc::new(spool));
+            let mut cache = RegistryCache::default();
+            let mut cycle = || {
+                run_remote(
+                    fleet,
+                    &settings.common.plugins_path,
+                    &load,
+                    &mut cache,
+                    &connector,
+                    &api,
+                    &spool,
+                )
+            };
+            return match settings.interval {
+                Some(every) => agent::every(every, fleet.mode.as_str(), cycle),
+                None => cycle(),
+            };
+        }
+        Where::Local(isolation) => *isolation,
+    };
     let mut agent = Agent {
         api,
         cert: CertFile::new(&settings.cert_path),
@@ -230,25 +251,13 @@ fn run_main(settings: settings::Run, textfile: Option<std::path::PathBuf>) -> Re
     }
 }
 
-/// Collects `targets` in ssh or salt mode, through the one fleet runner.
-fn collect_fleet(
-    fleet: &Fleet,
-    targets: Vec<RemoteTarget>,
-    registry: &PluginRegistry,
-    on_done: Arc<dyn Fn(&HostResult) + Send + Sync>,
-) -> Result<Vec<HostSummary>> {
-    let connector: Arc<dyn Connector> = match fleet.mode {
+/// The fleet's connector: its SSH login and known_hosts, or its Salt helper.
+fn connector(fleet: &Fleet) -> Result<Arc<dyn Connector>> {
+    Ok(match fleet.mode {
         Mode::Ssh => Arc::new(SshConnector::new(&fleet.ssh)?),
         Mode::Salt => Arc::new(SaltConnector::new(&fleet.salt)?),
         Mode::Agent => unreachable!("agent mode has no fleet"),
-    };
-    Ok(remote::collect_fleet(
-        targets,
-        registry,
-        connector,
-        fleet.workers,
-        on_done,
-    ))
+    })
 }
 
 /// ssh or salt mode for `collect`: print each host's report as it completes.
@@ -282,7 +291,13 @@ fn collect_remote(fleet: &Fleet, common: &settings::Common, format: Format) -> R
         }
     });
     let started = Instant::now();
-    let results = collect_fleet(fleet, fleet.listed.clone(), &registry, printer)?;
+    let results = remote::collect_fleet(
+        fleet.listed.clone(),
+        &registry,
+        connector(fleet)?,
+        fleet.workers,
+        printer,
+    );
     eprintln!("{}", remote::summary(&results, started.elapsed()));
     Ok(fleet_outcome(&results))
 }
@@ -298,11 +313,16 @@ fn fleet_outcome(results: &[HostSummary]) -> Outcome {
 
 /// ssh or salt mode for `run`: collect the hosts the API says are due (or the listed ones) and
 /// report each as it completes; reports the API cannot take now wait in the spool.
+/// One cycle: plugins.toml read again (through `cache`: a library replaced on disk is loaded anew,
+/// from a private copy, when `load` says so), the due hosts asked of the API again.
 fn run_remote(
     fleet: &Fleet,
-    common: &settings::Common,
-    api: ApiClient,
-    spool: Spool,
+    plugins_path: &Path,
+    load: &LoadOptions,
+    cache: &mut RegistryCache,
+    connector: &Arc<dyn Connector>,
+    api: &Arc<ApiClient>,
+    spool: &Arc<Spool>,
 ) -> Result<Outcome> {
     let targets = if fleet.listed.is_empty() {
         api.pending_hosts()?
@@ -321,18 +341,16 @@ fn run_remote(
         mode = fleet.mode.as_str(),
         "collecting"
     );
-    let registry = load_registry(&common.plugins_path, &common.load)?;
-    let api = Arc::new(api);
-    let spool = Arc::new(spool);
+    let registry = cache.load(PluginsFile::load(plugins_path)?.specs(), load);
     let mut outcome = Outcome::AllWell;
-    if !agent::send_spool(&api, &spool, None)? {
+    if !agent::send_spool(api, spool, None)? {
         outcome = Outcome::PartialFailure;
     }
     let failed_delivery = Arc::new(AtomicBool::new(false));
     let deliver: Arc<dyn Fn(&HostResult) + Send + Sync> = {
         let (api, spool, failed) = (
-            Arc::clone(&api),
-            Arc::clone(&spool),
+            Arc::clone(api),
+            Arc::clone(spool),
             Arc::clone(&failed_delivery),
         );
         Arc::new(move |r: &HostResult| {
@@ -344,7 +362,13 @@ fn run_remote(
         })
     };
     let started = Instant::now();
-    let results = collect_fleet(fleet, targets, &registry, deliver)?;
+    let results = remote::collect_fleet(
+        targets,
+        &registry,
+        Arc::clone(connector),
+        fleet.workers,
+        deliver,
+    );
     eprintln!("{}", remote::summary(&results, started.elapsed()));
     outcome = outcome.worst(fleet_outcome(&results));
     if failed_delivery.load(Ordering::Relaxed) {

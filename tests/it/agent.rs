@@ -381,18 +381,7 @@ fn interval_mode_picks_up_a_dropped_in_collector_and_stops_on_sigterm() {
         .as_u64()
         .is_some_and(|s| s > 0));
     // SIGTERM: it stops within one cycle, with exit code 0.
-    let asked = Instant::now();
-    // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    let status = wait_for(Duration::from_secs(10), "the agent to stop", || {
-        child.try_wait().ok().flatten()
-    });
+    let (status, took) = support::sigterm(&mut child);
     assert_eq!(status.code(), Some(0));
-    assert!(
-        asked.elapsed() < Duration::from_secs(5),
-        "stopped after {:?}",
-        asked.elapsed()
-    );
+    assert!(took < Duration::from_secs(5), "stopped after {took:?}");
 }

@@ -216,3 +216,80 @@ fn with_all_twelve_collectors_the_fleet_is_one_salt_job() {
         "{err}"
     );
 }
+
+/// Issue 14: `run --mode salt --interval` keeps its one Python helper (~1 s to start) for every
+/// cycle: over three cycles the auto-client process has one helper child, the same process.
+#[test]
+#[cfg_attr(
+    not(auto_client_e2e),
+    ignore = "needs root, python3 and a Salt master with minions: set AUTO_CLIENT_E2E=1 (scripts/test.sh does)"
+)]
+fn run_with_an_interval_keeps_one_salt_helper_for_every_cycle() {
+    use std::{process::Stdio, time::Duration};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bed = SaltBed::up(tmp.path(), 1);
+    let toml = test_support::shipped_plugins_toml(|_| "timeout = \"40s\"".to_string());
+    let plugins = tmp.path().join("plugins.toml");
+    std::fs::write(&plugins, toml).expect("write");
+    let secret = Server::create_key(tmp.path(), "master");
+    let key = Key::new(tmp.path(), "master", &secret);
+    let server = Server::start(tmp.path(), 0, false);
+    let log = tmp.path().join("run.log");
+    let mut child = Command::new(bin("auto-client"))
+        .arg("--plugins")
+        .arg(&plugins)
+        .args(["run", "--mode", "salt", "--api", &server.url])
+        .args(["--hosts", "minion-01", "--interval", "1s"])
+        .args(["--key-id", "master"])
+        .arg("--key-file")
+        .arg(&key.file)
+        .arg("--salt-command")
+        .arg(support::workspace_root().join("target/salt-venv/bin/salt"))
+        .arg("--salt-config-dir")
+        .arg(bed.config_dir())
+        .arg("--spool-dir")
+        .arg(tmp.path().join("spool"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("auto-client runs");
+    // The helper processes of auto-client seen while it runs (its python children).
+    let pid = child.id();
+    let mut helpers = BTreeSet::new();
+    let mut look = || {
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        for c in children.split_whitespace() {
+            let cmdline = std::fs::read(format!("/proc/{c}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains("python") {
+                helpers.insert(c.to_string());
+            }
+        }
+    };
+    let reports = || {
+        server
+            .get_signed("/api/v1/hosts/minion-01/reports", &key)
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    support::wait_for(Duration::from_secs(120), "three cycles' reports", || {
+        look();
+        Some(()).filter(|_| reports() >= 3)
+    });
+    let (status, _) = support::sigterm(&mut child);
+    let err = std::fs::read_to_string(&log).expect("log");
+    assert_eq!(status.code(), Some(0), "{err}");
+    let cycles = err.lines().filter(|l| l.contains("1 hosts: 1 ok")).count();
+    assert!(cycles >= 3, "a summary a cycle: {err}");
+    assert_eq!(
+        helpers.len(),
+        1,
+        "one helper for every cycle: {helpers:?}\n{err}"
+    );
+    assert_eq!(
+        err.matches("salt helper started").count(),
+        1,
+        "one connector for every cycle: {err}"
+    );
+}

@@ -546,3 +546,66 @@ fn with_all_twelve_collectors_a_modern_host_is_asked_everything_in_one_request()
         "a modern host needs no second round trip; asked outside the batch: {outside:#?}"
     );
 }
+
+#[test]
+#[cfg_attr(
+    not(auto_client_e2e),
+    ignore = "needs root and sshd hosts in network namespaces: set AUTO_CLIENT_E2E=1 (scripts/test.sh does)"
+)]
+fn run_with_an_interval_collects_the_fleet_every_cycle_and_stops_on_sigterm() {
+    use std::{process::Stdio, time::Duration};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let tb = Testbed::up(tmp.path(), 2, 6);
+    let plugins = shipped_plugins(tmp.path());
+    let secret = Server::create_key(tmp.path(), "control");
+    let key = Key::new(tmp.path(), "control", &secret);
+    let server = Server::start(tmp.path(), 0, false);
+    let log = tmp.path().join("run.log");
+    let targets: Vec<String> = tb
+        .hosts()
+        .iter()
+        .map(|(name, address)| format!("{name}={address}"))
+        .collect();
+    let mut child = Command::new(bin("auto-client"))
+        .arg("--plugins")
+        .arg(&plugins)
+        .args(["run", "--mode", "ssh", "--api", &server.url])
+        .args(["--hosts", &targets.join(","), "--interval", "1s"])
+        .args(["--key-id", "control"])
+        .arg("--key-file")
+        .arg(&key.file)
+        .arg("--ssh-identity")
+        .arg(tb.dir.join("id_ed25519"))
+        .arg("--known-hosts")
+        .arg(tb.dir.join("known_hosts"))
+        .arg("--spool-dir")
+        .arg(tmp.path().join("spool"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("auto-client runs");
+    // Before: `--interval` was ignored in ssh and salt mode (one cycle, then exit).
+    let reports = |host: &str| {
+        server
+            .get_signed(&format!("/api/v1/hosts/{host}/reports"), &key)
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    support::wait_for(
+        Duration::from_secs(60),
+        "three reports of each host",
+        || Some(()).filter(|_| reports("node-001") >= 3 && reports("node-002") >= 3),
+    );
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "it keeps running between cycles"
+    );
+    let (status, took) = support::sigterm(&mut child);
+    assert_eq!(status.code(), Some(0));
+    assert!(took < Duration::from_secs(10), "stopped after {took:?}");
+    let err = std::fs::read_to_string(&log).expect("log");
+    let cycles = err.lines().filter(|l| l.contains("2 hosts: 2 ok")).count();
+    assert!(cycles >= 3, "a summary a cycle: {err}");
+    assert!(err.contains("agent stopped by signal"), "{err}");
+}

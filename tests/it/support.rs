@@ -276,6 +276,20 @@ pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>
     }
 }
 
+/// Sends SIGTERM to `child` and waits (60 s at most) for it to end: its exit status, and how long
+/// it took to stop.
+pub fn sigterm(child: &mut Child) -> (std::process::ExitStatus, Duration) {
+    let asked = Instant::now();
+    // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let status = wait_for(Duration::from_secs(60), "the process to stop", || {
+        child.try_wait().ok().flatten()
+    });
+    (status, asked.elapsed())
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }

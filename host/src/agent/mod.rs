@@ -234,20 +234,31 @@ impl Agent {
 /// Runs cycles every `interval` until SIGTERM or SIGINT, which end the loop after the current
 /// cycle with exit code 0.
 pub fn run_interval(agent: &mut Agent, interval: Duration) -> Result<Outcome> {
+    every(interval, "agent", || agent.cycle())
+}
+
+/// Runs `cycle` every `interval` (agent mode, and ssh and salt mode's `run`) until SIGTERM or
+/// SIGINT, which end the loop after the current cycle with exit code 0. A cycle that fails is
+/// logged and the next one runs.
+pub fn every(
+    interval: Duration,
+    mode: &str,
+    mut cycle: impl FnMut() -> Result<Outcome>,
+) -> Result<Outcome> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, Arc::clone(&stop))?;
     }
-    tracing::info!(interval = %humantime::format_duration(interval), "agent started");
+    tracing::info!(interval = %humantime::format_duration(interval), mode, "agent started");
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
-        if let Err(e) = agent.cycle() {
-            tracing::error!(error = %format!("{e:#}"), "agent cycle failed");
+        if let Err(e) = cycle() {
+            tracing::error!(error = %format!("{e:#}"), mode, "agent cycle failed");
         }
         while started.elapsed() < interval && !stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(50).min(interval));
         }
     }
-    tracing::info!("agent stopped by signal");
+    tracing::info!(mode, "agent stopped by signal");
     Ok(Outcome::AllWell)
 }

@@ -69,6 +69,8 @@ impl SaltConnector {
             Some(t) => crate::config::parse_duration("salt batch_timeout", t)?,
             None => Duration::from_secs(20),
         };
+        // once per process: `run --interval` keeps this connector, and its helper, for every cycle
+        tracing::info!(config_dir = %config_dir.display(), "salt helper started");
         Ok(Self {
             client: Arc::new(client),
             batch_timeout,
