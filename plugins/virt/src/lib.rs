@@ -863,6 +863,30 @@ mod tests {
     }
 
     #[test]
+    fn wsl_from_the_kernel_release_as_systemd_detect_virt_tells_it() {
+        for name in ["wsl1-osrelease", "wsl2-osrelease"] {
+            assert_eq!(
+                facts(&case(name)),
+                (
+                    &json!("container"),
+                    &json!("wsl"),
+                    &Value::Null,
+                    &json!("kernel")
+                ),
+                "{name}"
+            );
+        }
+        // WSL 2's kernels of 2020 say only "microsoft" (lower case), which systemd-detect-virt
+        // does not take for WSL (cloud kernels say it too): not a container, and with nothing
+        // else recorded, no verdict.
+        let data = case("wsl2-osrelease-2020");
+        assert_eq!(facts(&data).0, &Value::Null);
+        assert!(data["reasons"]["kind"]
+            .as_str()
+            .is_some_and(|r| r.contains("cannot tell")));
+    }
+
+    #[test]
     fn a_xen_dom0_is_the_host_not_a_guest() {
         let data = case("xen-dom0-rhel5");
         assert!(data["reasons"]["hypervisor"]
