@@ -507,6 +507,14 @@ pub fn decide(sections: &BTreeMap<String, Section>) -> Virt {
         } else {
             "dmi"
         });
+        if bare == Some("sysinfo") && !have_detect {
+            out.reasons.insert(
+                "hypervisor",
+                "an s390x LPAR (/proc/sysinfo has no VM level): it runs on the machine's \
+                 partitioning firmware (PR/SM), which systemd-detect-virt reports as none"
+                    .into(),
+            );
+        }
         if xen_dom0 && !have_detect {
             out.reasons.insert(
                 "hypervisor",
@@ -803,12 +811,13 @@ mod tests {
             .is_some_and(|r| r.contains("hypervisor flag")));
     }
 
-    /// Recorded machines of virt-what's test suite (`fixtures.md`): what a user checks, kind,
+    /// Recorded machines of virt-what's and util-linux's test suites (`fixtures.md`): what a user
+    /// checks, kind,
     /// technology, hypervisor and the evidence, for each.
     #[test]
     fn xen_hyperv_cloud_power_s390x_and_container_guests() {
         let n = Value::Null;
-        let cases: [(&str, [&str; 4]); 21] = [
+        let cases: [(&str, [&str; 4]); 24] = [
             ("xen-pv-domu-rhel5", ["vm", "xen", "xen", "sysfs"]),
             ("xen-hvm-domu-rhel5", ["vm", "xen", "xen", "dmi"]),
             ("xen-dom0-rhel5", ["bare_metal", "", "", "sysfs"]),
@@ -838,6 +847,9 @@ mod tests {
                 ["container", "container-other", "", "environ"],
             ),
             ("zvm-s390x", ["vm", "zvm", "zvm", "sysinfo"]),
+            ("s390x-kvm-guest", ["vm", "kvm", "kvm", "sysinfo"]),
+            ("s390x-kvm-in-zvm", ["vm", "kvm", "kvm", "sysinfo"]),
+            ("s390x-lpar", ["bare_metal", "", "", "sysinfo"]),
             (
                 "powervm-lpar-dedicated",
                 ["vm", "powervm", "powervm", "cpuinfo"],
@@ -884,6 +896,15 @@ mod tests {
         assert!(data["reasons"]["kind"]
             .as_str()
             .is_some_and(|r| r.contains("cannot tell")));
+    }
+
+    #[test]
+    fn an_s390x_lpar_is_bare_metal_with_the_reason() {
+        let data = case("s390x-lpar");
+        assert!(data["reasons"]["hypervisor"]
+            .as_str()
+            .is_some_and(|r| r.contains("PR/SM")));
+        assert_eq!(case("zvm-s390x")["reasons"].get("hypervisor"), None);
     }
 
     #[test]
