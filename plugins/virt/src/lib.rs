@@ -17,7 +17,9 @@
 //! systemd-detect-virt would decide otherwise despite such a file (an OpenVZ, WSL or proot
 //! container, or a `container=` in PID 1's environment, all checked before the files) this
 //! collector says what the marker says. Without the tool and without a marker, PID 1's
-//! `container=` (`/proc/1/environ`, readable by root only) is read with `tr` and `grep`.
+//! `container=` (`/proc/1/environ`, readable by root only) is read with `tr` and `grep`, and on an
+//! x86 CPU with the `hypervisor` flag `lscpu`'s `Hypervisor vendor` (the CPUID signature, which a
+//! shell cannot read otherwise) is asked.
 //!
 //! Its data (report schema 2), facts only:
 //! - `kind`: `bare_metal`, `vm` or `container` (a container wins over the VM it runs in);
@@ -30,7 +32,8 @@
 //!   bare metal and where it cannot be told;
 //! - `detected_by`: which evidence decided (`systemd-detect-virt`, `dmi`, `sysfs`
 //!   (`/sys/hypervisor/type`, with `/proc/xen/capabilities` for a dom0), `device-tree`,
-//!   `cpuinfo` (x86 flags, POWER platform), `sysinfo` (s390x), `kernel` (WSL's kernel release),
+//!   `cpuinfo` (x86 flags, POWER platform), `sysinfo` (s390x), `lscpu` (the CPUID signature),
+//!   `kernel` (WSL's kernel release),
 //!   `marker`, `environ` (PID 1's `container=`), `cgroup`);
 //! - `system_uuid`: the DMI `product_uuid` the guest sees (lower case), the UUID the hypervisor
 //!   knows its VM by; readable by root only (`reasons.system_uuid` says so otherwise). It is a fact,
@@ -41,22 +44,26 @@
 //!   `container=`; `/proc/1/cgroup` (`/docker/`, `/lxc/`, `libpod`, `kubepods`). A manager's name
 //!   that is not one of systemd-detect-virt's identifiers is `container-other` (`crio`), `oci` the
 //!   engine whose file is there, as the tool reports them;
-//! - a VM: from the DMI strings (`VMware, Inc.`, `QEMU`, `innotek GmbH`/`VirtualBox`, `Microsoft
-//!   Corporation`/`Virtual Machine`, `Xen` or product `HVM domU`, `Amazon EC2`, `Google`, BIOS
-//!   vendor `Xen`, product version `Hyper-V`, ...), except an EC2 bare-metal instance (product
-//!   `*.metal`, or an x86 CPU without the `hypervisor` flag), which is bare metal;
+//! - a VM: from the DMI strings that systemd-detect-virt reads first (VirtualBox, Xen, `Amazon
+//!   EC2`, Parallels, Google), except an EC2 bare-metal instance (product `*.metal`, or an x86 CPU
+//!   without the `hypervisor` flag), which is bare metal; lscpu's CPUID vendor (`KVM` behind
+//!   `Nutanix`/`AHV`, `Red Hat`/`RHEV Hypervisor`, `Alibaba Cloud`, SeaBIOS's `Bochs`; `Xen`,
+//!   `VMware`; not in a Xen dom0); the other DMI strings (`VMware, Inc.`, `QEMU`, `Microsoft
+//!   Corporation`/`Virtual Machine`, product `HVM domU`, `Bochs`, BIOS vendor `Xen`, product
+//!   version `Hyper-V`, ...);
 //!   `/sys/hypervisor/type` (a Xen dom0, `control_d` in `/proc/xen/capabilities`, is bare metal as
 //!   systemd-detect-virt says, with a reason); the device tree (`linux,kvm`, `xen`, `vmware`);
 //!   POWER's platform (`pSeries` under PowerVM, or KVM when the machine is "emulated by qemu";
 //!   `PowerNV` is bare metal); s390x's `VM00 Control Program` (`z/VM`: `zvm`, else `kvm`; an LPAR
-//!   without it is bare metal, as systemd-detect-virt says); else the CPU's `hypervisor` flag
-//!   (`technology` then `null` with a reason);
+//!   without it is bare metal, as systemd-detect-virt says); lscpu's `Microsoft` (QEMU offers
+//!   Hyper-V's signature too, so it comes last, as in systemd-detect-virt); else the CPU's
+//!   `hypervisor` flag (`technology` then `null` with a reason);
 //! - bare metal when the CPU flags are readable and name no hypervisor and DMI names no hypervisor
 //!   either.
 //!
 //! A container whose engine leaves no marker and uses a cgroup namespace (cgroup v2 shows `0::/`)
-//! cannot be told from its host without systemd-detect-virt or root; an x86 VMware or KVM guest
-//! whose DMI strings are hidden has only the `hypervisor` flag (the CPUID vendor needs the tool);
+//! cannot be told from its host without systemd-detect-virt or root; an x86 guest whose DMI
+//! strings name no hypervisor has only the `hypervisor` flag where lscpu is missing (busybox);
 //! an arm64 host without DMI, device tree hypervisor node and the tool has `kind` `null` with a
 //! reason.
 //!
@@ -122,7 +129,9 @@ pub fn script() -> String {
             FLAGS,
             // Builtins only: the first flags line, then stop (cpuinfo has one block per CPU);
             // POWER has no flags line but a `platform` and a `machine` line at the end.
-            "while IFS= read -r l; do case $l in flags*|Features*) printf '%s\\n' \"$l\"; break;; \
+            // `hv` remembers the x86 `hypervisor` flag for the command below.
+            "hv=; while IFS= read -r l; do case $l in flags*|Features*) printf '%s\\n' \"$l\"; \
+             case \" $l \" in *' hypervisor '*) hv=1;; esac; break;; \
              platform*|machine*) printf '%s\\n' \"$l\";; esac; done < /proc/cpuinfo",
         )
         .command(
@@ -132,14 +141,18 @@ pub fn script() -> String {
             // asked where a container engine's marker file names the container already (what
             // systemd-detect-virt would answer from the same files): `marker`. Without the tool,
             // PID 1's `container=` (readable by root only; systemd-detect-virt's fallback where
-            // PID 1 is not systemd) as `pid1 container=NAME`.
+            // PID 1 is not systemd) as `pid1 container=NAME`; under a hypervisor (the x86 flag),
+            // lscpu's hypervisor vendor (from the CPUID signature) as `lscpu NAME`.
             "if [ -s /run/host/container-manager ] || [ -s /run/systemd/container ] || \
              [ -e /run/.containerenv ] || [ -e /.dockerenv ]; \
              then echo marker; elif command -v systemd-detect-virt >/dev/null 2>&1; then \
              echo \"any $(systemd-detect-virt 2>/dev/null)\"; else echo missing; \
              if [ -r /proc/1/environ ]; then \
              e=$(tr '\\000' '\\n' 2>/dev/null < /proc/1/environ | grep '^container=') && \
-             printf 'pid1 %s\\n' \"$e\"; fi; fi",
+             printf 'pid1 %s\\n' \"$e\"; fi; \
+             if [ -n \"$hv\" ] && command -v lscpu >/dev/null 2>&1; then \
+             v=$(LC_ALL=C lscpu 2>/dev/null | grep '^Hypervisor vendor:') && \
+             printf 'lscpu %s\\n' \"${v#Hypervisor vendor:}\"; fi; fi",
         )
         .build()
         + "; "
@@ -269,6 +282,21 @@ fn container_name(name: &str, files: Option<&str>) -> String {
     }
 }
 
+/// The hypervisor lscpu's `Hypervisor vendor` names, as systemd-detect-virt names it. On x86 lscpu
+/// reads the CPUID signature first (`KVMKVMKVM`: `KVM`, `XenVMMXenVMM`: `Xen`, `Microsoft Hv`:
+/// `Microsoft`, `VMwareVMware`: `VMware`), then a few DMI vendors.
+fn lscpu_vm(vendor: &str) -> Option<&'static str> {
+    Some(match vendor.trim() {
+        "KVM" => "kvm",
+        "Xen" => "xen",
+        "Microsoft" => "microsoft",
+        "VMware" => "vmware",
+        "Parallels" => "parallels",
+        "Innotek GmbH" | "Oracle" => "oracle",
+        _ => return None,
+    })
+}
+
 /// The VM that POWER's `/proc/cpuinfo` names: a pSeries platform runs under a hypervisor
 /// (PowerVM, or QEMU/KVM which says "emulated by qemu"), PowerNV on the bare machine (OPAL).
 /// `Some(None)`: bare metal.
@@ -333,10 +361,15 @@ pub fn decide(sections: &BTreeMap<String, Section>) -> Virt {
     let mut detect_vm: Option<String> = None;
     let mut detect_container: Option<String> = None;
     let mut pid1: Option<String> = None;
+    let mut lscpu: Option<&'static str> = None;
     if let Some(text) = content(sections, DETECT) {
         for line in text.lines() {
             let (which, id) = line.trim().split_once(' ').unwrap_or((line.trim(), ""));
             let id = id.trim();
+            if which == "lscpu" {
+                lscpu = lscpu_vm(id);
+                continue;
+            }
             if which == "pid1" {
                 pid1 = id
                     .strip_prefix("container=")
@@ -423,8 +456,18 @@ pub fn decide(sections: &BTreeMap<String, Section>) -> Virt {
 
     // `bare`: evidence that the machine is not a guest, and which.
     let mut bare: Option<&'static str> = None;
+    // systemd-detect-virt's order: the DMI vendors that run on KVM or cloak as another (VirtualBox,
+    // Xen, EC2, Parallels, GCE), Xen, the CPUID signature (but Hyper-V's, which QEMU offers too,
+    // only last), the other DMI vendors, then the other sources.
+    let dmi_first =
+        dmi_vm.filter(|h| ["oracle", "xen", "amazon", "parallels", "google"].contains(h));
+    let cpuid = lscpu.filter(|h| *h != "microsoft");
     let (vm_by, vm) = if let Some(v) = detect_vm {
         (Some("systemd-detect-virt"), Some(v).filter(|v| v != "none"))
+    } else if let Some(h) = dmi_first {
+        (Some("dmi"), Some(h.to_string()))
+    } else if let (Some(h), false) = (cpuid, xen_dom0) {
+        (Some("lscpu"), Some(h.to_string()))
     } else if let Some(h) = dmi_vm {
         (Some("dmi"), Some(h.to_string()))
     } else if xen_dom0 {
@@ -444,6 +487,8 @@ pub fn decide(sections: &BTreeMap<String, Section>) -> Virt {
             bare = Some("sysinfo");
         }
         (z.map(|_| "sysinfo"), z.map(str::to_string))
+    } else if let Some(h) = lscpu {
+        (Some("lscpu"), Some(h.to_string()))
     } else if hypervisor_flag {
         (Some("cpuinfo"), None)
     } else {
@@ -817,7 +862,7 @@ mod tests {
     #[test]
     fn xen_hyperv_cloud_power_s390x_and_container_guests() {
         let n = Value::Null;
-        let cases: [(&str, [&str; 4]); 24] = [
+        let cases: [(&str, [&str; 4]); 29] = [
             ("xen-pv-domu-rhel5", ["vm", "xen", "xen", "sysfs"]),
             ("xen-hvm-domu-rhel5", ["vm", "xen", "xen", "dmi"]),
             ("xen-dom0-rhel5", ["bare_metal", "", "", "sysfs"]),
@@ -831,6 +876,11 @@ mod tests {
             ),
             ("hyperv-vm", ["vm", "microsoft", "microsoft", "dmi"]),
             ("vmware-esx41", ["vm", "vmware", "vmware", "dmi"]),
+            ("kvm-bochs-dmi", ["vm", "kvm", "kvm", "lscpu"]),
+            ("alibaba-cloud-x86", ["vm", "kvm", "kvm", "lscpu"]),
+            ("nutanix-ahv", ["vm", "kvm", "kvm", "lscpu"]),
+            ("rhev", ["vm", "kvm", "kvm", "lscpu"]),
+            ("parallels-desktop", ["vm", "parallels", "parallels", "dmi"]),
             (
                 "vmware-esx-arm64",
                 ["vm", "vmware", "vmware", "device-tree"],
@@ -896,6 +946,71 @@ mod tests {
         assert!(data["reasons"]["kind"]
             .as_str()
             .is_some_and(|r| r.contains("cannot tell")));
+    }
+
+    #[test]
+    fn the_cpuid_signature_names_kvm_behind_a_vendors_dmi_and_its_absence_degrades() {
+        let (_, nutanix) = cases()
+            .into_iter()
+            .find(|(n, _)| n == "nutanix-ahv")
+            .expect("case");
+        // Without lscpu (busybox, or not installed) only the hypervisor flag is left.
+        let no_lscpu = nutanix.replace("lscpu  KVM\n", "");
+        assert_ne!(no_lscpu, nutanix);
+        let data = run(&no_lscpu);
+        assert_eq!(
+            facts(&data),
+            (&json!("vm"), &Value::Null, &Value::Null, &json!("cpuinfo"))
+        );
+        assert!(data["reasons"]["technology"]
+            .as_str()
+            .is_some_and(|r| r.contains("Nutanix / AHV")));
+        // The signature outranks a DMI vendor systemd-detect-virt reads after it (SeaBIOS's
+        // `Bochs`), but not the ones it reads first (Parallels runs on a KVM signature).
+        let (_, bochs) = cases()
+            .into_iter()
+            .find(|(n, _)| n == "kvm-bochs-dmi")
+            .expect("case");
+        assert_eq!(
+            facts(&run(&bochs.replace("lscpu  KVM\n", ""))).1,
+            &json!("bochs")
+        );
+        // Hyper-V's signature only where nothing else names the hypervisor (QEMU offers it too).
+        let hv = bochs.replace("lscpu  KVM", "lscpu  Microsoft");
+        assert_eq!(facts(&run(&hv)).1, &json!("bochs"));
+        let hv_only = hv
+            .replace(
+                "==> /sys/class/dmi/id/sys_vendor\nBochs\n",
+                "==> /sys/class/dmi/id/sys_vendor\nx\n",
+            )
+            .replace(
+                "==> /sys/class/dmi/id/product_name\nBochs\n",
+                "==> /sys/class/dmi/id/product_name\nx\n",
+            )
+            .replace(
+                "==> /sys/class/dmi/id/bios_vendor\nBochs\n",
+                "==> /sys/class/dmi/id/bios_vendor\nx\n",
+            );
+        assert_eq!(facts(&run(&hv_only)).1, &json!("microsoft"));
+    }
+
+    #[test]
+    fn lscpus_hypervisor_vendor_as_printed_here_names_the_vm_under_a_container() {
+        // This machine without systemd-detect-virt: lscpu's real, padded line.
+        let (_, out) = cases()
+            .into_iter()
+            .find(|(n, _)| n == "firecracker-docker-no-tool")
+            .expect("case");
+        assert!(out.contains("\nlscpu    "), "{out}");
+        assert_eq!(
+            facts(&run(&out)),
+            (
+                &json!("container"),
+                &json!("docker"),
+                &json!("kvm"),
+                &json!("marker")
+            )
+        );
     }
 
     #[test]
