@@ -861,13 +861,13 @@ mod tests {
             .is_some_and(|r| r.contains("hypervisor flag")));
     }
 
-    /// Recorded machines of virt-what's and util-linux's test suites (`fixtures.md`): what a user
-    /// checks, kind,
+    /// Recorded machines of virt-what's, util-linux's and ohai's test suites (`fixtures.md`): what
+    /// a user checks, kind,
     /// technology, hypervisor and the evidence, for each.
     #[test]
     fn xen_hyperv_cloud_power_s390x_and_container_guests() {
         let n = Value::Null;
-        let cases: [(&str, [&str; 4]); 29] = [
+        let cases: [(&str, [&str; 4]); 32] = [
             ("xen-pv-domu-rhel5", ["vm", "xen", "xen", "sysfs"]),
             ("xen-hvm-domu-rhel5", ["vm", "xen", "xen", "dmi"]),
             ("xen-dom0-rhel5", ["bare_metal", "", "", "sysfs"]),
@@ -893,6 +893,15 @@ mod tests {
             ("xen-arm64", ["vm", "xen", "xen", "device-tree"]),
             ("lxc-pid1-environ", ["container", "lxc", "", "environ"]),
             ("podman-cgroup-v1", ["container", "podman", "", "environ"]),
+            ("lxc-cgroup-v1", ["container", "lxc", "", "cgroup"]),
+            (
+                "docker-ce-nested-cgroup-v1",
+                ["container", "docker", "", "cgroup"],
+            ),
+            (
+                "docker-systemd-scope-cgroup-v1",
+                ["container", "docker", "", "cgroup"],
+            ),
             (
                 "crio-pid1-environ",
                 ["container", "container-other", "", "environ"],
