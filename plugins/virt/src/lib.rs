@@ -17,9 +17,10 @@
 //! systemd-detect-virt would decide otherwise despite such a file (an OpenVZ, WSL or proot
 //! container, or a `container=` in PID 1's environment, all checked before the files) this
 //! collector says what the marker says. Without the tool and without a marker, PID 1's
-//! `container=` (`/proc/1/environ`, readable by root only) is read with `tr` and `grep`, and on an
-//! x86 CPU with the `hypervisor` flag `lscpu`'s `Hypervisor vendor` (the CPUID signature, which a
-//! shell cannot read otherwise) is asked.
+//! `container=` (`/proc/1/environ`, readable by root only) is read with `tr` and `grep`, and where
+//! the DMI strings name no hypervisor: on an x86 CPU with the `hypervisor` flag `lscpu`'s
+//! `Hypervisor vendor` (the CPUID signature, which a shell cannot read otherwise), else the SMBIOS
+//! "virtual machine" bit (`od` of `/sys/firmware/dmi/entries/0-0/raw`, root only).
 //!
 //! Its data (report schema 2), facts only:
 //! - `kind`: `bare_metal`, `vm` or `container` (a container wins over the VM it runs in);
@@ -56,8 +57,9 @@
 //!   POWER's platform (`pSeries` under PowerVM, or KVM when the machine is "emulated by qemu";
 //!   `PowerNV` is bare metal); s390x's `VM00 Control Program` (`z/VM`: `zvm`, else `kvm`; an LPAR
 //!   without it is bare metal, as systemd-detect-virt says); lscpu's `Microsoft` (QEMU offers
-//!   Hyper-V's signature too, so it comes last, as in systemd-detect-virt); else the CPU's
-//!   `hypervisor` flag (`technology` then `null` with a reason);
+//!   Hyper-V's signature too, so it comes last, as in systemd-detect-virt); the SMBIOS "virtual
+//!   machine" bit (`vm-other`, as systemd-detect-virt says); else the CPU's `hypervisor` flag
+//!   (`technology` then `null` with a reason);
 //! - bare metal when the CPU flags are readable and name no hypervisor and DMI names no hypervisor
 //!   either.
 //!
@@ -65,7 +67,8 @@
 //! cannot be told from its host without systemd-detect-virt or root; an x86 guest whose DMI
 //! strings name no hypervisor has only the `hypervisor` flag where lscpu is missing (busybox);
 //! an arm64 host without DMI, device tree hypervisor node and the tool has `kind` `null` with a
-//! reason.
+//! reason; an arm64 VM whose DMI names no hypervisor is bare metal unless root reads the SMBIOS
+//! bit (systemd-detect-virt says the same).
 //!
 //! On a hypervisor host the same script lists its guests ([`guests`]): the list `guests`, one part
 //! per virtual machine by its SMBIOS system UUID, and the fact `unlisted_guests`. A host that is not
@@ -144,7 +147,9 @@ pub fn script() -> String {
             // PID 1 is not systemd) as `pid1 container=NAME`; under a hypervisor (the x86 flag),
             // lscpu's hypervisor vendor (from the CPUID signature) as `lscpu NAME`, unless the DMI
             // strings name a hypervisor the signature would not change (lscpu costs ~20 ms: it
-            // reads the whole CPU topology and caches).
+            // reads the whole CPU topology and caches); without the flag, the SMBIOS "virtual
+            // machine" bit (BIOS characteristics extension byte 2, bit 4; root only) as
+            // `smbios-vm 0|1`, where the BIOS structure has that byte.
             "if [ -s /run/host/container-manager ] || [ -s /run/systemd/container ] || \
              [ -e /run/.containerenv ] || [ -e /.dockerenv ]; \
              then echo marker; elif command -v systemd-detect-virt >/dev/null 2>&1; then \
@@ -155,9 +160,15 @@ pub fn script() -> String {
              d=; for f in sys_vendor product_name bios_vendor; do l=; \
              [ -r /sys/class/dmi/id/$f ] && read -r l < /sys/class/dmi/id/$f; d=\"$d $l\"; done; \
              case $d in *VMware*|*VirtualBox*|*innotek*|*Xen*|*Amazon\\ EC2*|*Google*|*Parallels*|\
-             *Microsoft*) ;; *) if [ -n \"$hv\" ] && command -v lscpu >/dev/null 2>&1; then \
+             *Microsoft*) ;; *) if [ -n \"$hv\" ]; then if command -v lscpu >/dev/null 2>&1; then \
              v=$(LC_ALL=C lscpu 2>/dev/null | grep '^Hypervisor vendor:') && \
-             printf 'lscpu %s\\n' \"${v#Hypervisor vendor:}\"; fi;; esac; fi",
+             printf 'lscpu %s\\n' \"${v#Hypervisor vendor:}\"; fi; \
+             elif [ -r /sys/firmware/dmi/entries/0-0/raw ]; then \
+             od -An -tu1 -N20 /sys/firmware/dmi/entries/0-0/raw 2>/dev/null | { n=0; b=0; \
+             while read -r a; do for x in $a; do n=$((n+1)); [ $n -eq 2 ] && l=$x; \
+             [ $n -eq 20 ] && b=$x; done; done; if [ $n -ge 20 ] && [ \"$l\" -ge 20 ]; then \
+             echo \"smbios-vm $(( b / 16 % 2 ))\"; fi; }; \
+             fi;; esac; fi",
         )
         .build()
         + "; "
@@ -367,10 +378,19 @@ pub fn decide(sections: &BTreeMap<String, Section>) -> Virt {
     let mut detect_container: Option<String> = None;
     let mut pid1: Option<String> = None;
     let mut lscpu: Option<&'static str> = None;
+    let mut smbios_vm: Option<bool> = None;
     if let Some(text) = content(sections, DETECT) {
         for line in text.lines() {
             let (which, id) = line.trim().split_once(' ').unwrap_or((line.trim(), ""));
             let id = id.trim();
+            if which == "smbios-vm" {
+                smbios_vm = match id {
+                    "1" => Some(true),
+                    "0" => Some(false),
+                    _ => None,
+                };
+                continue;
+            }
             if which == "lscpu" {
                 lscpu = lscpu_vm(id);
                 continue;
@@ -494,6 +514,10 @@ pub fn decide(sections: &BTreeMap<String, Section>) -> Virt {
         (z.map(|_| "sysinfo"), z.map(str::to_string))
     } else if let Some(h) = lscpu {
         (Some("lscpu"), Some(h.to_string()))
+    } else if smbios_vm == Some(true) {
+        // The firmware says it is a VM but nothing names the hypervisor: systemd-detect-virt's
+        // `vm-other`.
+        (Some("dmi"), Some("vm-other".to_string()))
     } else if hypervisor_flag {
         (Some("cpuinfo"), None)
     } else {
@@ -867,7 +891,7 @@ mod tests {
     #[test]
     fn xen_hyperv_cloud_power_s390x_and_container_guests() {
         let n = Value::Null;
-        let cases: [(&str, [&str; 4]); 32] = [
+        let cases: [(&str, [&str; 4]); 36] = [
             ("xen-pv-domu-rhel5", ["vm", "xen", "xen", "sysfs"]),
             ("xen-hvm-domu-rhel5", ["vm", "xen", "xen", "dmi"]),
             ("xen-dom0-rhel5", ["bare_metal", "", "", "sysfs"]),
@@ -879,6 +903,10 @@ mod tests {
                 "google-compute-engine-arm64",
                 ["vm", "google", "google", "dmi"],
             ),
+            ("alibaba-cloud-arm64", ["vm", "vm-other", "vm-other", "dmi"]),
+            ("qemu-smbios-arm64", ["vm", "qemu", "qemu", "dmi"]),
+            ("qemu-smbios-kvm-arm64", ["vm", "kvm", "kvm", "dmi"]),
+            ("baremetal-thinkpad", ["bare_metal", "", "", "cpuinfo"]),
             ("hyperv-vm", ["vm", "microsoft", "microsoft", "dmi"]),
             ("vmware-esx41", ["vm", "vmware", "vmware", "dmi"]),
             ("kvm-bochs-dmi", ["vm", "kvm", "kvm", "lscpu"]),
@@ -1035,6 +1063,23 @@ mod tests {
                 &json!("kvm"),
                 &json!("marker")
             )
+        );
+    }
+
+    #[test]
+    fn the_smbios_virtual_machine_bit_tells_an_unnamed_arm64_vm_as_root_only() {
+        let (_, out) = cases()
+            .into_iter()
+            .find(|(n, _)| n == "alibaba-cloud-arm64")
+            .expect("case");
+        // Not root: the raw SMBIOS table is not readable, and DMI's `Alibaba Cloud` names no
+        // hypervisor: bare metal, what systemd-detect-virt says there too.
+        let not_root = out.replace("smbios-vm 1\n", "");
+        assert_ne!(not_root, out);
+        assert_eq!(facts(&run(&not_root)).0, &json!("bare_metal"));
+        assert_eq!(
+            facts(&run(&out.replace("smbios-vm 1", "smbios-vm 0"))).0,
+            &json!("bare_metal")
         );
     }
 
