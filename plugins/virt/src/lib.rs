@@ -428,7 +428,7 @@ pub fn decide(sections: &BTreeMap<String, Section>) -> Virt {
             && l.split_once(':')
                 .is_some_and(|(_, f)| f.split_whitespace().any(|w| w == "hypervisor"))
     });
-    let mut dmi_vm = dmi_vm(
+    let mut dmi_named = dmi_vm(
         vendor.unwrap_or(""),
         product.unwrap_or(""),
         dmi("board_vendor").unwrap_or(""),
@@ -436,10 +436,10 @@ pub fn decide(sections: &BTreeMap<String, Section>) -> Virt {
         dmi("product_version").unwrap_or(""),
     );
     // EC2 bare-metal instances carry the same DMI vendor as its VMs.
-    let ec2_metal = dmi_vm == Some("amazon")
+    let ec2_metal = dmi_named == Some("amazon")
         && (product.is_some_and(ec2_metal) || (x86_flags && !hypervisor_flag));
     if ec2_metal {
-        dmi_vm = None;
+        dmi_named = None;
     }
     let sys_hypervisor = content(sections, "/sys/hypervisor/type")
         .map(str::trim)
@@ -485,7 +485,7 @@ pub fn decide(sections: &BTreeMap<String, Section>) -> Virt {
     // Xen, EC2, Parallels, GCE), Xen, the CPUID signature (but Hyper-V's, which QEMU offers too,
     // only last), the other DMI vendors, then the other sources.
     let dmi_first =
-        dmi_vm.filter(|h| ["oracle", "xen", "amazon", "parallels", "google"].contains(h));
+        dmi_named.filter(|h| ["oracle", "xen", "amazon", "parallels", "google"].contains(h));
     let cpuid = lscpu.filter(|h| *h != "microsoft");
     let (vm_by, vm) = if let Some(v) = detect_vm {
         (Some("systemd-detect-virt"), Some(v).filter(|v| v != "none"))
@@ -493,7 +493,7 @@ pub fn decide(sections: &BTreeMap<String, Section>) -> Virt {
         (Some("dmi"), Some(h.to_string()))
     } else if let (Some(h), false) = (cpuid, xen_dom0) {
         (Some("lscpu"), Some(h.to_string()))
-    } else if let Some(h) = dmi_vm {
+    } else if let Some(h) = dmi_named {
         (Some("dmi"), Some(h.to_string()))
     } else if xen_dom0 {
         bare = Some("sysfs");
