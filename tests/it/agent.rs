@@ -342,12 +342,13 @@ fn interval_mode_picks_up_a_dropped_in_collector_and_stops_on_sigterm() {
     .expect("write");
     std::fs::create_dir(a.dir.join("plugins.d")).expect("mkdir");
     a.set_os("theta", "1");
-    let mut child = a
-        .command(&server.url, Some(&key), &["--interval", "1s"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let mut child = support::KillOnDrop(
+        a.command(&server.url, Some(&key), &["--interval", "1s"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn"),
+    );
     wait_for(Duration::from_secs(20), "the first report", || {
         Some(()).filter(|_| host(&server, &key, "theta")["hostname"] == "theta")
     });
@@ -381,7 +382,7 @@ fn interval_mode_picks_up_a_dropped_in_collector_and_stops_on_sigterm() {
         .as_u64()
         .is_some_and(|s| s > 0));
     // SIGTERM: it stops within one cycle, with exit code 0.
-    let (status, took) = support::sigterm(&mut child);
+    let (status, took) = support::sigterm(&mut child.0);
     assert_eq!(status.code(), Some(0));
     assert!(took < Duration::from_secs(5), "stopped after {took:?}");
 }

@@ -235,27 +235,29 @@ fn run_with_an_interval_keeps_one_salt_helper_for_every_cycle() {
     let key = Key::new(tmp.path(), "master", &secret);
     let server = Server::start(tmp.path(), 0, false);
     let log = tmp.path().join("run.log");
-    let mut child = Command::new(bin("auto-client"))
-        .arg("--plugins")
-        .arg(&plugins)
-        .args(["run", "--mode", "salt", "--api", &server.url])
-        .args(["--hosts", "minion-01", "--interval", "1s"])
-        .args(["--key-id", "master"])
-        .arg("--key-file")
-        .arg(&key.file)
-        .arg("--salt-command")
-        .arg(support::workspace_root().join("target/salt-venv/bin/salt"))
-        .arg("--salt-config-dir")
-        .arg(bed.config_dir())
-        .arg("--spool-dir")
-        .arg(tmp.path().join("spool"))
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("auto-client runs");
+    let mut child = support::KillOnDrop(
+        Command::new(bin("auto-client"))
+            .arg("--plugins")
+            .arg(&plugins)
+            .args(["run", "--mode", "salt", "--api", &server.url])
+            .args(["--hosts", "minion-01", "--interval", "1s"])
+            .args(["--key-id", "master"])
+            .arg("--key-file")
+            .arg(&key.file)
+            .arg("--salt-command")
+            .arg(support::workspace_root().join("target/salt-venv/bin/salt"))
+            .arg("--salt-config-dir")
+            .arg(bed.config_dir())
+            .arg("--spool-dir")
+            .arg(tmp.path().join("spool"))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("auto-client runs"),
+    );
     // The helper processes of auto-client seen while it runs (its python children).
-    let pid = child.id();
+    let pid = child.0.id();
     let mut helpers = BTreeSet::new();
     let mut look = || {
         let children =
@@ -277,7 +279,7 @@ fn run_with_an_interval_keeps_one_salt_helper_for_every_cycle() {
         look();
         Some(()).filter(|_| reports() >= 3)
     });
-    let (status, _) = support::sigterm(&mut child);
+    let (status, _) = support::sigterm(&mut child.0);
     let err = std::fs::read_to_string(&log).expect("log");
     assert_eq!(status.code(), Some(0), "{err}");
     let cycles = err.lines().filter(|l| l.contains("1 hosts: 1 ok")).count();

@@ -566,25 +566,27 @@ fn run_with_an_interval_collects_the_fleet_every_cycle_and_stops_on_sigterm() {
         .iter()
         .map(|(name, address)| format!("{name}={address}"))
         .collect();
-    let mut child = Command::new(bin("auto-client"))
-        .arg("--plugins")
-        .arg(&plugins)
-        .args(["run", "--mode", "ssh", "--api", &server.url])
-        .args(["--hosts", &targets.join(","), "--interval", "1s"])
-        .args(["--key-id", "control"])
-        .arg("--key-file")
-        .arg(&key.file)
-        .arg("--ssh-identity")
-        .arg(tb.dir.join("id_ed25519"))
-        .arg("--known-hosts")
-        .arg(tb.dir.join("known_hosts"))
-        .arg("--spool-dir")
-        .arg(tmp.path().join("spool"))
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("auto-client runs");
+    let mut child = support::KillOnDrop(
+        Command::new(bin("auto-client"))
+            .arg("--plugins")
+            .arg(&plugins)
+            .args(["run", "--mode", "ssh", "--api", &server.url])
+            .args(["--hosts", &targets.join(","), "--interval", "1s"])
+            .args(["--key-id", "control"])
+            .arg("--key-file")
+            .arg(&key.file)
+            .arg("--ssh-identity")
+            .arg(tb.dir.join("id_ed25519"))
+            .arg("--known-hosts")
+            .arg(tb.dir.join("known_hosts"))
+            .arg("--spool-dir")
+            .arg(tmp.path().join("spool"))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("auto-client runs"),
+    );
     // Before: `--interval` was ignored in ssh and salt mode (one cycle, then exit).
     let reports = |host: &str| {
         server
@@ -598,10 +600,10 @@ fn run_with_an_interval_collects_the_fleet_every_cycle_and_stops_on_sigterm() {
         || Some(()).filter(|_| reports("node-001") >= 3 && reports("node-002") >= 3),
     );
     assert!(
-        child.try_wait().expect("wait").is_none(),
+        child.0.try_wait().expect("wait").is_none(),
         "it keeps running between cycles"
     );
-    let (status, took) = support::sigterm(&mut child);
+    let (status, took) = support::sigterm(&mut child.0);
     assert_eq!(status.code(), Some(0));
     assert!(took < Duration::from_secs(10), "stopped after {took:?}");
     let err = std::fs::read_to_string(&log).expect("log");

@@ -276,6 +276,19 @@ pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>
     }
 }
 
+/// A long-running child that is killed if the test ends first (a failed assert): an agent with
+/// `--interval` would otherwise run on after the test.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Sends SIGTERM to `child` and waits (60 s at most) for it to end: its exit status, and how long
 /// it took to stop.
 pub fn sigterm(child: &mut Child) -> (std::process::ExitStatus, Duration) {
