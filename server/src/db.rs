@@ -538,21 +538,137 @@ pub fn default_master_key(url: &str) -> PathBuf {
     }
 }
 
-/// Runs `sql` for one host over a set of texts: `$1` is `host_id` and `{rows}` in `sql` becomes
-/// [`Backend::json_rows`] of `texts`, bound as one JSON array (`$2`), each text as `j.value`.
-pub async fn for_host_texts<T: serde::Serialize + ?Sized>(
-    conn: &mut AnyConnection,
-    sql: &str,
-    host_id: i64,
-    texts: &T,
-) -> Result<(), sqlx::Error> {
-    let sql = sql.replace("{rows}", &Backend::of(conn).json_rows(2, true));
-    sqlx::query(&sql)
-        .bind(host_id)
-        .bind(serde_json::to_string(texts).unwrap_or_default())
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+/// A parameter of a [`Batch`] statement.
+#[derive(Debug, Clone)]
+pub enum Arg {
+    Int(i64),
+    Text(String),
+    OptText(Option<String>),
+}
+
+impl From<i64> for Arg {
+    fn from(v: i64) -> Arg {
+        Arg::Int(v)
+    }
+}
+
+impl From<String> for Arg {
+    fn from(v: String) -> Arg {
+        Arg::Text(v)
+    }
+}
+
+impl From<&str> for Arg {
+    fn from(v: &str) -> Arg {
+        Arg::Text(v.to_owned())
+    }
+}
+
+impl From<Option<String>> for Arg {
+    fn from(v: Option<String>) -> Arg {
+        Arg::OptText(v)
+    }
+}
+
+impl From<Option<&str>> for Arg {
+    fn from(v: Option<&str>) -> Arg {
+        Arg::OptText(v.map(str::to_owned))
+    }
+}
+
+/// Writes whose results nobody reads, run together at the end ([`Batch::run`]), in the order
+/// they were pushed. On SQLite they go to the database as one multi-statement command: sqlx runs
+/// every statement on its connection's worker thread, and each command is a hand-off to that
+/// thread and back (two thread wake-ups), so one report's writes cost one hand-off instead of one
+/// each. The text of a given sequence of statements is the same every time, so it is prepared
+/// once per connection like any other. On PostgreSQL (which takes one statement per command with
+/// parameters) they run one by one. A statement that fails fails the batch, and the caller rolls
+/// back as it would for a single statement.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Each statement's SQL (parameters numbered from `$1` in each) and its parameters.
+    statements: Vec<(String, Vec<Arg>)>,
+}
+
+impl Batch {
+    /// Adds a statement whose parameters are `$1` .. `$n` = `args`.
+    pub fn push(&mut self, sql: impl Into<String>, args: Vec<Arg>) {
+        self.statements.push((sql.into(), args));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.statements.is_empty()
+    }
+
+    /// Adds `sql` for one host over a set of texts: `$1` is `host_id` and `{rows}` in `sql`
+    /// becomes [`Backend::json_rows`] of `texts`, bound as one JSON array (`$2`), each text as
+    /// `j.value`.
+    pub fn for_host_texts<T: serde::Serialize + ?Sized>(
+        &mut self,
+        backend: Backend,
+        sql: &str,
+        host_id: i64,
+        texts: &T,
+    ) {
+        let sql = sql.replace("{rows}", &backend.json_rows(2, true));
+        let json = serde_json::to_string(texts).unwrap_or_default();
+        self.push(sql, vec![Arg::Int(host_id), Arg::Text(json)]);
+    }
+
+    /// Runs every statement, in order (see [`Batch`]).
+    pub async fn run(self, conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+        if self.statements.is_empty() {
+            return Ok(());
+        }
+        let one_command = Backend::of(conn) == Backend::Sqlite && self.statements.len() > 1;
+        let statements = if one_command {
+            let mut sql = String::new();
+            let mut args = Vec::new();
+            for (text, mut own) in self.statements {
+                if !sql.is_empty() {
+                    sql.push_str(";\n");
+                }
+                sql.push_str(&renumber(&text, args.len()));
+                args.append(&mut own);
+            }
+            vec![(sql, args)]
+        } else {
+            self.statements
+        };
+        for (sql, args) in statements {
+            let mut query = sqlx::query(&sql);
+            for arg in args {
+                query = match arg {
+                    Arg::Int(v) => query.bind(v),
+                    Arg::Text(v) => query.bind(v),
+                    Arg::OptText(v) => query.bind(v),
+                };
+            }
+            query.execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+}
+
+/// `sql` with every parameter `$N` written `$(N + offset)`. (The statements given to a [`Batch`]
+/// hold no `$` in their literals.)
+fn renumber(sql: &str, offset: usize) -> String {
+    if offset == 0 {
+        return sql.to_owned();
+    }
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if let Ok(n) = rest[..digits].parse::<usize>() {
+            out.push_str(&(n + offset).to_string());
+        }
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -597,6 +713,16 @@ mod tests {
         let sqlite = versions(Backend::Sqlite);
         assert!(sqlite.windows(2).all(|w| w[0] < w[1]), "{sqlite:?}");
         assert_eq!(sqlite, versions(Backend::Postgres));
+    }
+
+    #[test]
+    fn batch_parameters_are_renumbered_after_the_statements_before() {
+        assert_eq!(
+            renumber("INSERT INTO t VALUES ($1, $2, $10)", 3),
+            "INSERT INTO t VALUES ($4, $5, $13)"
+        );
+        assert_eq!(renumber("SELECT $1", 0), "SELECT $1");
+        assert_eq!(renumber("SELECT 1", 5), "SELECT 1");
     }
 
     #[test]
