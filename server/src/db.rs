@@ -212,6 +212,116 @@ pub fn sqlite_path(url: &str) -> Option<PathBuf> {
     Some(PathBuf::from(path))
 }
 
+/// Makes SQLite allocate through the program's allocator (mimalloc, `main.rs`) instead of the C
+/// library's `malloc`, and without its memory statistics (a global mutex taken on every
+/// allocation). SQLite allocates and frees on every statement (the pages it journals, each
+/// row's record); with glibc's `malloc` that was a tenth of the writer thread's time in a profile
+/// of `scripts/bench-server.sh`. Must run before SQLite initialises (the first connection);
+/// afterwards SQLite refuses the change and keeps its own allocator, which is only slower.
+fn sqlite_allocator() {
+    use libsqlite3_sys as ffi;
+    use std::alloc::Layout;
+    use std::os::raw::{c_int, c_void};
+
+    /// Each block starts with its size (what `xSize` answers and `dealloc` needs), padded to the
+    /// alignment.
+    const HEADER: usize = 16;
+
+    fn layout(size: usize) -> Option<Layout> {
+        Layout::from_size_align(size.checked_add(HEADER)?, HEADER).ok()
+    }
+    unsafe extern "C" fn x_malloc(n: c_int) -> *mut c_void {
+        let Some(layout) = usize::try_from(n).ok().and_then(layout) else {
+            return std::ptr::null_mut();
+        };
+        // SAFETY: the layout is non-zero (HEADER); the block is large enough for its header
+        unsafe {
+            let base = std::alloc::alloc(layout);
+            if base.is_null() {
+                return base.cast();
+            }
+            base.cast::<usize>().write(layout.size() - HEADER);
+            base.add(HEADER).cast()
+        }
+    }
+    unsafe extern "C" fn x_free(p: *mut c_void) {
+        if p.is_null() {
+            return;
+        }
+        // SAFETY: `p` came from x_malloc or x_realloc: its header is HEADER bytes before it
+        unsafe {
+            let base = p.cast::<u8>().sub(HEADER);
+            let size = base.cast::<usize>().read();
+            std::alloc::dealloc(
+                base,
+                Layout::from_size_align_unchecked(size + HEADER, HEADER),
+            );
+        }
+    }
+    unsafe extern "C" fn x_realloc(p: *mut c_void, n: c_int) -> *mut c_void {
+        if p.is_null() {
+            // SAFETY: as x_malloc
+            return unsafe { x_malloc(n) };
+        }
+        let Some(new) = usize::try_from(n).ok().and_then(layout) else {
+            return std::ptr::null_mut();
+        };
+        // SAFETY: `p` came from x_malloc or x_realloc (header before it); on failure the old
+        // block is left as it was, as SQLite expects
+        unsafe {
+            let base = p.cast::<u8>().sub(HEADER);
+            let size = base.cast::<usize>().read();
+            let old = Layout::from_size_align_unchecked(size + HEADER, HEADER);
+            let moved = std::alloc::realloc(base, old, new.size());
+            if moved.is_null() {
+                return moved.cast();
+            }
+            moved.cast::<usize>().write(new.size() - HEADER);
+            moved.add(HEADER).cast()
+        }
+    }
+    unsafe extern "C" fn x_size(p: *mut c_void) -> c_int {
+        if p.is_null() {
+            return 0;
+        }
+        // SAFETY: `p` came from x_malloc or x_realloc
+        let size = unsafe { p.cast::<u8>().sub(HEADER).cast::<usize>().read() };
+        c_int::try_from(size).unwrap_or(c_int::MAX)
+    }
+    unsafe extern "C" fn x_roundup(n: c_int) -> c_int {
+        n.saturating_add(7) & !7
+    }
+    unsafe extern "C" fn x_init(_: *mut c_void) -> c_int {
+        ffi::SQLITE_OK
+    }
+    unsafe extern "C" fn x_shutdown(_: *mut c_void) {}
+
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let methods = ffi::sqlite3_mem_methods {
+            xMalloc: Some(x_malloc),
+            xFree: Some(x_free),
+            xRealloc: Some(x_realloc),
+            xSize: Some(x_size),
+            xRoundup: Some(x_roundup),
+            xInit: Some(x_init),
+            xShutdown: Some(x_shutdown),
+            pAppData: std::ptr::null_mut(),
+        };
+        // SAFETY: sqlite3_config is called before any connection is opened (else it answers
+        // SQLITE_MISUSE and changes nothing); SQLite copies the methods
+        let (status, malloc) = unsafe {
+            (
+                ffi::sqlite3_config(ffi::SQLITE_CONFIG_MEMSTATUS, 0 as c_int),
+                ffi::sqlite3_config(ffi::SQLITE_CONFIG_MALLOC, &methods as *const _),
+            )
+        };
+        if status != ffi::SQLITE_OK || malloc != ffi::SQLITE_OK {
+            tracing::debug!(status, malloc, "SQLite keeps its own allocator");
+        }
+    });
+}
+
 /// Connection pools. On SQLite, `write` holds one connection (SQLite has one writer; queuing in the
 /// pool is cheaper than retrying `SQLITE_BUSY`) and `read` several; on PostgreSQL both are one pool.
 #[derive(Clone)]
@@ -228,6 +338,7 @@ impl Db {
         let backend = Backend::from_url(url)?;
         match backend {
             Backend::Sqlite => {
+                sqlite_allocator();
                 let path = sqlite_path(url).with_context(|| {
                     format!("sqlite url {url:?} names no file: use sqlite://PATH")
                 })?;
