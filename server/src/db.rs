@@ -731,20 +731,21 @@ impl Batch {
         if self.statements.is_empty() {
             return Ok(());
         }
-        let one_command = Backend::of(conn) == Backend::Sqlite && self.statements.len() > 1;
-        let statements = if one_command {
-            let mut sql = String::new();
-            let mut args = Vec::new();
-            for (text, mut own) in self.statements {
-                if !sql.is_empty() {
-                    sql.push_str(";\n");
+        let statements = match Backend::of(conn) {
+            Backend::Sqlite if self.statements.len() > 1 => {
+                let mut sql = String::new();
+                let mut args = Vec::new();
+                for (text, mut own) in self.statements {
+                    if !sql.is_empty() {
+                        sql.push_str(";\n");
+                    }
+                    sql.push_str(&renumber(&text, args.len()));
+                    args.append(&mut own);
                 }
-                sql.push_str(&renumber(&text, args.len()));
-                args.append(&mut own);
+                vec![(sql, args)]
             }
-            vec![(sql, args)]
-        } else {
-            self.statements
+            Backend::Sqlite => self.statements,
+            Backend::Postgres => with_clauses(self.statements),
         };
         for (sql, args) in statements {
             let mut query = sqlx::query(&sql);
@@ -759,6 +760,86 @@ impl Batch {
         }
         Ok(())
     }
+}
+
+/// PostgreSQL's form of a batch: consecutive statements joined into one statement as
+/// data-modifying `WITH` clauses (`WITH w0 AS (INSERT ...), w1 AS (DELETE ...) SELECT 1`). Those
+/// run on one snapshot and do not see each other's rows, so a statement that names a table an
+/// earlier one of the same command writes (a delete then an insert into `host_failures`; the
+/// answer row reading `changes`) starts the next command.
+fn with_clauses(statements: Vec<(String, Vec<Arg>)>) -> Vec<(String, Vec<Arg>)> {
+    let mut out: Vec<(String, Vec<Arg>)> = Vec::new();
+    let mut clauses: Vec<String> = Vec::new();
+    let mut args: Vec<Arg> = Vec::new();
+    let mut written: Vec<&'static str> = Vec::new();
+    fn flush(clauses: &mut Vec<String>, args: &mut Vec<Arg>, out: &mut Vec<(String, Vec<Arg>)>) {
+        match clauses.len() {
+            0 => {}
+            1 => out.push((clauses.remove(0), std::mem::take(args))),
+            _ => {
+                let with: Vec<String> = clauses
+                    .drain(..)
+                    .enumerate()
+                    .map(|(i, c)| format!("w{i} AS ({c})"))
+                    .collect();
+                out.push((
+                    format!("WITH {} SELECT 1", with.join(", ")),
+                    std::mem::take(args),
+                ));
+            }
+        }
+    }
+    for (sql, mut own) in statements {
+        let target = written_table(&sql);
+        if target.is_none() || written.iter().any(|t| names_table(&sql, t)) {
+            flush(&mut clauses, &mut args, &mut out);
+            written.clear();
+        }
+        let Some(target) = target else {
+            out.push((sql, own));
+            continue;
+        };
+        clauses.push(renumber(&sql, args.len()));
+        args.append(&mut own);
+        written.push(target);
+    }
+    flush(&mut clauses, &mut args, &mut out);
+    out
+}
+
+/// The tables a batch writes, so that [`with_clauses`] can tell which statements touch which.
+const BATCH_TABLES: [&str; 9] = [
+    "hosts",
+    "host_failures",
+    "components",
+    "changes",
+    "part_lists",
+    "errors",
+    "search_tokens",
+    "reports",
+    "webhook_outbox",
+];
+
+/// The table an `INSERT INTO`, `UPDATE` or `DELETE FROM` statement writes, if it is one of
+/// [`BATCH_TABLES`].
+fn written_table(sql: &str) -> Option<&'static str> {
+    let rest = sql
+        .trim_start()
+        .strip_prefix("INSERT INTO ")
+        .or_else(|| sql.trim_start().strip_prefix("UPDATE "))
+        .or_else(|| sql.trim_start().strip_prefix("DELETE FROM "))?;
+    let name = rest.split([' ', '(']).next()?;
+    BATCH_TABLES.iter().copied().find(|t| *t == name)
+}
+
+/// Whether `sql` names `table` as a whole word.
+fn names_table(sql: &str, table: &str) -> bool {
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    sql.match_indices(table).any(|(at, _)| {
+        let before = sql[..at].chars().next_back();
+        let after = sql[at + table.len()..].chars().next();
+        !before.is_some_and(word) && !after.is_some_and(word)
+    })
 }
 
 /// `sql` with every parameter `$N` written `$(N + offset)`. (The statements given to a [`Batch`]
@@ -834,6 +915,41 @@ mod tests {
         );
         assert_eq!(renumber("SELECT $1", 0), "SELECT $1");
         assert_eq!(renumber("SELECT 1", 5), "SELECT 1");
+    }
+
+    #[test]
+    fn a_postgres_batch_splits_where_a_statement_names_a_table_written_before_it() {
+        let st = |sql: &str, n: usize| (sql.to_owned(), vec![Arg::Int(0); n]);
+        let out = with_clauses(vec![
+            st("UPDATE hosts SET a = $1 WHERE id = $2", 2),
+            st("DELETE FROM host_failures WHERE host_id = $1", 1),
+            st("INSERT INTO host_failures (host_id, plugin) SELECT $1, j.value FROM x", 1),
+            st("INSERT INTO changes (host_id) SELECT $1", 1),
+            st("INSERT INTO reports (a, b) VALUES ($1, (SELECT MAX(id) FROM changes WHERE host_id = $2))", 2),
+        ]);
+        let texts: Vec<(&str, usize)> = out.iter().map(|(s, a)| (s.as_str(), a.len())).collect();
+        assert_eq!(
+            texts,
+            [
+                (
+                    "WITH w0 AS (UPDATE hosts SET a = $1 WHERE id = $2), \
+                     w1 AS (DELETE FROM host_failures WHERE host_id = $3) SELECT 1",
+                    3
+                ),
+                (
+                    "WITH w0 AS (INSERT INTO host_failures (host_id, plugin) SELECT $1, j.value FROM x), \
+                     w1 AS (INSERT INTO changes (host_id) SELECT $2) SELECT 1",
+                    2
+                ),
+                (
+                    "INSERT INTO reports (a, b) VALUES ($1, (SELECT MAX(id) FROM changes WHERE host_id = $2))",
+                    2
+                ),
+            ]
+        );
+        assert!(names_table("FROM changes WHERE", "changes"));
+        assert!(!names_table("FROM changes_x", "changes"));
+        assert!(!names_table("host_failures", "hosts"));
     }
 
     #[test]
