@@ -7,8 +7,8 @@
 #                                      #      BENCH_BASE=/path/to/other/auto-server, BENCH_REPEATS (3)
 #
 # Release build under CARGO_TARGET_DIR (default target-server). Prints reports/s, p50/p99 and the
-# server's CPU per report for each run. With BENCH_BASE (a baseline binary, e.g. one built from an
-# older commit), the baseline and this build run alternately BENCH_REPEATS times on each backend,
+# server's CPU per report for each run, and the load average before and after it. With BENCH_BASE
+# (a baseline binary, e.g. one built from an older commit), the baseline and this build run alternately BENCH_REPEATS times on each backend,
 # each on a fresh database, and the medians of each round are printed side by side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,6 +48,7 @@ run_bench() {
     base=$(sed -n 's/^auto-server listening on //p' "$WORK/stdout")
     [ -n "$base" ] || { echo "bench: server did not start" >&2; cat "$WORK/$label.log" >&2; exit 2; }
     echo "== $label =="
+    echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
     "$LOAD" "$base" bench "$secret" "$HOSTS" "$CONCURRENCY"
     # CPU the server itself used (all rounds, plus start-up): the figure that does not depend on
     # how busy the rest of the machine is.
@@ -56,7 +57,7 @@ run_bench() {
     hz=$(getconf CLK_TCK)
     awk -v t="$ticks" -v hz="$hz" -v n="$((HOSTS * 3))" \
         'BEGIN { printf "server cpu: %.2f s for %d reports = %.2f ms per report\n", t / hz, n, 1000 * t / hz / n }'
-    echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
     stop_server
 }
 

@@ -600,24 +600,42 @@ fn walk(data: &Value, limits: &DataLimits, build: bool) -> Result<CollectorData,
 pub fn parse_strict(bytes: &[u8]) -> Result<Value, String> {
     use serde::de::DeserializeSeed;
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let v = Strict(String::new())
+    let v = Strict(&Seg::Root)
         .deserialize(&mut de)
         .map_err(|e| e.to_string())?;
     de.end().map_err(|e| e.to_string())?;
     Ok(v)
 }
 
-/// A `Value` seed that refuses duplicate keys; carries the path for the message.
-struct Strict(String);
+/// Where a value is in the document, as a chain of borrowed steps: written out (`$.a.b[2]`) only
+/// for the message of a refused document, so that parsing a good one builds no path text.
+enum Seg<'a> {
+    Root,
+    Key(&'a Seg<'a>, &'a str),
+    Index(&'a Seg<'a>, usize),
+}
 
-impl<'de> serde::de::DeserializeSeed<'de> for Strict {
+impl fmt::Display for Seg<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Seg::Root => f.write_str("$"),
+            Seg::Key(parent, key) => write!(f, "{parent}.{key}"),
+            Seg::Index(parent, i) => write!(f, "{parent}[{i}]"),
+        }
+    }
+}
+
+/// A `Value` seed that refuses duplicate keys; carries the path for the message.
+struct Strict<'a>(&'a Seg<'a>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Strict<'_> {
     type Value = Value;
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for Strict {
+impl<'de> serde::de::Visitor<'de> for Strict<'_> {
     type Value = Value;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a json value")
@@ -648,24 +666,26 @@ impl<'de> serde::de::Visitor<'de> for Strict {
     }
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut out = Vec::new();
-        let mut i = 0;
-        while let Some(v) = seq.next_element_seed(Strict(format!("{}[{i}]", self.0)))? {
+        while let Some(v) = seq.next_element_seed(Strict(&Seg::Index(self.0, out.len())))? {
             out.push(v);
-            i += 1;
         }
         Ok(Value::Array(out))
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            let path = format!("{}.{key}", if self.0.is_empty() { "$" } else { &self.0 });
-            if out.contains_key(&key) {
-                return Err(serde::de::Error::custom(format!(
-                    "{path} appears twice in one object"
-                )));
+            match out.entry(key) {
+                serde_json::map::Entry::Occupied(e) => {
+                    return Err(serde::de::Error::custom(format!(
+                        "{} appears twice in one object",
+                        Seg::Key(self.0, e.key())
+                    )));
+                }
+                serde_json::map::Entry::Vacant(e) => {
+                    let v = map.next_value_seed(Strict(&Seg::Key(self.0, e.key())))?;
+                    e.insert(v);
+                }
             }
-            let v = map.next_value_seed(Strict(path))?;
-            out.insert(key, v);
         }
         Ok(Value::Object(out))
     }

@@ -63,11 +63,19 @@ impl Scope {
 }
 
 /// A verified request's nonce and timestamp, not recorded yet: `POST /api/v1/reports` records it
-/// inside the report's transaction; every other path records it in the middleware.
+/// inside the report's transaction; every other path records it in the middleware. With the key
+/// that signed it: the report's transaction records the nonce only while that key is still
+/// active ([`record_report_nonce`]), since the secret it was verified with may have come from
+/// [`crate::keys::KeyCache`].
 #[derive(Debug, Clone)]
 pub struct PendingNonce {
     pub nonce: String,
     pub timestamp: i64,
+    /// The key's name.
+    pub key: String,
+    /// The key's sealed secret as stored (`api_keys.secret_enc`) when the request was verified:
+    /// a key removed and created again under the same name is another key.
+    pub sealed: String,
 }
 
 /// The accepted clock skew, in seconds, for the nonce expiry [`record_nonce`] computes; set once
@@ -121,6 +129,43 @@ where
     .execute(executor)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Records a report request's nonce if the key that signed it is still active; `false` when the
+/// nonce was seen before or the key is no longer active (nothing written).
+pub async fn record_report_nonce(
+    conn: &mut sqlx::AnyConnection,
+    pending: &PendingNonce,
+) -> Result<bool, sqlx::Error> {
+    let (seen_at, expires_at) = nonce_times(pending.timestamp);
+    let done = sqlx::query(
+        "INSERT INTO nonces (nonce, seen_at, expires_at) SELECT $1, $2, $3 \
+         WHERE EXISTS (SELECT 1 FROM api_keys WHERE name = $4 AND secret_enc = $5 \
+         AND revoked_at IS NULL) ON CONFLICT (nonce) DO NOTHING",
+    )
+    .bind(&pending.nonce)
+    .bind(seen_at)
+    .bind(expires_at)
+    .bind(&pending.key)
+    .bind(&pending.sealed)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Whether the key that signed a request is still the active key of its name.
+pub async fn key_active(
+    conn: &mut sqlx::AnyConnection,
+    pending: &PendingNonce,
+) -> Result<bool, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT 1 FROM api_keys WHERE name = $1 AND secret_enc = $2 AND revoked_at IS NULL",
+    )
+    .bind(&pending.key)
+    .bind(&pending.sealed)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.is_some())
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -351,41 +396,64 @@ pub async fn authenticate(
     let Some(master) = &state.master else {
         return unauthorized("the server has no master key");
     };
-    let key = match crate::keys::lookup(&state.db, master, &signed.key).await {
-        Ok(Some(k)) => k,
-        Ok(None) => {
-            return unauthorized(&format!("no active key named {:?}", signed.key));
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read the keys");
-            return database_unavailable("cannot read the keys");
-        }
-    };
     let path = parts
         .uri
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
-    if !sign::verify(
-        &key.secret,
-        parts.method.as_str(),
-        path,
-        signed.timestamp,
-        &signed.nonce,
-        &bytes,
-        &signed.signature,
-    ) {
-        return unauthorized(&format!(
-            "key {:?}: the signature does not match the request",
-            signed.key
-        ));
-    }
+    let verified = |key: &crate::keys::ActiveKey| {
+        sign::verify(
+            &key.secret,
+            parts.method.as_str(),
+            path,
+            signed.timestamp,
+            &signed.nonce,
+            &bytes,
+            &signed.signature,
+        )
+    };
+    let reports = parts.uri.path() == REPORTS_PATH;
+    // A report's key may come from the cache: the report's transaction records its nonce only
+    // while the key is still active (`PendingNonce`), so a revoked key is refused at once. Any
+    // other request reads its key from the database.
+    let report_post = reports && parts.method == Method::POST;
+    let cached = if report_post {
+        state.keys.get(&signed.key).filter(|k| verified(k))
+    } else {
+        None
+    };
+    let key = match cached {
+        Some(k) => k,
+        None => {
+            let key = match crate::keys::lookup(&state.db, master, &signed.key).await {
+                Ok(Some(k)) => std::sync::Arc::new(k),
+                Ok(None) => {
+                    state.keys.forget(&signed.key);
+                    return unauthorized(&format!("no active key named {:?}", signed.key));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the keys");
+                    return database_unavailable("cannot read the keys");
+                }
+            };
+            if !verified(&key) {
+                state.keys.forget(&signed.key);
+                return unauthorized(&format!(
+                    "key {:?}: the signature does not match the request",
+                    signed.key
+                ));
+            }
+            if report_post {
+                state.keys.insert(&signed.key, key.clone());
+            }
+            key
+        }
+    };
     let reads_only = matches!(parts.method, Method::GET | Method::HEAD);
     if key.scope == Scope::Read && !reads_only {
         tracing::warn!(key = %signed.key, method = %parts.method, "request refused: a read key may only GET");
         return forbidden("this key may only read (GET)");
     }
-    let reports = parts.uri.path() == REPORTS_PATH;
     if matches!(key.scope, Scope::Host { .. }) && !reads_only && !reports {
         tracing::warn!(key = %signed.key, method = %parts.method, path = parts.uri.path(), "request refused: a host key may only send its host's reports");
         return forbidden("this key may only send its own host's reports");
@@ -396,6 +464,8 @@ pub async fn authenticate(
         parts.extensions.insert(PendingNonce {
             nonce,
             timestamp: signed.timestamp,
+            key: signed.key.clone(),
+            sealed: key.sealed.clone(),
         });
     } else {
         match record_nonce(&state.db.write, &nonce, signed.timestamp).await {

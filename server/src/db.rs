@@ -212,6 +212,116 @@ pub fn sqlite_path(url: &str) -> Option<PathBuf> {
     Some(PathBuf::from(path))
 }
 
+/// Makes SQLite allocate through the program's allocator (mimalloc, `main.rs`) instead of the C
+/// library's `malloc`, and without its memory statistics (a global mutex taken on every
+/// allocation). SQLite allocates and frees on every statement (the pages it journals, each
+/// row's record); with glibc's `malloc` that was a tenth of the writer thread's time in a profile
+/// of `scripts/bench-server.sh`. Must run before SQLite initialises (the first connection);
+/// afterwards SQLite refuses the change and keeps its own allocator, which is only slower.
+fn sqlite_allocator() {
+    use libsqlite3_sys as ffi;
+    use std::alloc::Layout;
+    use std::os::raw::{c_int, c_void};
+
+    /// Each block starts with its size (what `xSize` answers and `dealloc` needs), padded to the
+    /// alignment.
+    const HEADER: usize = 16;
+
+    fn layout(size: usize) -> Option<Layout> {
+        Layout::from_size_align(size.checked_add(HEADER)?, HEADER).ok()
+    }
+    unsafe extern "C" fn x_malloc(n: c_int) -> *mut c_void {
+        let Some(layout) = usize::try_from(n).ok().and_then(layout) else {
+            return std::ptr::null_mut();
+        };
+        // SAFETY: the layout is non-zero (HEADER); the block is large enough for its header
+        unsafe {
+            let base = std::alloc::alloc(layout);
+            if base.is_null() {
+                return base.cast();
+            }
+            base.cast::<usize>().write(layout.size() - HEADER);
+            base.add(HEADER).cast()
+        }
+    }
+    unsafe extern "C" fn x_free(p: *mut c_void) {
+        if p.is_null() {
+            return;
+        }
+        // SAFETY: `p` came from x_malloc or x_realloc: its header is HEADER bytes before it
+        unsafe {
+            let base = p.cast::<u8>().sub(HEADER);
+            let size = base.cast::<usize>().read();
+            std::alloc::dealloc(
+                base,
+                Layout::from_size_align_unchecked(size + HEADER, HEADER),
+            );
+        }
+    }
+    unsafe extern "C" fn x_realloc(p: *mut c_void, n: c_int) -> *mut c_void {
+        if p.is_null() {
+            // SAFETY: as x_malloc
+            return unsafe { x_malloc(n) };
+        }
+        let Some(new) = usize::try_from(n).ok().and_then(layout) else {
+            return std::ptr::null_mut();
+        };
+        // SAFETY: `p` came from x_malloc or x_realloc (header before it); on failure the old
+        // block is left as it was, as SQLite expects
+        unsafe {
+            let base = p.cast::<u8>().sub(HEADER);
+            let size = base.cast::<usize>().read();
+            let old = Layout::from_size_align_unchecked(size + HEADER, HEADER);
+            let moved = std::alloc::realloc(base, old, new.size());
+            if moved.is_null() {
+                return moved.cast();
+            }
+            moved.cast::<usize>().write(new.size() - HEADER);
+            moved.add(HEADER).cast()
+        }
+    }
+    unsafe extern "C" fn x_size(p: *mut c_void) -> c_int {
+        if p.is_null() {
+            return 0;
+        }
+        // SAFETY: `p` came from x_malloc or x_realloc
+        let size = unsafe { p.cast::<u8>().sub(HEADER).cast::<usize>().read() };
+        c_int::try_from(size).unwrap_or(c_int::MAX)
+    }
+    unsafe extern "C" fn x_roundup(n: c_int) -> c_int {
+        n.saturating_add(7) & !7
+    }
+    unsafe extern "C" fn x_init(_: *mut c_void) -> c_int {
+        ffi::SQLITE_OK
+    }
+    unsafe extern "C" fn x_shutdown(_: *mut c_void) {}
+
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let methods = ffi::sqlite3_mem_methods {
+            xMalloc: Some(x_malloc),
+            xFree: Some(x_free),
+            xRealloc: Some(x_realloc),
+            xSize: Some(x_size),
+            xRoundup: Some(x_roundup),
+            xInit: Some(x_init),
+            xShutdown: Some(x_shutdown),
+            pAppData: std::ptr::null_mut(),
+        };
+        // SAFETY: sqlite3_config is called before any connection is opened (else it answers
+        // SQLITE_MISUSE and changes nothing); SQLite copies the methods
+        let (status, malloc) = unsafe {
+            (
+                ffi::sqlite3_config(ffi::SQLITE_CONFIG_MEMSTATUS, 0 as c_int),
+                ffi::sqlite3_config(ffi::SQLITE_CONFIG_MALLOC, &methods as *const _),
+            )
+        };
+        if status != ffi::SQLITE_OK || malloc != ffi::SQLITE_OK {
+            tracing::debug!(status, malloc, "SQLite keeps its own allocator");
+        }
+    });
+}
+
 /// Connection pools. On SQLite, `write` holds one connection (SQLite has one writer; queuing in the
 /// pool is cheaper than retrying `SQLITE_BUSY`) and `read` several; on PostgreSQL both are one pool.
 #[derive(Clone)]
@@ -228,6 +338,7 @@ impl Db {
         let backend = Backend::from_url(url)?;
         match backend {
             Backend::Sqlite => {
+                sqlite_allocator();
                 let path = sqlite_path(url).with_context(|| {
                     format!("sqlite url {url:?} names no file: use sqlite://PATH")
                 })?;
@@ -538,21 +649,218 @@ pub fn default_master_key(url: &str) -> PathBuf {
     }
 }
 
-/// Runs `sql` for one host over a set of texts: `$1` is `host_id` and `{rows}` in `sql` becomes
-/// [`Backend::json_rows`] of `texts`, bound as one JSON array (`$2`), each text as `j.value`.
-pub async fn for_host_texts<T: serde::Serialize + ?Sized>(
-    conn: &mut AnyConnection,
-    sql: &str,
-    host_id: i64,
-    texts: &T,
-) -> Result<(), sqlx::Error> {
-    let sql = sql.replace("{rows}", &Backend::of(conn).json_rows(2, true));
-    sqlx::query(&sql)
-        .bind(host_id)
-        .bind(serde_json::to_string(texts).unwrap_or_default())
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+/// A parameter of a [`Batch`] statement.
+#[derive(Debug, Clone)]
+pub enum Arg {
+    Int(i64),
+    Text(String),
+    OptText(Option<String>),
+}
+
+impl From<i64> for Arg {
+    fn from(v: i64) -> Arg {
+        Arg::Int(v)
+    }
+}
+
+impl From<String> for Arg {
+    fn from(v: String) -> Arg {
+        Arg::Text(v)
+    }
+}
+
+impl From<&str> for Arg {
+    fn from(v: &str) -> Arg {
+        Arg::Text(v.to_owned())
+    }
+}
+
+impl From<Option<String>> for Arg {
+    fn from(v: Option<String>) -> Arg {
+        Arg::OptText(v)
+    }
+}
+
+impl From<Option<&str>> for Arg {
+    fn from(v: Option<&str>) -> Arg {
+        Arg::OptText(v.map(str::to_owned))
+    }
+}
+
+/// Writes whose results nobody reads, run together at the end ([`Batch::run`]), in the order
+/// they were pushed. On SQLite they go to the database as one multi-statement command: sqlx runs
+/// every statement on its connection's worker thread, and each command is a hand-off to that
+/// thread and back (two thread wake-ups), so one report's writes cost one hand-off instead of one
+/// each. The text of a given sequence of statements is the same every time, so it is prepared
+/// once per connection like any other. On PostgreSQL (which takes one statement per command with
+/// parameters) they run one by one. A statement that fails fails the batch, and the caller rolls
+/// back as it would for a single statement.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Each statement's SQL (parameters numbered from `$1` in each) and its parameters.
+    statements: Vec<(String, Vec<Arg>)>,
+}
+
+impl Batch {
+    /// Adds a statement whose parameters are `$1` .. `$n` = `args`.
+    pub fn push(&mut self, sql: impl Into<String>, args: Vec<Arg>) {
+        self.statements.push((sql.into(), args));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.statements.is_empty()
+    }
+
+    /// Adds `sql` for one host over a set of texts: `$1` is `host_id` and `{rows}` in `sql`
+    /// becomes [`Backend::json_rows`] of `texts`, bound as one JSON array (`$2`), each text as
+    /// `j.value`.
+    pub fn for_host_texts<T: serde::Serialize + ?Sized>(
+        &mut self,
+        backend: Backend,
+        sql: &str,
+        host_id: i64,
+        texts: &T,
+    ) {
+        let sql = sql.replace("{rows}", &backend.json_rows(2, true));
+        let json = serde_json::to_string(texts).unwrap_or_default();
+        self.push(sql, vec![Arg::Int(host_id), Arg::Text(json)]);
+    }
+
+    /// Runs every statement, in order (see [`Batch`]).
+    pub async fn run(self, conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+        if self.statements.is_empty() {
+            return Ok(());
+        }
+        let statements = match Backend::of(conn) {
+            Backend::Sqlite if self.statements.len() > 1 => {
+                let mut sql = String::new();
+                let mut args = Vec::new();
+                for (text, mut own) in self.statements {
+                    if !sql.is_empty() {
+                        sql.push_str(";\n");
+                    }
+                    sql.push_str(&renumber(&text, args.len()));
+                    args.append(&mut own);
+                }
+                vec![(sql, args)]
+            }
+            Backend::Sqlite => self.statements,
+            Backend::Postgres => with_clauses(self.statements),
+        };
+        for (sql, args) in statements {
+            let mut query = sqlx::query(&sql);
+            for arg in args {
+                query = match arg {
+                    Arg::Int(v) => query.bind(v),
+                    Arg::Text(v) => query.bind(v),
+                    Arg::OptText(v) => query.bind(v),
+                };
+            }
+            query.execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+}
+
+/// PostgreSQL's form of a batch: consecutive statements joined into one statement as
+/// data-modifying `WITH` clauses (`WITH w0 AS (INSERT ...), w1 AS (DELETE ...) SELECT 1`). Those
+/// run on one snapshot and do not see each other's rows, so a statement that names a table an
+/// earlier one of the same command writes (a delete then an insert into `host_failures`; the
+/// answer row reading `changes`) starts the next command.
+fn with_clauses(statements: Vec<(String, Vec<Arg>)>) -> Vec<(String, Vec<Arg>)> {
+    let mut out: Vec<(String, Vec<Arg>)> = Vec::new();
+    let mut clauses: Vec<String> = Vec::new();
+    let mut args: Vec<Arg> = Vec::new();
+    let mut written: Vec<&'static str> = Vec::new();
+    fn flush(clauses: &mut Vec<String>, args: &mut Vec<Arg>, out: &mut Vec<(String, Vec<Arg>)>) {
+        match clauses.len() {
+            0 => {}
+            1 => out.push((clauses.remove(0), std::mem::take(args))),
+            _ => {
+                let with: Vec<String> = clauses
+                    .drain(..)
+                    .enumerate()
+                    .map(|(i, c)| format!("w{i} AS ({c})"))
+                    .collect();
+                out.push((
+                    format!("WITH {} SELECT 1", with.join(", ")),
+                    std::mem::take(args),
+                ));
+            }
+        }
+    }
+    for (sql, mut own) in statements {
+        let target = written_table(&sql);
+        if target.is_none() || written.iter().any(|t| names_table(&sql, t)) {
+            flush(&mut clauses, &mut args, &mut out);
+            written.clear();
+        }
+        let Some(target) = target else {
+            out.push((sql, own));
+            continue;
+        };
+        clauses.push(renumber(&sql, args.len()));
+        args.append(&mut own);
+        written.push(target);
+    }
+    flush(&mut clauses, &mut args, &mut out);
+    out
+}
+
+/// The tables a batch writes, so that [`with_clauses`] can tell which statements touch which.
+const BATCH_TABLES: [&str; 9] = [
+    "hosts",
+    "host_failures",
+    "components",
+    "changes",
+    "part_lists",
+    "errors",
+    "search_tokens",
+    "reports",
+    "webhook_outbox",
+];
+
+/// The table an `INSERT INTO`, `UPDATE` or `DELETE FROM` statement writes, if it is one of
+/// [`BATCH_TABLES`].
+fn written_table(sql: &str) -> Option<&'static str> {
+    let rest = sql
+        .trim_start()
+        .strip_prefix("INSERT INTO ")
+        .or_else(|| sql.trim_start().strip_prefix("UPDATE "))
+        .or_else(|| sql.trim_start().strip_prefix("DELETE FROM "))?;
+    let name = rest.split([' ', '(']).next()?;
+    BATCH_TABLES.iter().copied().find(|t| *t == name)
+}
+
+/// Whether `sql` names `table` as a whole word.
+fn names_table(sql: &str, table: &str) -> bool {
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    sql.match_indices(table).any(|(at, _)| {
+        let before = sql[..at].chars().next_back();
+        let after = sql[at + table.len()..].chars().next();
+        !before.is_some_and(word) && !after.is_some_and(word)
+    })
+}
+
+/// `sql` with every parameter `$N` written `$(N + offset)`. (The statements given to a [`Batch`]
+/// hold no `$` in their literals.)
+fn renumber(sql: &str, offset: usize) -> String {
+    if offset == 0 {
+        return sql.to_owned();
+    }
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if let Ok(n) = rest[..digits].parse::<usize>() {
+            out.push_str(&(n + offset).to_string());
+        }
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -597,6 +905,51 @@ mod tests {
         let sqlite = versions(Backend::Sqlite);
         assert!(sqlite.windows(2).all(|w| w[0] < w[1]), "{sqlite:?}");
         assert_eq!(sqlite, versions(Backend::Postgres));
+    }
+
+    #[test]
+    fn batch_parameters_are_renumbered_after_the_statements_before() {
+        assert_eq!(
+            renumber("INSERT INTO t VALUES ($1, $2, $10)", 3),
+            "INSERT INTO t VALUES ($4, $5, $13)"
+        );
+        assert_eq!(renumber("SELECT $1", 0), "SELECT $1");
+        assert_eq!(renumber("SELECT 1", 5), "SELECT 1");
+    }
+
+    #[test]
+    fn a_postgres_batch_splits_where_a_statement_names_a_table_written_before_it() {
+        let st = |sql: &str, n: usize| (sql.to_owned(), vec![Arg::Int(0); n]);
+        let out = with_clauses(vec![
+            st("UPDATE hosts SET a = $1 WHERE id = $2", 2),
+            st("DELETE FROM host_failures WHERE host_id = $1", 1),
+            st("INSERT INTO host_failures (host_id, plugin) SELECT $1, j.value FROM x", 1),
+            st("INSERT INTO changes (host_id) SELECT $1", 1),
+            st("INSERT INTO reports (a, b) VALUES ($1, (SELECT MAX(id) FROM changes WHERE host_id = $2))", 2),
+        ]);
+        let texts: Vec<(&str, usize)> = out.iter().map(|(s, a)| (s.as_str(), a.len())).collect();
+        assert_eq!(
+            texts,
+            [
+                (
+                    "WITH w0 AS (UPDATE hosts SET a = $1 WHERE id = $2), \
+                     w1 AS (DELETE FROM host_failures WHERE host_id = $3) SELECT 1",
+                    3
+                ),
+                (
+                    "WITH w0 AS (INSERT INTO host_failures (host_id, plugin) SELECT $1, j.value FROM x), \
+                     w1 AS (INSERT INTO changes (host_id) SELECT $2) SELECT 1",
+                    2
+                ),
+                (
+                    "INSERT INTO reports (a, b) VALUES ($1, (SELECT MAX(id) FROM changes WHERE host_id = $2))",
+                    2
+                ),
+            ]
+        );
+        assert!(names_table("FROM changes WHERE", "changes"));
+        assert!(!names_table("FROM changes_x", "changes"));
+        assert!(!names_table("host_failures", "hosts"));
     }
 
     #[test]

@@ -15,7 +15,8 @@ use auto_proto::{IngestResponse, Problem, Warning};
 use serde_json::Value;
 use sqlx::{Any, AnyConnection, Row};
 
-use crate::db::{self, Db};
+use crate::auth::PendingNonce;
+use crate::db::{self, Batch, Db};
 use crate::report::{is_placeholder, Checked};
 use crate::webhooks::{Change, Subscriptions};
 
@@ -42,6 +43,9 @@ pub enum Outcome {
     Repeat { status: u16, body: String },
     /// The request's nonce was seen before: a replay (401), nothing changed.
     Replayed,
+    /// The key that signed the request is no longer active (revoked, or removed with its host)
+    /// though it was when the request was verified: 401, nothing changed.
+    KeyInactive,
     /// The key may not write this host (403), nothing changed.
     Forbidden { detail: String },
 }
@@ -55,7 +59,7 @@ impl Outcome {
             }
             Outcome::Conflict { detail } => (409, problem_text(409, "hostname_taken", detail)),
             Outcome::Repeat { status, body } => (*status, body.clone()),
-            Outcome::Replayed => (
+            Outcome::Replayed | Outcome::KeyInactive => (
                 401,
                 problem_text(401, "unauthorized", crate::auth::UNAUTHORIZED),
             ),
@@ -116,14 +120,15 @@ impl HostRow {
 
 /// Applies a report, retrying when a concurrent transaction won a race (a name or report id
 /// taken between our read and our write). `nonce` is the request's, recorded in the same
-/// transaction: a nonce seen before is a replay and nothing is applied.
+/// transaction: a nonce seen before is a replay and nothing is applied; so is a request whose key
+/// is no longer active (the nonce is recorded only while the key that signed it is).
 ///
 /// One transaction per report. On SQLite the server goes through [`Writer`], which commits
 /// several reports in one transaction; this is the path for PostgreSQL and for tests.
 pub async fn ingest(
     db: &Db,
     checked: &Checked,
-    nonce: Option<(&str, i64)>,
+    nonce: Option<&PendingNonce>,
     scope: WriteScope,
 ) -> Result<Outcome, sqlx::Error> {
     let mut attempt = 0;
@@ -141,7 +146,7 @@ pub async fn ingest(
 async fn ingest_once(
     db: &Db,
     checked: &Checked,
-    nonce: Option<(&str, i64)>,
+    nonce: Option<&PendingNonce>,
     scope: WriteScope,
 ) -> Result<Outcome, sqlx::Error> {
     let mut tx = db.begin_write().await?;
@@ -192,7 +197,7 @@ pub struct Writer {
 
 struct Job {
     checked: Checked,
-    nonce: Option<(String, i64)>,
+    nonce: Option<PendingNonce>,
     scope: WriteScope,
     done: tokio::sync::oneshot::Sender<Result<Outcome, sqlx::Error>>,
 }
@@ -211,12 +216,11 @@ impl Writer {
     pub async fn ingest(
         &self,
         checked: Checked,
-        nonce: Option<(String, i64)>,
+        nonce: Option<PendingNonce>,
         scope: WriteScope,
     ) -> Result<Outcome, sqlx::Error> {
         let Some(queue) = &self.queue else {
-            let nonce = nonce.as_ref().map(|(n, ts)| (n.as_str(), *ts));
-            return ingest(&self.db, &checked, nonce, scope).await;
+            return ingest(&self.db, &checked, nonce.as_ref(), scope).await;
         };
         let (done, answer) = tokio::sync::oneshot::channel();
         let job = Job {
@@ -315,7 +319,7 @@ async fn run_group(db: &Db, jobs: &[Job], savepoints: bool) -> GroupEnd {
             answers.push(None);
             continue;
         }
-        let nonce = job.nonce.as_ref().map(|(n, ts)| (n.as_str(), *ts));
+        let nonce = job.nonce.as_ref();
         if savepoints {
             if let Err(e) = sqlx::query("SAVEPOINT report").execute(&mut *tx).await {
                 broken = Some(e.to_string());
@@ -466,31 +470,41 @@ async fn ingest_in(
     db: &Db,
     subscriptions: &mut Subscriptions,
     checked: &Checked,
-    nonce: Option<(&str, i64)>,
+    nonce: Option<&PendingNonce>,
     scope: WriteScope,
 ) -> Result<(Outcome, Keep), sqlx::Error> {
     let report = &checked.report;
     let now = crate::clock::now();
-    // The nonce, and the answer to this report_id if it was seen before, in one statement: no
-    // row back is a replayed nonce (nothing inserted).
+    // The nonce (only while the key that signed the request is active: the request was
+    // verified with a secret `auth::KeyCache` may hold), and the answer to this report_id if it
+    // was seen before, in one statement. No row back: a replayed nonce or an inactive key
+    // (nothing inserted).
     let seen = match nonce {
-        Some((nonce, timestamp)) => {
-            let (seen_at, expires_at) = crate::auth::nonce_times(timestamp);
+        Some(pending) => {
+            let (seen_at, expires_at) = crate::auth::nonce_times(pending.timestamp);
             let row = sqlx::query(
-                "INSERT INTO nonces (nonce, seen_at, expires_at) VALUES ($1, $2, $3) \
+                "INSERT INTO nonces (nonce, seen_at, expires_at) SELECT $1, $2, $3 \
+                 WHERE EXISTS (SELECT 1 FROM api_keys WHERE name = $5 AND secret_enc = $6 \
+                 AND revoked_at IS NULL) \
                  ON CONFLICT (nonce) DO NOTHING RETURNING \
                  (SELECT status FROM reports WHERE report_id = $4) AS status, \
                  (SELECT body FROM reports WHERE report_id = $4) AS body",
             )
-            .bind(nonce)
+            .bind(&pending.nonce)
             .bind(seen_at)
             .bind(expires_at)
             .bind(&report.report_id)
+            .bind(&pending.key)
+            .bind(&pending.sealed)
             .fetch_optional(&mut *tx)
             .await?;
             let Some(row) = row else {
-                tracing::warn!("request refused: nonce replayed");
-                return Ok((Outcome::Replayed, Keep::Discard));
+                if crate::auth::key_active(&mut *tx, pending).await? {
+                    tracing::warn!("request refused: nonce replayed");
+                    return Ok((Outcome::Replayed, Keep::Discard));
+                }
+                tracing::warn!(key = %pending.key, "request refused: the key is no longer active");
+                return Ok((Outcome::KeyInactive, Keep::Discard));
             };
             row
         }
@@ -640,8 +654,18 @@ async fn ingest_in(
         created,
         reindex: status == 201 || outcome == "renamed" || identity_moved,
     };
-    let (changed, resend) =
-        apply(&mut *tx, db.backend, subscriptions, now, target, checked).await?;
+    // The writes nobody reads back go out together at the end (`db::Batch`).
+    let mut batch = Batch::default();
+    let (changed, resend) = apply(
+        &mut *tx,
+        &mut batch,
+        db.backend,
+        subscriptions,
+        now,
+        target,
+        checked,
+    )
+    .await?;
 
     let outcome = Outcome::Applied {
         status,
@@ -656,18 +680,19 @@ async fn ingest_in(
     let (status, body) = outcome.status_and_body();
     // The answer, with which host the report went to and its last change row: the past is
     // rebuilt from these.
-    sqlx::query(
+    batch.push(
         "INSERT INTO reports (report_id, hostname, received_at, status, body, host_id, last_change_id) \
          VALUES ($1, $2, $3, $4, $5, $6, (SELECT COALESCE(MAX(id), 0) FROM changes WHERE host_id = $6))",
-    )
-    .bind(&report.report_id)
-    .bind(&host.hostname)
-    .bind(now)
-    .bind(i64::from(status))
-    .bind(&body)
-    .bind(host.id)
-    .execute(&mut *tx)
-    .await?;
+        vec![
+            report.report_id.as_str().into(),
+            host.hostname.as_str().into(),
+            now.into(),
+            i64::from(status).into(),
+            body.into(),
+            host.id.into(),
+        ],
+    );
+    batch.run(&mut *tx).await?;
     tracing::info!(status, host = %host.hostname, "report applied (kept when its transaction commits)");
     Ok((outcome, Keep::Commit { changed }))
 }
@@ -706,6 +731,32 @@ async fn store_answer(
     Ok(())
 }
 
+/// Adds one row of the error log to a batch ([`log_error`]'s statement).
+fn error_row(
+    batch: &mut Batch,
+    now: i64,
+    code: &str,
+    hostname: Option<&str>,
+    report_id: Option<&str>,
+    plugin: Option<&str>,
+    message: &str,
+) {
+    batch.push(
+        ERROR_INSERT,
+        vec![
+            now.into(),
+            code.into(),
+            hostname.into(),
+            report_id.into(),
+            plugin.into(),
+            message.into(),
+        ],
+    );
+}
+
+const ERROR_INSERT: &str =
+    "INSERT INTO errors (at, code, hostname, report_id, plugin, message) VALUES ($1, $2, $3, $4, $5, $6)";
+
 /// Writes one row of the error log.
 pub async fn log_error<'e, E>(
     executor: E,
@@ -719,17 +770,15 @@ pub async fn log_error<'e, E>(
 where
     E: sqlx::Executor<'e, Database = Any>,
 {
-    sqlx::query(
-        "INSERT INTO errors (at, code, hostname, report_id, plugin, message) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(now)
-    .bind(code)
-    .bind(hostname)
-    .bind(report_id)
-    .bind(plugin)
-    .bind(message)
-    .execute(executor)
-    .await?;
+    sqlx::query(ERROR_INSERT)
+        .bind(now)
+        .bind(code)
+        .bind(hostname)
+        .bind(report_id)
+        .bind(plugin)
+        .bind(message)
+        .execute(executor)
+        .await?;
     Ok(())
 }
 
@@ -867,6 +916,7 @@ struct Stored {
 
 async fn apply(
     conn: &mut AnyConnection,
+    batch: &mut Batch,
     backend: db::Backend,
     subscriptions: &mut Subscriptions,
     now: i64,
@@ -884,32 +934,32 @@ async fn apply(
     // Identity columns: a field no collector declared keeps its value. (A created host's row was
     // inserted whole.)
     if !created {
-        sqlx::query(
+        batch.push(
             "UPDATE hosts SET last_report_at = $1, last_report_id = $2, \
              machine_id = CASE WHEN $3 = 1 THEN $4 ELSE machine_id END, \
              serial = CASE WHEN $5 = 1 THEN $6 ELSE serial END, \
              system_uuid = CASE WHEN $7 = 1 THEN $8 ELSE system_uuid END \
              WHERE id = $9",
-        )
-        .bind(now)
-        .bind(&report.report_id)
-        .bind(i64::from(id.machine_id.is_some()))
-        .bind(id.machine_id.clone().flatten())
-        .bind(i64::from(id.serial.is_some()))
-        .bind(id.serial.clone().flatten())
-        .bind(i64::from(id.system_uuid.is_some()))
-        .bind(id.system_uuid.clone().flatten())
-        .bind(host.id)
-        .execute(&mut *conn)
-        .await?;
+            vec![
+                now.into(),
+                report.report_id.as_str().into(),
+                i64::from(id.machine_id.is_some()).into(),
+                id.machine_id.clone().flatten().into(),
+                i64::from(id.serial.is_some()).into(),
+                id.serial.clone().flatten().into(),
+                i64::from(id.system_uuid.is_some()).into(),
+                id.system_uuid.clone().flatten().into(),
+                host.id.into(),
+            ],
+        );
     }
 
     // The dashboard's failing collectors: those that failed in this, now the last, report.
     if host.failing {
-        sqlx::query("DELETE FROM host_failures WHERE host_id = $1")
-            .bind(host.id)
-            .execute(&mut *conn)
-            .await?;
+        batch.push(
+            "DELETE FROM host_failures WHERE host_id = $1",
+            vec![host.id.into()],
+        );
     }
     let failed: BTreeSet<&str> = checked
         .failures
@@ -917,46 +967,54 @@ async fn apply(
         .map(|(p, _, _)| p.as_str())
         .collect();
     if !failed.is_empty() {
-        crate::db::for_host_texts(
-            conn,
+        batch.for_host_texts(
+            backend,
             "INSERT INTO host_failures (host_id, plugin) SELECT $1, j.value FROM {rows}",
             host.id,
             &failed,
-        )
-        .await?;
+        );
     }
     for (plugin, kind, message) in &checked.failures {
-        log_error(
-            &mut *conn,
+        error_row(
+            batch,
             now,
             "plugin_failed",
             Some(&host.hostname),
             Some(&report.report_id),
             Some(plugin),
             &format!("collector {plugin} failed ({kind}): {message}; its data was left as it was"),
-        )
-        .await?;
+        );
     }
 
     // What is stored, by kind then item. A new host has nothing; a report without data changes
-    // nothing, and needs it only for the search words.
+    // nothing, and needs it only for the search words. One row, a JSON array, instead of a row
+    // per component (each row is a message from sqlx's worker thread).
     let mut stored: HashMap<String, HashMap<String, Stored>> = HashMap::new();
     if !created && (!checked.plugins.is_empty() || reindex) {
-        let rows =
-            sqlx::query("SELECT kind, item, data, volatile FROM components WHERE host_id = $1")
-                .bind(host.id)
-                .fetch_all(&mut *conn)
-                .await?;
-        for r in &rows {
+        let row = match backend {
+            db::Backend::Sqlite => "json_array(kind, item, data, volatile)",
+            db::Backend::Postgres => "json_build_array(kind, item, data, volatile)",
+        };
+        let sql = format!(
+            "SELECT {} AS rows FROM components WHERE host_id = $1",
+            backend.json_agg(row)
+        );
+        let text: Option<String> = sqlx::query(&sql)
+            .bind(host.id)
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get("rows")?;
+        let rows: Vec<(String, String, String, i64)> = match text {
+            Some(text) => serde_json::from_str(&text).map_err(|e| sqlx::Error::Decode(e.into()))?,
+            None => Vec::new(),
+        };
+        for (kind, item, data, volatile) in rows {
             let stored_one = Stored {
-                data: r.try_get("data")?,
-                volatile: r.try_get::<i64, _>("volatile")? != 0,
+                data,
+                volatile: volatile != 0,
                 wanted: false,
             };
-            stored
-                .entry(r.try_get("kind")?)
-                .or_default()
-                .insert(r.try_get("item")?, stored_one);
+            stored.entry(kind).or_default().insert(item, stored_one);
         }
     }
     let stored_kinds: HashSet<String> = stored.keys().cloned().collect();
@@ -1034,11 +1092,7 @@ async fn apply(
             backend.json_rows(2, false)
         );
         let keys: Vec<(&str, &str)> = removed.iter().map(|(k, i, _)| (*k, *i)).collect();
-        sqlx::query(&sql)
-            .bind(host.id)
-            .bind(json_text(&keys))
-            .execute(&mut *conn)
-            .await?;
+        batch.push(sql, vec![host.id.into(), json_text(&keys).into()]);
     }
     for (kind, item, old) in &removed {
         changes.push(Change {
@@ -1071,12 +1125,10 @@ async fn apply(
                 )
             })
             .collect();
-        sqlx::query(&sql)
-            .bind(host.id)
-            .bind(now)
-            .bind(json_text(&rows))
-            .execute(&mut *conn)
-            .await?;
+        batch.push(
+            sql,
+            vec![host.id.into(), now.into(), json_text(&rows).into()],
+        );
     }
 
     if !changes.is_empty() {
@@ -1091,13 +1143,15 @@ async fn apply(
             .iter()
             .map(|c| (c.kind, c.item, c.action, c.old.as_deref(), c.new.as_deref()))
             .collect();
-        sqlx::query(&sql)
-            .bind(host.id)
-            .bind(&report.report_id)
-            .bind(now)
-            .bind(json_text(&rows))
-            .execute(&mut *conn)
-            .await?;
+        batch.push(
+            sql,
+            vec![
+                host.id.into(),
+                report.report_id.as_str().into(),
+                now.into(),
+                json_text(&rows).into(),
+            ],
+        );
     }
     let changed = !changes.is_empty();
     if changed {
@@ -1170,13 +1224,15 @@ async fn apply(
              digest = COALESCE(excluded.digest, part_lists.digest)",
             backend.json_rows(4, false)
         );
-        sqlx::query(&sql)
-            .bind(host.id)
-            .bind(now)
-            .bind(&report.report_id)
-            .bind(json_text(&lists))
-            .execute(&mut *conn)
-            .await?;
+        batch.push(
+            sql,
+            vec![
+                host.id.into(),
+                now.into(),
+                report.report_id.as_str().into(),
+                json_text(&lists).into(),
+            ],
+        );
     }
     // A list no collector reports any more is gone with its parts.
     let gone: Vec<&str> = d
@@ -1186,13 +1242,12 @@ async fn apply(
         .map(String::as_str)
         .collect();
     if !gone.is_empty() && !created {
-        crate::db::for_host_texts(
-            conn,
+        batch.for_host_texts(
+            backend,
             "DELETE FROM part_lists WHERE host_id = $1 AND kind IN (SELECT j.value FROM {rows})",
             host.id,
             &gone,
-        )
-        .await?;
+        );
     }
 
     // Identity values new to this host: flag (never merge) other hosts that share them. One
@@ -1253,16 +1308,15 @@ async fn apply(
                 others.join(", ")
             );
             tracing::warn!(host = %host.hostname, column, value = %value, "identity shared with other hosts");
-            log_error(
-                &mut *conn,
+            error_row(
+                batch,
                 now,
                 "identity_shared",
                 Some(&host.hostname),
                 Some(&report.report_id),
                 None,
                 &message,
-            )
-            .await?;
+            );
         }
     }
 
@@ -1308,7 +1362,7 @@ async fn apply(
         for f in &host.fields {
             crate::search::tokens_of_text(f, &mut tokens);
         }
-        crate::search::write_tokens(&mut *conn, host.id, tokens, created).await?;
+        crate::search::plan_tokens(&mut *conn, batch, host.id, tokens, created).await?;
     }
     Ok((changed, resend))
 }

@@ -226,6 +226,48 @@ pub async fn revoke(db: &Db, name: &str) -> anyhow::Result<()> {
 pub struct ActiveKey {
     pub secret: Vec<u8>,
     pub scope: Scope,
+    /// Its sealed secret as stored: which key of that name it is (a name freed by its host's
+    /// removal may be given to a new key).
+    pub sealed: String,
+}
+
+/// At most this many keys are kept in a [`KeyCache`] (one per agent with a host key: a fleet of
+/// this many agents verifies without reading the keys table); past it, the cache starts empty
+/// again.
+pub const KEY_CACHE_MAX: usize = 16_384;
+
+/// The keys that verified a report request lately, by name: the next report signed with one is
+/// verified without reading `api_keys` or opening the sealed secret. Only a key whose signature
+/// verified is put in (a request with an unknown name or a bad signature cannot fill it). The
+/// cache never decides that a key is active: the report's transaction records the request's
+/// nonce only while the key's row is still active and holds the same sealed secret
+/// (`auth::record_report_nonce`, the nonce statement of `ingest`), so a key revoked by any
+/// process, the pages or `auto-server keys revoke`, is refused from the next report on; the
+/// refusal drops the entry. Other requests read the key from the database each time.
+#[derive(Default)]
+pub struct KeyCache {
+    keys: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<ActiveKey>>>,
+}
+
+impl KeyCache {
+    pub fn get(&self, name: &str) -> Option<std::sync::Arc<ActiveKey>> {
+        self.keys.lock().ok()?.get(name).cloned()
+    }
+
+    pub fn insert(&self, name: &str, key: std::sync::Arc<ActiveKey>) {
+        if let Ok(mut keys) = self.keys.lock() {
+            if keys.len() >= KEY_CACHE_MAX && !keys.contains_key(name) {
+                keys.clear();
+            }
+            keys.insert(name.to_owned(), key);
+        }
+    }
+
+    pub fn forget(&self, name: &str) {
+        if let Ok(mut keys) = self.keys.lock() {
+            keys.remove(name);
+        }
+    }
 }
 
 /// The active key of that name; `None` when there is none, it does not open under the master key,
@@ -253,7 +295,11 @@ pub async fn lookup(
         tracing::error!(key = %name, "stored key does not open under the master key: wrong master key file?");
         return Ok(None);
     };
-    Ok(Some(ActiveKey { secret, scope }))
+    Ok(Some(ActiveKey {
+        secret,
+        scope,
+        sealed,
+    }))
 }
 
 #[cfg(test)]

@@ -481,6 +481,7 @@ async fn serve(common: cli::Common, settings: cli::Serve) -> Result<(), Failure>
         config: settings.config,
         master,
         metrics: Arc::new(metrics),
+        keys: Default::default(),
     });
     auth::set_clock_skew(state.config.clock_skew_secs);
     match search::backfill(&state.db).await {

@@ -53,7 +53,7 @@ pub const OUTCOMES: [&str; 14] = [
     "replayed",             // 401: a nonce seen before
     "forbidden",            // 403: the key may not write this host
     "malformed",            // 400: the report does not match the contract
-    "unauthorized",         // 401: no, or a wrong, signature
+    "unauthorized",         // 401: no, or a wrong, signature; or a key no longer active
     "too_large",            // 413
     "body_timeout",         // 408
     "unsupported_encoding", // 415
@@ -357,6 +357,7 @@ pub fn ingest_outcome(outcome: &crate::ingest::Outcome) -> &'static str {
         Outcome::Conflict { .. } => "conflict",
         Outcome::Repeat { .. } => "repeat",
         Outcome::Replayed => "replayed",
+        Outcome::KeyInactive => "unauthorized",
         Outcome::Forbidden { .. } => "forbidden",
     }
 }

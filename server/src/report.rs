@@ -10,6 +10,7 @@ use auto_proto::data::{validate, CollectorData, DataLimits};
 use auto_proto::{PluginReport, Report, SCHEMA};
 use serde::Deserialize;
 use serde_json::Value;
+use std::fmt::Write as _;
 
 /// The earliest `collected_at` accepted: 2000-01-01T00:00:00Z.
 pub const EARLIEST_COLLECTED_AT: i64 = 946_684_800;
@@ -104,7 +105,7 @@ fn long_string(v: &Value, limit: usize, path: &mut String) -> Option<String> {
         Value::String(s) if s.contains('\0') => Some(format!("{path} contains a nul character")),
         Value::Array(a) => a.iter().enumerate().find_map(|(i, x)| {
             let len = path.len();
-            path.push_str(&format!("[{i}]"));
+            let _ = write!(path, "[{i}]");
             let found = long_string(x, limit, path);
             path.truncate(len);
             found
@@ -162,9 +163,16 @@ pub fn check(body: &[u8], limits: Limits) -> Result<Checked, Malformed> {
     if let Some(problem) = long_string(&raw, limits.max_string_bytes, &mut String::from("$")) {
         return Err(malformed(problem, Some(&raw)));
     }
-    let report = Report::deserialize(&raw)
-        .map_err(|e| malformed(format!("not a report: {e}"), Some(&raw)))?;
-    let bad = |detail: String| Err(malformed(detail, Some(&raw)));
+    // What the error log names a refused report by, read before the document is taken apart:
+    // the report is deserialized from it by value (its strings moved, not copied).
+    let who = malformed(String::new(), Some(&raw));
+    let refused = |detail: String| Malformed {
+        detail,
+        hostname: who.hostname.clone(),
+        report_id: who.report_id.clone(),
+    };
+    let report = Report::deserialize(raw).map_err(|e| refused(format!("not a report: {e}")))?;
+    let bad = |detail: String| Err(refused(detail));
     if report.schema == 1 {
         return bad(format!(
             "schema 1 is no longer accepted: this server reads schema {SCHEMA} \
@@ -230,7 +238,7 @@ pub fn check(body: &[u8], limits: Limits) -> Result<Checked, Malformed> {
             }
             PluginReport::Ok { data, .. } => {
                 let data = validate(data, &data_limits)
-                    .map_err(|e| malformed(format!("plugins.{name}.data{e}"), Some(&raw)))?;
+                    .map_err(|e| refused(format!("plugins.{name}.data{e}")))?;
                 for (field, value) in &data.identity {
                     let slot = match field.as_str() {
                         "machine_id" => &mut identity.machine_id,

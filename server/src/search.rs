@@ -136,6 +136,19 @@ pub async fn reindex(conn: &mut AnyConnection, host_id: i64) -> Result<(), sqlx:
 pub async fn write_tokens(
     conn: &mut AnyConnection,
     host_id: i64,
+    tokens: BTreeSet<String>,
+    new_host: bool,
+) -> Result<(), sqlx::Error> {
+    let mut batch = crate::db::Batch::default();
+    plan_tokens(&mut *conn, &mut batch, host_id, tokens, new_host).await?;
+    batch.run(conn).await
+}
+
+/// [`write_tokens`], its writes added to `batch` (the stored words are read now).
+pub async fn plan_tokens(
+    conn: &mut AnyConnection,
+    batch: &mut crate::db::Batch,
+    host_id: i64,
     mut tokens: BTreeSet<String>,
     new_host: bool,
 ) -> Result<(), sqlx::Error> {
@@ -166,24 +179,22 @@ pub async fn write_tokens(
         }
     }
     if !gone.is_empty() {
-        crate::db::for_host_texts(
-            conn,
+        batch.for_host_texts(
+            backend,
             "DELETE FROM search_tokens WHERE host_id = $1 AND token IN (SELECT j.value FROM {rows})",
             host_id,
             &gone,
-        )
-        .await?;
+        );
     }
     if !tokens.is_empty() {
         // `WHERE true`: SQLite's parser needs it between a SELECT and ON CONFLICT
-        crate::db::for_host_texts(
-            conn,
+        batch.for_host_texts(
+            backend,
             "INSERT INTO search_tokens (host_id, token) SELECT $1, j.value FROM {rows} WHERE true \
              ON CONFLICT DO NOTHING",
             host_id,
             &tokens,
-        )
-        .await?;
+        );
     }
     Ok(())
 }

@@ -55,6 +55,8 @@ pub struct AppState {
     pub master: Option<MasterKey>,
     /// This process's figures for `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Keys that verified report requests lately.
+    pub keys: crate::keys::KeyCache,
 }
 
 pub type ApiResult = Result<Response, ApiError>;

@@ -76,7 +76,7 @@ pub async fn post_report(
             })
         }
     };
-    let nonce = nonce.map(|Extension(n)| (n.nonce, n.timestamp));
+    let nonce = nonce.map(|Extension(n)| n);
     let limits = state.config.limits;
     let inflate_limit = state.config.max_body_bytes.saturating_mul(INFLATE_FACTOR);
     // Parsing and checking a large report is CPU work: not on the async executor. A small one
@@ -101,8 +101,10 @@ pub async fn post_report(
         Err(m) => {
             // An authenticated request: its nonce and an error row, in one transaction.
             let mut tx = state.db.begin_write().await?;
-            if let Some((n, ts)) = &nonce {
-                if !crate::auth::record_nonce(&mut *tx, n, *ts).await? {
+            if let Some(pending) = &nonce {
+                if !crate::auth::record_report_nonce(&mut tx, pending).await? {
+                    // replayed, or the key is no longer active: the next request reads it again
+                    state.keys.forget(&pending.key);
                     let (status, body) = ingest::Outcome::Replayed.status_and_body();
                     tx.rollback().await?;
                     let mut response = json_response(
@@ -128,7 +130,11 @@ pub async fn post_report(
             return Err(ApiError::bad_request("malformed_report", m.detail));
         }
     };
+    let key = nonce.as_ref().map(|n| n.key.clone());
     let outcome = state.writer.ingest(checked, nonce, scope).await?;
+    if let (ingest::Outcome::KeyInactive, Some(key)) = (&outcome, key) {
+        state.keys.forget(&key);
+    }
     let (status, body) = outcome.status_and_body();
     let mut response = json_response(
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),

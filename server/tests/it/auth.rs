@@ -117,6 +117,43 @@ fn a_revoked_key_is_refused(b: Backend) {
     assert!(!text.contains(&s.secret));
 }
 
+/// The server keeps the keys that verified reports in memory; a key revoked by another process
+/// (`auto-server keys revoke`) must still be refused from the very next report, and nothing of
+/// that report, or of a malformed one, written.
+fn a_key_revoked_between_reports_is_refused_at_once(b: Backend) {
+    let s = Server::start(b);
+    let m = Machine::new("web-1");
+    assert_eq!(s.report(&m.report(None)).status, 201);
+    assert_eq!(s.report(&m.report(Some("web-1"))).status, 200);
+    assert!(s.admin(&["keys", "revoke", "it"]).status.success());
+    let count = |table: &str| s.sql_number(&format!("SELECT COUNT(*) FROM {table}"));
+    let before: Vec<i64> = ["hosts", "reports", "nonces", "errors", "changes"]
+        .iter()
+        .map(|t| count(t))
+        .collect();
+    let mut changed = m.clone();
+    changed
+        .fact_mut("os", "kernel")
+        .clone_from(&serde_json::json!("6.9.9"));
+    assert_refused(
+        &s.report(&changed.report(Some("web-1"))),
+        "the key is no longer active",
+    );
+    assert_refused(
+        &s.report(&Machine::new("web-2").report(None)),
+        "the key is no longer active",
+    );
+    let h = s.signed_headers("POST", PATH, b"{}", now(), &random_hex(16));
+    assert_refused(&s.raw("POST", PATH, b"{}", &h), "malformed, key revoked");
+    let after: Vec<i64> = ["hosts", "reports", "nonces", "errors", "changes"]
+        .iter()
+        .map(|t| count(t))
+        .collect();
+    assert_eq!(before, after, "hosts, reports, nonces, errors, changes");
+    let log = std::fs::read_to_string(s.dir.join("server.log")).unwrap_or_default();
+    assert!(log.contains("the key is no longer active"), "{log}");
+}
+
 fn without_auth_unsigned_requests_pass(b: Backend) {
     let s = Server::start_with(b, &["--no-auth"]);
     assert_eq!(s.raw("POST", PATH, &body(), &[]).status, 201);
@@ -132,5 +169,6 @@ crate::both!(
     a_replayed_nonce_is_refused_even_after_a_restart,
     an_altered_body_or_path_is_refused,
     a_revoked_key_is_refused,
+    a_key_revoked_between_reports_is_refused_at_once,
     without_auth_unsigned_requests_pass,
 );
