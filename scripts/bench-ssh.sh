@@ -76,20 +76,22 @@ COLLECTORS=$(grep -c '^\[plugins\.' "$ROOT/plugins.toml")
 # shellcheck disable=SC2046
 (cd "$ROOT" && cargo build -q --release -p auto-client $(sed -n 's/^\[plugins\.\(.*\)\]$/-p collector-\1/p' "$ROOT/plugins.toml"))
 AUTOCLIENT="$ROOT/target/release/auto-client"
-# the six original collectors: plugins.toml's tables of them as they are, paths made absolute
+# six_toml CHECKOUT: the six original collectors, that checkout's plugins.toml tables of them as
+# they are, paths made absolute
+six_toml() {
+    awk '/^\[plugins\./ { started = 1; keep = ($0 ~ /^\[plugins\.(os|cpu|memory|disk|nic|board)\]/) }
+         keep || !started { print }' "$1/plugins.toml" |
+        sed "s#^path = \"target/#path = \"$1/target/#; s#^dirs = .*#dirs = []#"
+}
 SIX="$OUT/plugins-six.toml"
-awk '/^\[plugins\./ { started = 1; keep = ($0 ~ /^\[plugins\.(os|cpu|memory|disk|nic|board)\]/) }
-     keep || !started { print }' "$ROOT/plugins.toml" |
-    sed "s#^path = \"target/#path = \"$ROOT/target/#; s#^dirs = .*#dirs = []#" >"$SIX"
+six_toml "$ROOT" >"$SIX"
 [[ $(grep -c '^\[plugins\.' "$SIX") == 6 ]] || { echo "bench-ssh.sh: $SIX lacks some of the six" >&2; exit 1; }
 BASE=${BENCH_BASE:-}
 BASE_SIX="$OUT/plugins-six-base.toml"
 if [[ -n $BASE ]]; then
     BASE=$(cd "$BASE" && pwd)
     [[ -x $BASE/target/release/auto-client ]] || { echo "bench-ssh.sh: no release build in $BASE" >&2; exit 2; }
-    awk '/^\[plugins\./ { started = 1; keep = ($0 ~ /^\[plugins\.(os|cpu|memory|disk|nic|board)\]/) }
-         keep || !started { print }' "$BASE/plugins.toml" |
-        sed "s#^path = \"target/#path = \"$BASE/target/#; s#^dirs = .*#dirs = []#" >"$BASE_SIX"
+    six_toml "$BASE" >"$BASE_SIX"
     echo "baseline: $BASE at $(git -C "$BASE" rev-parse --short HEAD)"
 fi
 
