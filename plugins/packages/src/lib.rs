@@ -201,14 +201,23 @@ pub fn with_ids(mut packages: Vec<Package>) -> Vec<(String, Package)> {
         (&a.name, &a.arch, &a.version, a.manager).cmp(&(&b.name, &b.arch, &b.version, b.manager))
     });
     packages.dedup();
-    // Which of these ids occur more than once (counted by hash: two BTreeMaps of thousands of
-    // strings were a third of the collector's time).
-    fn repeated(ids: &[String]) -> Vec<bool> {
+    // Each id that occurs more than once gets `suffix` of its package (repeats counted by hash:
+    // two BTreeMaps of thousands of strings were a third of the collector's time).
+    fn qualify(
+        ids: Vec<String>,
+        packages: &[Package],
+        suffix: fn(&Package) -> String,
+    ) -> Vec<String> {
         let mut count: HashMap<&str, u32> = HashMap::with_capacity(ids.len());
-        for id in ids {
+        for id in &ids {
             *count.entry(id.as_str()).or_default() += 1;
         }
-        ids.iter().map(|id| count[id.as_str()] > 1).collect()
+        let twice: Vec<bool> = ids.iter().map(|id| count[id.as_str()] > 1).collect();
+        ids.into_iter()
+            .zip(packages)
+            .zip(twice)
+            .map(|((id, p), twice)| if twice { id + &suffix(p) } else { id })
+            .collect()
     }
     let bases: Vec<String> = packages
         .iter()
@@ -217,32 +226,8 @@ pub fn with_ids(mut packages: Vec<Package>) -> Vec<(String, Package)> {
             None => p.name.clone(),
         })
         .collect();
-    let twice = repeated(&bases);
-    let versioned: Vec<String> = bases
-        .into_iter()
-        .zip(&packages)
-        .zip(twice)
-        .map(|((b, p), twice)| {
-            if twice {
-                format!("{b}={}", p.version)
-            } else {
-                b
-            }
-        })
-        .collect();
-    let twice = repeated(&versioned);
-    let ids: Vec<String> = versioned
-        .into_iter()
-        .zip(&packages)
-        .zip(twice)
-        .map(|((v, p), twice)| {
-            if twice {
-                format!("{v}@{}", p.manager)
-            } else {
-                v
-            }
-        })
-        .collect();
+    let versioned = qualify(bases, &packages, |p| format!("={}", p.version));
+    let ids = qualify(versioned, &packages, |p| format!("@{}", p.manager));
     ids.into_iter().zip(packages).collect()
 }
 
