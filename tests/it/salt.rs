@@ -225,7 +225,7 @@ fn with_all_twelve_collectors_the_fleet_is_one_salt_job() {
     ignore = "needs root, python3 and a Salt master with minions: set AUTO_CLIENT_E2E=1 (scripts/test.sh does)"
 )]
 fn run_with_an_interval_keeps_one_salt_helper_for_every_cycle() {
-    use std::{process::Stdio, time::Duration};
+    use std::time::Duration;
     let tmp = tempfile::tempdir().expect("tempdir");
     let bed = SaltBed::up(tmp.path(), 1);
     let toml = test_support::shipped_plugins_toml(|_| "timeout = \"40s\"".to_string());
@@ -235,7 +235,7 @@ fn run_with_an_interval_keeps_one_salt_helper_for_every_cycle() {
     let key = Key::new(tmp.path(), "master", &secret);
     let server = Server::start(tmp.path(), 0, false);
     let log = tmp.path().join("run.log");
-    let mut child = support::KillOnDrop(
+    let mut child = support::spawn_logged(
         Command::new(bin("auto-client"))
             .arg("--plugins")
             .arg(&plugins)
@@ -249,12 +249,8 @@ fn run_with_an_interval_keeps_one_salt_helper_for_every_cycle() {
             .arg("--salt-config-dir")
             .arg(bed.config_dir())
             .arg("--spool-dir")
-            .arg(tmp.path().join("spool"))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("auto-client runs"),
+            .arg(tmp.path().join("spool")),
+        &log,
     );
     // The helper processes of auto-client seen while it runs (its python children).
     let pid = child.0.id();

@@ -553,7 +553,7 @@ fn with_all_twelve_collectors_a_modern_host_is_asked_everything_in_one_request()
     ignore = "needs root and sshd hosts in network namespaces: set AUTO_CLIENT_E2E=1 (scripts/test.sh does)"
 )]
 fn run_with_an_interval_collects_the_fleet_every_cycle_and_stops_on_sigterm() {
-    use std::{process::Stdio, time::Duration};
+    use std::time::Duration;
     let tmp = tempfile::tempdir().expect("tempdir");
     let tb = Testbed::up(tmp.path(), 2, 6);
     let plugins = shipped_plugins(tmp.path());
@@ -566,7 +566,7 @@ fn run_with_an_interval_collects_the_fleet_every_cycle_and_stops_on_sigterm() {
         .iter()
         .map(|(name, address)| format!("{name}={address}"))
         .collect();
-    let mut child = support::KillOnDrop(
+    let mut child = support::spawn_logged(
         Command::new(bin("auto-client"))
             .arg("--plugins")
             .arg(&plugins)
@@ -580,12 +580,8 @@ fn run_with_an_interval_collects_the_fleet_every_cycle_and_stops_on_sigterm() {
             .arg("--known-hosts")
             .arg(tb.dir.join("known_hosts"))
             .arg("--spool-dir")
-            .arg(tmp.path().join("spool"))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("auto-client runs"),
+            .arg(tmp.path().join("spool")),
+        &log,
     );
     // Before: `--interval` was ignored in ssh and salt mode (one cycle, then exit).
     let reports = |host: &str| {

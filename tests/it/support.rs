@@ -289,6 +289,19 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// Starts `command` in the background with `RUST_LOG=info`, its stderr written to `log` (read
+/// while and after it runs), its stdout dropped; killed when the guard is dropped.
+pub fn spawn_logged(command: &mut Command, log: &Path) -> KillOnDrop {
+    KillOnDrop(
+        command
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).expect("log file"))
+            .spawn()
+            .expect("it starts"),
+    )
+}
+
 /// Sends SIGTERM to `child` and waits (60 s at most) for it to end: its exit status, and how long
 /// it took to stop.
 pub fn sigterm(child: &mut Child) -> (std::process::ExitStatus, Duration) {
