@@ -131,6 +131,19 @@ where
     Ok(done.rows_affected() == 1)
 }
 
+/// The nonce insert of a report request: `$1`, `$2`, `$3` the nonce, its `seen_at` and
+/// `expires_at`, written only while the key named `$4` is active with the sealed secret `$5`
+/// ([`key_active`] reads the same condition). A macro, so that `ingest` can append its
+/// `RETURNING` clause with `concat!`.
+macro_rules! report_nonce_insert {
+    () => {
+        "INSERT INTO nonces (nonce, seen_at, expires_at) SELECT $1, $2, $3 \
+         WHERE EXISTS (SELECT 1 FROM api_keys WHERE name = $4 AND secret_enc = $5 \
+         AND revoked_at IS NULL) ON CONFLICT (nonce) DO NOTHING"
+    };
+}
+pub(crate) use report_nonce_insert;
+
 /// Records a report request's nonce if the key that signed it is still active; `false` when the
 /// nonce was seen before or the key is no longer active (nothing written).
 pub async fn record_report_nonce(
@@ -138,22 +151,19 @@ pub async fn record_report_nonce(
     pending: &PendingNonce,
 ) -> Result<bool, sqlx::Error> {
     let (seen_at, expires_at) = nonce_times(pending.timestamp);
-    let done = sqlx::query(
-        "INSERT INTO nonces (nonce, seen_at, expires_at) SELECT $1, $2, $3 \
-         WHERE EXISTS (SELECT 1 FROM api_keys WHERE name = $4 AND secret_enc = $5 \
-         AND revoked_at IS NULL) ON CONFLICT (nonce) DO NOTHING",
-    )
-    .bind(&pending.nonce)
-    .bind(seen_at)
-    .bind(expires_at)
-    .bind(&pending.key)
-    .bind(&pending.sealed)
-    .execute(conn)
-    .await?;
+    let done = sqlx::query(report_nonce_insert!())
+        .bind(&pending.nonce)
+        .bind(seen_at)
+        .bind(expires_at)
+        .bind(&pending.key)
+        .bind(&pending.sealed)
+        .execute(conn)
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 
-/// Whether the key that signed a request is still the active key of its name.
+/// Whether the key that signed a request is still the active key of its name (the condition of
+/// [`report_nonce_insert`]).
 pub async fn key_active(
     conn: &mut sqlx::AnyConnection,
     pending: &PendingNonce,

@@ -482,20 +482,17 @@ async fn ingest_in(
     let seen = match nonce {
         Some(pending) => {
             let (seen_at, expires_at) = crate::auth::nonce_times(pending.timestamp);
-            let row = sqlx::query(
-                "INSERT INTO nonces (nonce, seen_at, expires_at) SELECT $1, $2, $3 \
-                 WHERE EXISTS (SELECT 1 FROM api_keys WHERE name = $5 AND secret_enc = $6 \
-                 AND revoked_at IS NULL) \
-                 ON CONFLICT (nonce) DO NOTHING RETURNING \
-                 (SELECT status FROM reports WHERE report_id = $4) AS status, \
-                 (SELECT body FROM reports WHERE report_id = $4) AS body",
-            )
+            let row = sqlx::query(concat!(
+                crate::auth::report_nonce_insert!(),
+                " RETURNING (SELECT status FROM reports WHERE report_id = $6) AS status, \
+                 (SELECT body FROM reports WHERE report_id = $6) AS body"
+            ))
             .bind(&pending.nonce)
             .bind(seen_at)
             .bind(expires_at)
-            .bind(&report.report_id)
             .bind(&pending.key)
             .bind(&pending.sealed)
+            .bind(&report.report_id)
             .fetch_optional(&mut *tx)
             .await?;
             let Some(row) = row else {
