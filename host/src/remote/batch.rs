@@ -76,18 +76,19 @@ fn body(commands: &[String], limit: Duration, nonce: &str) -> String {
          trap 'rm -rf \"$__b\"' EXIT\n\
          __k=0; __g=0; trap '__k=1' USR1\n",
     );
+    // each command's file if the batch reads it directly, else None: it runs
+    let reads: Vec<Option<&str>> = commands.iter().map(|c| direct_read(c)).collect();
     let mut pids = Vec::new();
     for (i, command) in commands.iter().enumerate() {
-        if direct_read(command).is_some() {
+        if reads[i].is_some() {
             continue;
         }
         // a subshell each: `exit` or `cd` in one does not touch the others
         s.push_str(&format!(
             "( {command}\n) >\"$__b/o{i}\" 2>\"$__b/e{i}\" </dev/null &\n__p{i}=$!\n"
         ));
-        pids.push(i);
+        pids.push(format!("$__p{i}"));
     }
-    let pids: Vec<String> = pids.iter().map(|i| format!("$__p{i}")).collect();
     let pids = pids.join(" ");
     // The watchdog is forked without the EXIT trap, which is armed again right after: bash runs
     // an EXIT trap when a TERM kills it, and the `kill $__w` below can reach the watchdog before
@@ -124,26 +125,27 @@ fn body(commands: &[String], limit: Duration, nonce: &str) -> String {
          if [ $__g -lt 10 ]; then __g=$((__g + 1)); sleep 0.1; else __r=137; return; fi; done; \
          wait $1; __r=$?; [ $__r -ge 0 ] || __r=137; }\n",
     );
-    for (i, command) in commands.iter().enumerate() {
-        if direct_read(command).is_none() {
+    for (i, read) in reads.iter().enumerate() {
+        if read.is_none() {
             s.push_str(&format!("__x $__p{i}; __r{i}=$__r\n"));
         }
     }
     s.push_str("kill $__w 2>/dev/null; wait $__w\n");
     s.push_str("if [ -e \"$__b/k\" ]; then __k=1; else __k=0; fi\n");
-    // The list for the one `cat`: each output, then the separator file. A direct read that cat
-    // could not read gets cat's own words on its stderr, for `learn::cat_read` to classify.
+    // The list for the one `cat`: each output, then the separator file. __d PATH FILE: whether
+    // cat can read PATH; if not, cat's own words into FILE (the read's stderr), for
+    // `learn::cat_read` to classify.
     s.push_str(&format!(
-        "printf '{MARKER}-{nonce}-end\\n' >\"$__b/m\"; : >\"$__b/n\"; set --\n"
+        "printf '{MARKER}-{nonce}-end\\n' >\"$__b/m\"; : >\"$__b/n\"; set --\n\
+         __d() {{ if [ -d \"$1\" ]; then __y='Is a directory'; elif [ -r \"$1\" ]; then return 0; \
+         elif [ -e \"$1\" ]; then __y='Permission denied'; else __y='No such file or directory'; fi; \
+         printf 'cat: %s: %s\\n' \"$1\" \"$__y\" >\"$2\"; return 1; }}\n"
     ));
-    for (i, command) in commands.iter().enumerate() {
-        match direct_read(command) {
+    for (i, read) in reads.iter().enumerate() {
+        match read {
             Some(path) => s.push_str(&format!(
-                "if [ -d {path} ]; then __r{i}=1; printf 'cat: %s: Is a directory\\n' {path} >\"$__b/e{i}\"; \
-                 elif [ -r {path} ]; then __r{i}=0; set -- \"$@\" {path} \"$__b/m\" \"$__b/n\" \"$__b/m\"; \
-                 elif [ -e {path} ]; then __r{i}=1; printf 'cat: %s: Permission denied\\n' {path} >\"$__b/e{i}\"; \
-                 else __r{i}=1; printf 'cat: %s: No such file or directory\\n' {path} >\"$__b/e{i}\"; fi; \
-                 [ $__r{i} = 0 ] || set -- \"$@\" \"$__b/n\" \"$__b/m\" \"$__b/e{i}\" \"$__b/m\"\n"
+                "if __d {path} \"$__b/e{i}\"; then __r{i}=0; set -- \"$@\" {path} \"$__b/m\" \"$__b/n\" \"$__b/m\"; \
+                 else __r{i}=1; set -- \"$@\" \"$__b/n\" \"$__b/m\" \"$__b/e{i}\" \"$__b/m\"; fi\n"
             )),
             None => s.push_str(&format!(
                 "set -- \"$@\" \"$__b/o{i}\" \"$__b/m\" \"$__b/e{i}\" \"$__b/m\"\n"
