@@ -22,8 +22,26 @@ pub struct Pool {
 
 struct Inner {
     jobs: Sender<Job>,
+    /// Handed to each worker started later (a receiver does not keep the channel open).
+    queue: Receiver<Job>,
+    name: String,
+    max: usize,
     /// Jobs queued or running.
     pending: Arc<Pending>,
+    workers: Arc<Mutex<Workers>>,
+}
+
+/// Threads are started when a job is queued and no idle worker is left to take it, up to `max`:
+/// ssh mode's pools were sized for the worst case (`--workers` hosts, twice that for collector
+/// calls) and started every thread up front, ~0.3 ms of client CPU each here: 300 threads for 100
+/// hosts, most of them never used, were a fifth of the client's CPU.
+#[derive(Default)]
+struct Workers {
+    started: usize,
+    /// Workers waiting for a job (or about to).
+    idle: usize,
+    /// Jobs sent and not yet taken by a worker.
+    queued: usize,
 }
 
 #[derive(Default)]
@@ -42,31 +60,58 @@ impl Pending {
     }
 }
 
+fn lock(workers: &Mutex<Workers>) -> std::sync::MutexGuard<'_, Workers> {
+    workers.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Pool {
-    /// `threads` workers (at least one) named `name`.
+    /// At most `threads` workers (at least one) named `name`, started as jobs need them.
     pub fn new(name: &str, threads: usize) -> Self {
         let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
-        let pending = Arc::new(Pending::default());
-        for _ in 0..threads.max(1) {
-            let queue: Receiver<Job> = queue.clone();
-            let pending = Arc::clone(&pending);
-            std::thread::Builder::new()
-                .name(name.to_string())
-                .spawn(move || {
-                    for job in queue {
-                        // a panicking job is the job's failure (the runner reports it), not the pool's
-                        let _ = catch_unwind(AssertUnwindSafe(job));
-                        pending.finished();
-                    }
-                })
-                .expect("spawn a pool thread");
-        }
         Self {
-            inner: Arc::new(Inner { jobs, pending }),
+            inner: Arc::new(Inner {
+                jobs,
+                queue,
+                name: name.to_string(),
+                max: threads.max(1),
+                pending: Arc::new(Pending::default()),
+                workers: Arc::new(Mutex::new(Workers::default())),
+            }),
         }
     }
 
-    /// Queue `job`; an idle worker starts it at once.
+    /// Threads started so far.
+    pub fn threads(&self) -> usize {
+        lock(&self.inner.workers).started
+    }
+
+    fn start_worker(&self) {
+        let queue = self.inner.queue.clone();
+        let pending = Arc::clone(&self.inner.pending);
+        let workers = Arc::clone(&self.inner.workers);
+        std::thread::Builder::new()
+            .name(self.inner.name.clone())
+            .spawn(move || {
+                lock(&workers).idle += 1;
+                for job in queue {
+                    {
+                        let mut w = lock(&workers);
+                        w.idle -= 1;
+                        w.queued -= 1;
+                    }
+                    // a panicking job is the job's failure (the runner reports it), not the pool's
+                    let _ = catch_unwind(AssertUnwindSafe(job));
+                    // idle again before the job counts as finished: a job queued by whoever
+                    // waited for that finds this worker, not a reason to start another
+                    lock(&workers).idle += 1;
+                    pending.finished();
+                }
+            })
+            .expect("spawn a pool thread");
+    }
+
+    /// Queue `job`; an idle worker starts it at once, or a new one when none is idle and fewer
+    /// than the maximum run.
     pub fn execute(&self, job: impl FnOnce() + Send + 'static) {
         *self
             .inner
@@ -74,6 +119,18 @@ impl Pool {
             .count
             .lock()
             .unwrap_or_else(|p| p.into_inner()) += 1;
+        let start = {
+            let mut w = lock(&self.inner.workers);
+            w.queued += 1;
+            let start = w.queued > w.idle && w.started < self.inner.max;
+            if start {
+                w.started += 1;
+            }
+            start
+        };
+        if start {
+            self.start_worker();
+        }
         if self.inner.jobs.send(Box::new(job)).is_err() {
             // no worker left to run it (cannot happen while `self` holds the sender)
             self.inner.pending.finished();
@@ -124,5 +181,27 @@ mod tests {
         });
         pool.join();
         assert_eq!(again.load(Ordering::SeqCst), 1);
+        assert_eq!(pool.threads(), 4, "never more threads than asked for");
+    }
+
+    #[test]
+    fn threads_are_started_only_when_no_idle_one_can_take_the_job() {
+        let pool = Pool::new("test", 64);
+        // one job at a time: one thread serves them all
+        for _ in 0..20 {
+            pool.execute(|| std::thread::sleep(std::time::Duration::from_millis(1)));
+            pool.join();
+        }
+        assert_eq!(pool.threads(), 1);
+        // ten at once, each waiting for the others: ten threads, all running together
+        let barrier = Arc::new(std::sync::Barrier::new(10));
+        for _ in 0..10 {
+            let barrier = Arc::clone(&barrier);
+            pool.execute(move || {
+                barrier.wait();
+            });
+        }
+        pool.join();
+        assert_eq!(pool.threads(), 10);
     }
 }

@@ -166,19 +166,29 @@ impl Pacer {
     }
 
     /// A handshake started at `started` ended with `signal`: applied to the window now.
+    ///
+    /// Only as many waiting hosts are woken as the window gained places: waking all of them (up
+    /// to `--workers` threads) for every handshake that ended made each re-check and sleep again,
+    /// ~100 context switches a host at 100 hosts.
     pub fn signal(&self, started: Instant, signal: Signal) {
         let mut state = self.lock();
         let in_flight = state.in_flight;
+        let before = state.window.limit();
         state
             .window
             .on_end(started, signal, in_flight, Instant::now());
+        let grown = state.window.limit().saturating_sub(before);
         drop(state);
-        self.room.notify_all();
+        for _ in 0..grown {
+            self.room.notify_one();
+        }
     }
 
+    /// One place freed: one waiting host may take it. (A waiter that finds no room after all,
+    /// the window having shrunk, waits again: no place was lost, as none was there.)
     fn release(&self) {
         self.lock().in_flight -= 1;
-        self.room.notify_all();
+        self.room.notify_one();
     }
 }
 
@@ -316,5 +326,41 @@ mod tests {
         assert_eq!(now.load(Ordering::SeqCst), 0);
         assert!(most.load(Ordering::SeqCst) >= INITIAL);
         assert!(pacer.limit() > INITIAL, "fast handshakes grew it");
+    }
+
+    /// Waiters are woken one per freed place (not all at once): a window cut to one place while
+    /// 30 hosts wait, then grown again, still lets every one of them in, never more at once than
+    /// the window allowed when they started.
+    #[test]
+    fn after_cuts_and_growth_every_waiter_still_gets_in() {
+        let pacer = Arc::new(Pacer::new(30, TIMEOUT));
+        let done = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..30)
+            .map(|i| {
+                let (pacer, done) = (Arc::clone(&pacer), Arc::clone(&done));
+                std::thread::spawn(move || {
+                    for round in 0..4 {
+                        let permit = pacer.start();
+                        std::thread::sleep(Duration::from_millis(1));
+                        // the first rounds slow (cuts to one place), the last ones fast (growth)
+                        let signal = if round < 2 && i % 3 == 0 { SLOW } else { FAST };
+                        // a start after the cut, so that each slow one may cut again
+                        let started = Instant::now();
+                        pacer.signal(started, signal);
+                        drop(permit);
+                    }
+                    done.fetch_add(1, Ordering::SeqCst);
+                })
+            })
+            .collect();
+        // a lost wake-up leaves hosts waiting for ever: fail, do not hang
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while done.load(Ordering::SeqCst) < 30 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(done.load(Ordering::SeqCst), 30, "every host got its places");
+        for t in threads {
+            t.join().expect("no panic");
+        }
     }
 }

@@ -3,7 +3,9 @@
 //! One round trip: one `sh` script (see [`SCRIPT`]) runs, for each package manager whose tool or
 //! database is on the target, one listing command under its own `==> NAME` section:
 //! - `dpkg`: the `Package`, `Version`, `Architecture` and `Status` lines of `/var/lib/dpkg/status`
-//!   (one `grep` in the C locale: 1 ms here, 2 ms in C.UTF-8, where `dpkg-query -W` took 53 ms),
+//!   (one `grep` in the C locale: 1 ms here, 2 ms in C.UTF-8, where `dpkg-query -W` took 53 ms;
+//!   four `-e` patterns: one `-E` alternation cost GNU grep ~10 % more CPU, 1.05–1.24 against
+//!   0.96–1.03 ms here, `perf stat -r 150`),
 //!   else where that file cannot be read
 //!   `dpkg-query -W -f '${Package}\t${Version}\t${Architecture}\t${db:Status-Status}\n'`
 //!   (one process for the whole database); packages removed but with their configuration left
@@ -42,7 +44,7 @@ use plugin_api::{
 /// failure can be told from an empty database.
 pub const SCRIPT: &str = "PATH=\"$PATH:/usr/sbin:/sbin\"; \
 if [ -r /var/lib/dpkg/status ]; then printf '==> dpkg-status\\n'; \
-LC_ALL=C grep -E '^(Package|Version|Architecture|Status):' /var/lib/dpkg/status; \
+LC_ALL=C grep -e '^Package:' -e '^Version:' -e '^Architecture:' -e '^Status:' /var/lib/dpkg/status; \
 elif command -v dpkg-query >/dev/null 2>&1; then printf '==> dpkg\\n'; \
 dpkg-query -W -f '${Package}\\t${Version}\\t${Architecture}\\t${db:Status-Status}\\n' 2>&1; fi; \
 if command -v rpm >/dev/null 2>&1; then printf '==> rpm\\n'; \
