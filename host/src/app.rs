@@ -86,7 +86,7 @@ pub fn run(args: Args) -> Result<Outcome> {
     let (file, _config_path) = ConfigFile::discover(args.config.as_deref())?;
     match args.command {
         Command::DefaultConfig => {
-            print!("{EXAMPLE_CONFIG}");
+            emit(EXAMPLE_CONFIG)?;
             Ok(Outcome::AllWell)
         }
         Command::Plugins { format } => {
@@ -94,11 +94,11 @@ pub fn run(args: Args) -> Result<Outcome> {
             let common = settings::Common::resolve(args.plugins, &file);
             let registry = load_registry(&common.plugins_path, &common.load)?;
             match format {
-                Format::Json => println!(
-                    "{}",
+                Format::Json => emit(&format!(
+                    "{}\n",
                     serde_json::to_string_pretty(&output::plugins_json(&registry))?
-                ),
-                Format::Table => print!("{}", output::plugins_table(&registry)),
+                ))?,
+                Format::Table => emit(&output::plugins_table(&registry))?,
             }
             Ok(if registry.failed.is_empty() {
                 Outcome::AllWell
@@ -125,10 +125,10 @@ pub fn run(args: Args) -> Result<Outcome> {
             let _log = init_logging("warn", None)?;
             let api = settings::Api::resolve(&a.api, &file)?;
             let client = ApiClient::new(&api.url, api.key, Retry::default())?;
-            println!(
-                "{}",
+            emit(&format!(
+                "{}\n",
                 serde_json::to_string_pretty(&client.get_json(&a.path)?)?
-            );
+            ))?;
             Ok(Outcome::AllWell)
         }
         Command::Deploy(d) => {
@@ -136,6 +136,19 @@ pub fn run(args: Args) -> Result<Outcome> {
             crate::deploy::run(args.plugins, &d, &file)
         }
         Command::Worker { .. } => unreachable!("handled above"),
+    }
+}
+
+/// Writes `text` to standard output. A reader that has gone (`auto-client collect | head`) is not
+/// an error of the collection: the rest is dropped quietly (`println!` panicked on the broken pipe).
+fn emit(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(e).context("cannot write to standard output")
+        }
+        _ => Ok(()),
     }
 }
 
@@ -158,12 +171,12 @@ fn collect(settings: &settings::Collect, format: Format) -> Result<Outcome> {
         // printed as the collectors wrote it (each collector's data is checked compact JSON)
         Format::Json => {
             let (registry, report) = collect_here::<Box<RawValue>>(common, isolation)?;
-            println!("{}", serde_json::to_string(&report)?);
+            emit(&format!("{}\n", serde_json::to_string(&report)?))?;
             Ok(local::report_outcome(&report, &registry))
         }
         Format::Table => {
             let (registry, report) = collect_here::<serde_json::Value>(common, isolation)?;
-            print!("{}", output::report_table(&report));
+            emit(&output::report_table(&report))?;
             Ok(local::report_outcome(&report, &registry))
         }
     }

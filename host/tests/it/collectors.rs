@@ -207,3 +207,34 @@ fn a_drop_in_collector_reports_a_part_list_from_its_parts_file() {
         auto_proto::data::validate(data, &Default::default()).expect("schema 2");
     }
 }
+
+/// `auto-client collect | head -c 1`: the reader goes away before the report is written. The
+/// collection is not at fault: no panic ("failed printing to stdout: Broken pipe" before), and
+/// the exit code is the collection's own.
+#[test]
+fn a_reader_that_goes_away_is_not_a_crash() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("plugins.toml");
+    std::fs::write(&path, shipped_entries()).expect("write plugins.toml");
+    for format in ["json", "table"] {
+        let mut child = Command::new(support::AUTO_CLIENT)
+            .arg("--plugins")
+            .arg(&path)
+            .args(["collect", "--format", format])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("auto-client starts");
+        // the reader is gone before anything was written
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("auto-client ends");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{format}: {stderr}");
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "{format}: {:?} {stderr}",
+            out.status
+        );
+    }
+}
