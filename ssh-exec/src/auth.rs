@@ -87,6 +87,45 @@ fn ed25519_login(key: &ssh_key::PrivateKey) -> Option<Arc<Ed25519Login>> {
     }))
 }
 
+/// The key type an OpenSSH private key file names in its clear header (the public key's type,
+/// e.g. `ecdsa-sha2-nistp256`), where the file is that format at all.
+fn openssh_key_type(text: &str) -> Option<String> {
+    use base64::Engine;
+    let body: String = text
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .map(str::trim)
+        .collect();
+    let blob = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .ok()?;
+    let mut rest = blob.strip_prefix(b"openssh-key-v1\0")?;
+    // cipher, KDF, KDF options, the number of keys; then the first public key, whose first
+    // string is its type
+    for _ in 0..3 {
+        wire_string(&mut rest)?;
+    }
+    wire_u32(&mut rest)?;
+    let mut public = wire_string(&mut rest)?;
+    let kind = wire_string(&mut public)?;
+    String::from_utf8(kind.to_vec()).ok()
+}
+
+/// The next big-endian u32 of an SSH wire encoding.
+fn wire_u32(rest: &mut &[u8]) -> Option<u32> {
+    let (head, tail) = rest.split_at_checked(4)?;
+    *rest = tail;
+    Some(u32::from_be_bytes(head.try_into().ok()?))
+}
+
+/// The next length-prefixed string of an SSH wire encoding.
+fn wire_string<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let len = wire_u32(rest)? as usize;
+    let (value, tail) = rest.split_at_checked(len)?;
+    *rest = tail;
+    Some(value)
+}
+
 impl PrivateKey {
     /// Read `path`; decrypt it with `passphrase` if it is an encrypted OpenSSH key.
     pub fn load(path: &Path, passphrase: Option<&Secret>) -> Result<PrivateKey, SetupError> {
@@ -107,8 +146,24 @@ impl PrivateKey {
                 ed25519: None,
             });
         }
-        let key = ssh_key::PrivateKey::from_openssh(&text)
-            .map_err(|e| bad(format!("not a valid OpenSSH private key: {e}")))?;
+        let key = match ssh_key::PrivateKey::from_openssh(&text) {
+            Ok(key) => key,
+            // ssh-key refuses some keys OpenSSH and libssh2 read: an ECDSA key whose private
+            // scalar OpenSSH wrote one byte short (its top byte zero: one key in 256) is "length
+            // invalid". Only ed25519 keys are signed in process; any other type goes to libssh2
+            // as the file says, as every key did before, with its passphrase.
+            Err(e) => match openssh_key_type(&text) {
+                Some(kind) if kind != "ssh-ed25519" => {
+                    return Ok(PrivateKey {
+                        path: path.to_path_buf(),
+                        text: Secret(text),
+                        passphrase: passphrase.cloned(),
+                        ed25519: None,
+                    })
+                }
+                _ => return Err(bad(format!("not a valid OpenSSH private key: {e}"))),
+            },
+        };
         if !key.is_encrypted() {
             return Ok(PrivateKey {
                 path: path.to_path_buf(),
@@ -184,5 +239,53 @@ impl SshAuth {
             SshAuth::Agent => "agent",
             SshAuth::Password(_) => "password",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A throwaway key made by `ssh-keygen -t ecdsa` (the 441st of a loop that looked for one)
+    /// whose P-256 private scalar OpenSSH wrote in 31 bytes: its top byte is zero, as in one key
+    /// in 256. ssh-key cannot read it; libssh2 can (`tests/it`: a login with it).
+    const SHORT_SCALAR: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/ecdsa-p256-short-scalar"
+    );
+
+    #[test]
+    fn an_ecdsa_key_ssh_key_cannot_read_goes_to_libssh2() {
+        let text = std::fs::read_to_string(SHORT_SCALAR).expect("fixture");
+        assert!(
+            ssh_key::PrivateKey::from_openssh(&text).is_err(),
+            "the case this covers: ssh-key refuses the key"
+        );
+        assert_eq!(
+            openssh_key_type(&text).as_deref(),
+            Some("ecdsa-sha2-nistp256")
+        );
+        let key = PrivateKey::load(Path::new(SHORT_SCALAR), None).expect("loads");
+        assert!(key.ed25519().is_none());
+        assert_eq!(key.text(), text);
+    }
+
+    #[test]
+    fn a_file_that_is_no_openssh_key_is_still_refused_clearly() {
+        let dir = std::env::temp_dir().join(format!("ssh-exec-auth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        for (name, text) in [
+            ("garbage", "-----BEGIN OPENSSH PRIVATE KEY-----\nbm90IGEga2V5\n-----END OPENSSH PRIVATE KEY-----\n"),
+            ("empty", "-----BEGIN OPENSSH PRIVATE KEY-----\n-----END OPENSSH PRIVATE KEY-----\n"),
+        ] {
+            let path = dir.join(name);
+            std::fs::write(&path, text).expect("write");
+            let e = PrivateKey::load(&path, None).expect_err(name);
+            assert!(
+                e.to_string().contains("not a valid OpenSSH private key"),
+                "{name}: {e}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

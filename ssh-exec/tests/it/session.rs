@@ -26,6 +26,7 @@ tests![
     one_session_shared_by_threads,
     read_file,
     password_and_passphrase_auth,
+    ecdsa_key_that_ssh_key_cannot_read,
     agent_auth,
     wrong_password_refused,
     unknown_host_key_refused,
@@ -204,6 +205,26 @@ fn password_and_passphrase_auth(bed: &Testbed) {
     let auth = SshAuth::key_file(&stranger, None).expect("load");
     let e = connect_err(target, &auth, &known_hosts);
     assert!(matches!(e, SshError::AuthFailed { .. }), "{e}");
+}
+
+/// An ECDSA key whose private scalar OpenSSH wrote one byte short (one key in 256; ssh-key refuses
+/// it, "length invalid"): it loads, and libssh2 logs in with it. The fixture's public key is added
+/// to the testbed's authorized_keys for this test and taken out again.
+fn ecdsa_key_that_ssh_key_cannot_read(bed: &Testbed) {
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ecdsa-p256-short-scalar");
+    let public = std::fs::read_to_string(fixture.with_extension("pub")).expect("fixture .pub");
+    let authorized = bed.dir.join("authorized_keys");
+    let before = std::fs::read_to_string(&authorized).expect("authorized_keys");
+    std::fs::write(&authorized, format!("{before}{public}")).expect("authorise the fixture");
+    let auth = SshAuth::key_file(&fixture, None).expect("loads");
+    let connected = SshSession::connect(bed.target(1), &auth, &bed.known_hosts(), &options());
+    std::fs::write(&authorized, before).expect("authorized_keys as it was");
+    let session = connected.unwrap_or_else(|e| panic!("ecdsa key login: {e}"));
+    assert_eq!(
+        stdout(&session.run("hostname", T).expect("run")),
+        "node-001"
+    );
 }
 
 fn agent_auth(bed: &Testbed) {
