@@ -250,9 +250,11 @@ fn an_agent_killed_while_spooling_loses_no_complete_report() {
     arrived.sort();
     for id in &ids {
         let times = arrived.iter().filter(|a| *a == id).count();
+        // (a CI rehearsal saw one spooled report applied 0 times once, not reproduced in 10
+        // runs since, 4 of them beside two busy loops: the delivering run's log says why)
         assert_eq!(
             times, 1,
-            "spooled report {id} applied {times} times: {errors}"
+            "spooled report {id} applied {times} times: {errors}\nthe delivering run's log:\n{err}"
         );
     }
     // The spooled ones and this run's own report; nothing else (no partial write was sent).
