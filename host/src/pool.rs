@@ -85,11 +85,14 @@ impl Pool {
         lock(&self.inner.workers).started
     }
 
+    /// Starts one more worker. When the system refuses a thread (its limits), the job waits for
+    /// a worker already running, as it would have with every thread busy; only a pool without any
+    /// thread cannot go on.
     fn start_worker(&self) {
         let queue = self.inner.queue.clone();
         let pending = Arc::clone(&self.inner.pending);
         let workers = Arc::clone(&self.inner.workers);
-        std::thread::Builder::new()
+        let started = std::thread::Builder::new()
             .name(self.inner.name.clone())
             .spawn(move || {
                 lock(&workers).idle += 1;
@@ -106,8 +109,17 @@ impl Pool {
                     lock(&workers).idle += 1;
                     pending.finished();
                 }
-            })
-            .expect("spawn a pool thread");
+            });
+        if let Err(e) = started {
+            let mut w = lock(&self.inner.workers);
+            w.started -= 1;
+            assert!(
+                w.started > 0,
+                "cannot start a {} thread: {e}",
+                self.inner.name
+            );
+            tracing::warn!(pool = %self.inner.name, threads = w.started, error = %e, "cannot start one more thread: the job waits for a running one");
+        }
     }
 
     /// Queue `job`; an idle worker starts it at once, or a new one when none is idle and fewer
@@ -182,6 +194,84 @@ mod tests {
         pool.join();
         assert_eq!(again.load(Ordering::SeqCst), 1);
         assert_eq!(pool.threads(), 4, "never more threads than asked for");
+    }
+
+    /// Set in the child process of the test below.
+    const NPROC_CHILD: &str = "AUTO_CLIENT_TEST_POOL_NPROC_CHILD";
+
+    /// The system refuses a thread (here: a process run as `nobody` whose RLIMIT_NPROC is then
+    /// lowered to 1, so that `clone` fails with EAGAIN) once two workers run: the jobs queued
+    /// after wait for those two and all finish; nothing panics. Threads are started as jobs come
+    /// now, so this can happen mid-run, not only when the pool is made. Needs root (to become
+    /// `nobody`: root's own limit is not enforced).
+    #[test]
+    fn jobs_wait_for_running_workers_when_the_system_refuses_more_threads() {
+        if std::env::var_os(NPROC_CHILD).is_some() {
+            let pool = Pool::new("limited", 8);
+            let (release, released) = crossbeam_channel::unbounded::<()>();
+            let done = Arc::new(AtomicUsize::new(0));
+            for _ in 0..2 {
+                let (released, done) = (released.clone(), Arc::clone(&done));
+                pool.execute(move || {
+                    let _ = released.recv();
+                    done.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+            assert_eq!(pool.threads(), 2);
+            let one = libc::rlimit {
+                rlim_cur: 1,
+                rlim_max: 1,
+            };
+            // SAFETY: setrlimit only lowers this process's own limit.
+            assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NPROC, &one) }, 0);
+            for _ in 0..5 {
+                let done = Arc::clone(&done);
+                pool.execute(move || {
+                    done.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+            assert_eq!(pool.threads(), 2, "no third thread was allowed");
+            drop(release);
+            pool.join();
+            assert_eq!(done.load(Ordering::SeqCst), 7);
+            return;
+        }
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: becoming nobody needs root (CI runs as root)");
+            return;
+        }
+        use std::os::unix::process::CommandExt;
+        let me = format!(
+            "{}::jobs_wait_for_running_workers_when_the_system_refuses_more_threads",
+            module_path!()
+                .split_once("::")
+                .map_or(module_path!(), |(_, path)| path)
+        );
+        let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"));
+        child
+            .args([me.as_str(), "--exact", "--test-threads=1", "--nocapture"])
+            .env(NPROC_CHILD, "1");
+        // SAFETY: setgroups, setgid and setuid are async-signal-safe and change only the child.
+        unsafe {
+            child.pre_exec(|| {
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(65534) != 0
+                    || libc::setuid(65534) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let out = child.output().expect("the test binary runs as nobody");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "{:?}\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     #[test]
