@@ -100,15 +100,12 @@ fn openssh_key_type(text: &str) -> Option<String> {
         .decode(body)
         .ok()?;
     let mut rest = blob.strip_prefix(b"openssh-key-v1\0")?;
-    // cipher, KDF, KDF options, the number of keys; then the first public key, whose first
-    // string is its type
+    // cipher, KDF, KDF options, the number of keys; then the first public key's blob
     for _ in 0..3 {
         wire_string(&mut rest)?;
     }
     wire_u32(&mut rest)?;
-    let mut public = wire_string(&mut rest)?;
-    let kind = wire_string(&mut public)?;
-    String::from_utf8(kind.to_vec()).ok()
+    crate::known_hosts::key_type_of(wire_string(&mut rest)?)
 }
 
 /// The next big-endian u32 of an SSH wire encoding.
