@@ -1,4 +1,4 @@
-//! A fixed pool of named worker threads fed by one crossbeam (MPMC) channel.
+//! A pool of named worker threads fed by one crossbeam (MPMC) channel, started as jobs need them.
 //!
 //! Why not the `threadpool` crate: its idle workers take turns holding a mutex around the job
 //! receiver, so jobs are handed out one worker wake-up at a time. With the CPU saturated (100 SSH
@@ -7,7 +7,7 @@
 
 use std::{
     panic::{catch_unwind, AssertUnwindSafe},
-    sync::{Arc, Condvar, Mutex},
+    sync::{Arc, Condvar, Mutex, MutexGuard},
 };
 
 use crossbeam_channel::{Receiver, Sender};
@@ -26,9 +26,15 @@ struct Inner {
     queue: Receiver<Job>,
     name: String,
     max: usize,
-    /// Jobs queued or running.
-    pending: Arc<Pending>,
-    workers: Arc<Mutex<Workers>>,
+    shared: Arc<Shared>,
+}
+
+/// What the pool and its workers share: the counts, and `join`'s wake-up.
+#[derive(Default)]
+struct Shared {
+    counts: Mutex<Counts>,
+    /// Notified when `pending` reaches zero.
+    zero: Condvar,
 }
 
 /// Threads are started when a job is queued and no idle worker is left to take it, up to `max`:
@@ -36,32 +42,28 @@ struct Inner {
 /// calls) and started every thread up front, ~0.3 ms of client CPU each here: 300 threads for 100
 /// hosts, most of them never used, were a fifth of the client's CPU.
 #[derive(Default)]
-struct Workers {
+struct Counts {
     started: usize,
     /// Workers waiting for a job (or about to).
     idle: usize,
     /// Jobs sent and not yet taken by a worker.
     queued: usize,
+    /// Jobs queued or running.
+    pending: usize,
 }
 
-#[derive(Default)]
-struct Pending {
-    count: Mutex<usize>,
-    zero: Condvar,
-}
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner())
+    }
 
-impl Pending {
-    fn finished(&self) {
-        let mut count = self.count.lock().unwrap_or_else(|p| p.into_inner());
-        *count -= 1;
-        if *count == 0 {
+    /// One job less pending (its worker `idle` again first, when it had one).
+    fn finished(&self, counts: &mut Counts) {
+        counts.pending -= 1;
+        if counts.pending == 0 {
             self.zero.notify_all();
         }
     }
-}
-
-fn lock(workers: &Mutex<Workers>) -> std::sync::MutexGuard<'_, Workers> {
-    workers.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Pool {
@@ -74,15 +76,14 @@ impl Pool {
                 queue,
                 name: name.to_string(),
                 max: threads.max(1),
-                pending: Arc::new(Pending::default()),
-                workers: Arc::new(Mutex::new(Workers::default())),
+                shared: Arc::new(Shared::default()),
             }),
         }
     }
 
     /// Threads started so far.
     pub fn threads(&self) -> usize {
-        lock(&self.inner.workers).started
+        self.inner.shared.lock().started
     }
 
     /// Starts one more worker. When the system refuses a thread (its limits), the job waits for
@@ -90,53 +91,48 @@ impl Pool {
     /// thread cannot go on.
     fn start_worker(&self) {
         let queue = self.inner.queue.clone();
-        let pending = Arc::clone(&self.inner.pending);
-        let workers = Arc::clone(&self.inner.workers);
+        let shared = Arc::clone(&self.inner.shared);
         let started = std::thread::Builder::new()
             .name(self.inner.name.clone())
             .spawn(move || {
-                lock(&workers).idle += 1;
+                shared.lock().idle += 1;
                 for job in queue {
                     {
-                        let mut w = lock(&workers);
-                        w.idle -= 1;
-                        w.queued -= 1;
+                        let mut c = shared.lock();
+                        c.idle -= 1;
+                        c.queued -= 1;
                     }
                     // a panicking job is the job's failure (the runner reports it), not the pool's
                     let _ = catch_unwind(AssertUnwindSafe(job));
                     // idle again before the job counts as finished: a job queued by whoever
                     // waited for that finds this worker, not a reason to start another
-                    lock(&workers).idle += 1;
-                    pending.finished();
+                    let mut c = shared.lock();
+                    c.idle += 1;
+                    shared.finished(&mut c);
                 }
             });
         if let Err(e) = started {
-            let mut w = lock(&self.inner.workers);
-            w.started -= 1;
+            let mut c = self.inner.shared.lock();
+            c.started -= 1;
             assert!(
-                w.started > 0,
+                c.started > 0,
                 "cannot start a {} thread: {e}",
                 self.inner.name
             );
-            tracing::warn!(pool = %self.inner.name, threads = w.started, error = %e, "cannot start one more thread: the job waits for a running one");
+            tracing::warn!(pool = %self.inner.name, threads = c.started, error = %e, "cannot start one more thread: the job waits for a running one");
         }
     }
 
     /// Queue `job`; an idle worker starts it at once, or a new one when none is idle and fewer
     /// than the maximum run.
     pub fn execute(&self, job: impl FnOnce() + Send + 'static) {
-        *self
-            .inner
-            .pending
-            .count
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) += 1;
         let start = {
-            let mut w = lock(&self.inner.workers);
-            w.queued += 1;
-            let start = w.queued > w.idle && w.started < self.inner.max;
+            let mut c = self.inner.shared.lock();
+            c.pending += 1;
+            c.queued += 1;
+            let start = c.queued > c.idle && c.started < self.inner.max;
             if start {
-                w.started += 1;
+                c.started += 1;
             }
             start
         };
@@ -145,16 +141,18 @@ impl Pool {
         }
         if self.inner.jobs.send(Box::new(job)).is_err() {
             // no worker left to run it (cannot happen while `self` holds the sender)
-            self.inner.pending.finished();
+            let mut c = self.inner.shared.lock();
+            c.queued -= 1;
+            self.inner.shared.finished(&mut c);
         }
     }
 
     /// Wait until every queued job has finished.
     pub fn join(&self) {
-        let pending = &self.inner.pending;
-        let mut count = pending.count.lock().unwrap_or_else(|p| p.into_inner());
-        while *count > 0 {
-            count = pending.zero.wait(count).unwrap_or_else(|p| p.into_inner());
+        let shared = &self.inner.shared;
+        let mut c = shared.lock();
+        while c.pending > 0 {
+            c = shared.zero.wait(c).unwrap_or_else(|p| p.into_inner());
         }
     }
 }
