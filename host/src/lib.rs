@@ -74,3 +74,19 @@ impl Outcome {
         }
     }
 }
+
+/// For unit tests that run themselves again in a child process (under limits, or as another
+/// user): the test binary, started on that one test (`module` is its `module_path!()`).
+#[cfg(test)]
+pub(crate) fn this_test_again(module: &str, name: &str) -> std::process::Command {
+    // the test's name as libtest knows it: its module path without the crate's name
+    let path = module.split_once("::").map_or(module, |(_, path)| path);
+    let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"));
+    child.args([
+        format!("{path}::{name}").as_str(),
+        "--exact",
+        "--test-threads=1",
+        "--nocapture",
+    ]);
+    child
+}

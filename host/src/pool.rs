@@ -240,16 +240,11 @@ mod tests {
             return;
         }
         use std::os::unix::process::CommandExt;
-        let me = format!(
-            "{}::jobs_wait_for_running_workers_when_the_system_refuses_more_threads",
-            module_path!()
-                .split_once("::")
-                .map_or(module_path!(), |(_, path)| path)
+        let mut child = crate::this_test_again(
+            module_path!(),
+            "jobs_wait_for_running_workers_when_the_system_refuses_more_threads",
         );
-        let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"));
-        child
-            .args([me.as_str(), "--exact", "--test-threads=1", "--nocapture"])
-            .env(NPROC_CHILD, "1");
+        child.env(NPROC_CHILD, "1");
         // SAFETY: setgroups, setgid and setuid are async-signal-safe and change only the child.
         unsafe {
             child.pre_exec(|| {

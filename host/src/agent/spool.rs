@@ -226,16 +226,11 @@ mod tests {
         }
         use std::os::unix::process::{CommandExt, ExitStatusExt};
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"));
-        // This test's name as libtest knows it: its module path without the crate's name.
-        let me = format!(
-            "{}::a_write_torn_by_a_kill_mid_file_is_never_listed_nor_sent",
-            module_path!()
-                .split_once("::")
-                .map_or(module_path!(), |(_, path)| path)
+        let mut child = crate::this_test_again(
+            module_path!(),
+            "a_write_torn_by_a_kill_mid_file_is_never_listed_nor_sent",
         );
         child
-            .args([me.as_str(), "--exact", "--test-threads=1", "--nocapture"])
             .env(CRASH_CHILD, dir.path())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
