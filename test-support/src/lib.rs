@@ -22,21 +22,21 @@ use serde_json::Value;
 /// The six collectors the project ships, by their plugins.toml name (package `collector-NAME`).
 pub const SHIPPED: [&str; 6] = ["os", "cpu", "memory", "disk", "nic", "board"];
 
-/// Every collector of the repository's plugins.toml, in its order: the six of [`SHIPPED`] and
-/// issue 11's six (a test checks that the two lists agree).
+/// Every collector of the repository's plugins.toml, in its order (the slowest first: collectors
+/// start in it): the six of [`SHIPPED`] and issue 11's six (a test checks that the lists agree).
 pub const ALL: [&str; 12] = [
-    "os",
+    "packages",
+    "nic",
+    "disk",
+    "virt",
+    "controller",
     "cpu",
     "memory",
-    "disk",
-    "nic",
-    "board",
-    "virt",
-    "packages",
-    "services",
     "gpu",
-    "controller",
+    "services",
     "psu",
+    "os",
+    "board",
 ];
 
 /// The workspace's root directory.
@@ -160,7 +160,7 @@ pub fn all_plugins_toml(extra: impl Fn(&str) -> String) -> String {
 mod tests {
     use super::*;
 
-    /// `ALL` is what the repository's plugins.toml loads, in its order; `SHIPPED` its first six.
+    /// `ALL` is what the repository's plugins.toml loads, in its order; `SHIPPED` six of them.
     #[test]
     fn all_is_the_collectors_of_plugins_toml() {
         let toml = std::fs::read_to_string(workspace_root().join("plugins.toml"))
@@ -170,7 +170,10 @@ mod tests {
             .filter_map(|l| l.trim().strip_prefix("[plugins.")?.strip_suffix(']'))
             .collect();
         assert_eq!(listed, ALL);
-        assert_eq!(ALL[..6], SHIPPED);
+        assert!(
+            SHIPPED.iter().all(|s| ALL.contains(s)),
+            "{SHIPPED:?} in {ALL:?}"
+        );
     }
 
     #[test]

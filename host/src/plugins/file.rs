@@ -1,7 +1,6 @@
 //! `plugins.toml`: which collectors the host loads (fixed keys; see `docs/contracts.md`).
 
 use std::{
-    collections::BTreeMap,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -17,8 +16,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 struct RawFile {
     #[serde(default)]
     dirs: Vec<PathBuf>,
+    /// In the file's order: collectors are started in it.
     #[serde(default)]
-    plugins: BTreeMap<String, RawPlugin>,
+    plugins: indexmap::IndexMap<String, RawPlugin>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -131,7 +131,9 @@ impl PluginsFile {
         })
     }
 
-    /// Every plugin to load: the configured ones, then each `*.so` of the drop-in directories
+    /// Every plugin to load, in the order they are loaded and started: the configured ones in the
+    /// file's order (a collector listed first starts first: list the slow ones first), then each
+    /// `*.so` of the drop-in directories
     /// (sorted by file name; a file already named by a `[plugins]` table is not loaded twice).
     /// A drop-in directory that does not exist is skipped with a warning.
     pub fn specs(&self) -> Vec<PluginSpec> {
@@ -193,6 +195,28 @@ pub fn one_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Collectors start in the file's order (the slow ones listed first finish sooner), not in
+    /// the names' order.
+    #[test]
+    fn plugins_come_in_the_order_the_file_lists_them() {
+        let f = PluginsFile::parse(
+            r#"
+            [plugins.packages]
+            path = "p.so"
+            [plugins.nic]
+            path = "n.so"
+            [plugins.zeta]
+            path = "z.so"
+            [plugins.board]
+            path = "b.so"
+            "#,
+            Path::new("/etc/auto/plugins.toml"),
+        )
+        .expect("valid file");
+        let names: Vec<String> = f.specs().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["packages", "nic", "zeta", "board"]);
+    }
 
     #[test]
     fn paths_are_relative_to_the_file_and_defaults_apply() {
