@@ -5,6 +5,11 @@
 //! nonce (a copy of one small file: no `stat` for byte counts). An SSH channel carries bytes
 //! exactly, so nothing is encoded (salt mode's batch hex-encodes: Salt returns text).
 //!
+//! The outputs are files of a directory that `mktemp -d` makes under `$TMPDIR` where the login
+//! sets it, else in `/dev/shm` (tmpfs) where that is a writable directory, else in `/tmp`: a batch
+//! creates and removes about 20 files, which cost the host ~0.9 ms of CPU more on an ext4 `/tmp`
+//! (six collectors' batch, 201 alternating runs: 14.7 against 13.8 ms).
+//!
 //! Made to fork little on the host (a script of 9 commands costs ~20 ms of the host's CPU; the
 //! same with `timeout` and a `cat`/`wc` per output cost 50–60 ms): the commands themselves, the
 //! watchdog's `sleep`, `mktemp`, one `cat`, the exit trap's `rm`. A file read of the kernel's own
@@ -71,8 +76,13 @@ pub fn script(commands: &[String], limit: Duration, nonce: &str) -> String {
 
 /// [`script`] without its first line: what runs in any POSIX shell (bash where there is no dash).
 fn body(commands: &[String], limit: Duration, nonce: &str) -> String {
+    // The outputs' directory: under $TMPDIR where the login sets it, else in /dev/shm where that
+    // is a writable directory (tmpfs: no journal for the ~20 files a batch creates and removes;
+    // /tmp is a disk on many hosts), else in /tmp.
     let mut s = String::from(
-        "__b=$(mktemp -d) || { echo 'auto-client: mktemp failed' >&2; exit 97; }\n\
+        "if [ -n \"${TMPDIR:-}\" ]; then __t=$TMPDIR; elif [ -d /dev/shm ] && [ -w /dev/shm ]; \
+         then __t=/dev/shm; else __t=/tmp; fi\n\
+         __b=$(mktemp -d -p \"$__t\") || { echo 'auto-client: mktemp failed' >&2; exit 97; }\n\
          trap 'rm -rf \"$__b\"' EXIT\n\
          __k=0; __g=0; trap '__k=1' USR1\n",
     );
@@ -230,6 +240,52 @@ mod tests {
             .expect("sh runs");
         assert!(out.status.success(), "{out:?}");
         parse(&out.stdout, commands.len(), &nonce)
+    }
+
+    /// Where a command's stdout went: the batch directory is in /dev/shm (tmpfs) unless the
+    /// login's TMPDIR names another place; it is gone after the batch.
+    #[test]
+    fn outputs_are_kept_in_dev_shm_or_tmpdir_and_removed() {
+        let where_stdout_goes = |tmpdir: Option<&str>| -> String {
+            let nonce = nonce();
+            let commands = vec!["readlink /proc/self/fd/1".to_string()];
+            let mut sh = Command::new("sh");
+            sh.arg("-c")
+                .arg(script(&commands, Duration::from_secs(5), &nonce));
+            match tmpdir {
+                Some(dir) => sh.env("TMPDIR", dir),
+                None => sh.env_remove("TMPDIR"),
+            };
+            let out = sh.output().expect("sh runs");
+            assert!(out.status.success(), "{out:?}");
+            let got = parse(&out.stdout, 1, &nonce)[0]
+                .clone()
+                .expect("block present");
+            String::from_utf8(got.stdout)
+                .expect("utf-8")
+                .trim()
+                .to_string()
+        };
+        let probe = format!("/dev/shm/.batch-probe-{}", std::process::id());
+        let writable = std::fs::write(&probe, b"").is_ok();
+        let _ = std::fs::remove_file(&probe);
+        let path = where_stdout_goes(None);
+        let expected = if writable { "/dev/shm/" } else { "/tmp/" };
+        assert!(path.starts_with(expected), "{path}");
+        assert!(path.ends_with("/o0"), "{path}");
+        let dir = std::path::Path::new(&path).parent().expect("dir");
+        assert!(!dir.exists(), "{} is left behind", dir.display());
+
+        let own = std::env::temp_dir().join(format!("batch-tmpdir-{}", std::process::id()));
+        std::fs::create_dir_all(&own).expect("mkdir");
+        let path = where_stdout_goes(Some(own.to_str().expect("utf-8")));
+        assert!(path.starts_with(own.to_str().expect("utf-8")), "{path}");
+        assert_eq!(
+            std::fs::read_dir(&own).expect("read").count(),
+            0,
+            "left behind"
+        );
+        std::fs::remove_dir(&own).expect("rmdir");
     }
 
     #[test]
