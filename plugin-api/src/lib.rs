@@ -154,8 +154,9 @@ pub struct CommandOutput {
 /// shims, where a panic aborts the process. The host catches its own panics inside each method.
 #[sabi_trait]
 pub trait Executor {
-    /// Runs `command` with `sh -c` semantics on the target; the executor kills it after
-    /// `timeout_ms` and answers with a `timeout` error.
+    /// Runs `command` with `sh -c` semantics on the target, in the C locale (`LC_ALL=C`: English
+    /// messages whatever the target's login sets); the executor kills it after `timeout_ms` and
+    /// answers with a `timeout` error.
     fn run(&self, command: RStr<'_>, timeout_ms: u64) -> RResult<CommandOutput, PluginError>;
 
     /// Reads a whole file of the target.

@@ -12,8 +12,11 @@ const MARKER: &str = "@@salt-exec";
 
 /// The script that runs `commands` one after the other.
 pub(crate) fn script(commands: &[String], nonce: &str) -> String {
+    // The C locale for every command, as auto-client's local executor and ssh batch run them:
+    // English messages whatever the minion's LANG or LANGUAGE.
     let mut s = String::from(
-        "__se_d=$(mktemp -d) || { echo 'salt-exec: mktemp failed' >&2; exit 97; }\n\
+        "LC_ALL=C; export LC_ALL\n\
+         __se_d=$(mktemp -d) || { echo 'salt-exec: mktemp failed' >&2; exit 97; }\n\
          trap 'rm -rf \"$__se_d\"' EXIT\n\
          __se_hex() { od -An -v -tx1 \"$1\" | tr -d ' \\n'; echo; }\n",
     );
@@ -116,6 +119,30 @@ mod tests {
         assert_eq!(got[1].exit_code, Some(3));
         assert_eq!(got[2].stdout, vec![0, 255]);
         assert!(got[3].stdout.is_empty());
+    }
+
+    #[test]
+    fn commands_run_in_the_c_locale_whatever_the_minion_sets() {
+        let commands = vec![
+            "printenv LC_ALL".to_string(),
+            "cat /nonexistent-for-the-locale-test".to_string(),
+        ];
+        let run = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script(&commands, "t2"))
+            .env("LANG", "C.UTF-8")
+            .env("LANGUAGE", "de")
+            .env_remove("LC_ALL")
+            .output()
+            .expect("sh runs");
+        let stdout = String::from_utf8(run.stdout).expect("the script prints ascii");
+        let got = parse(&stdout, commands.len(), "t2");
+        let o = |i: usize| got[i].clone().expect("block present");
+        assert_eq!(o(0).stdout, b"C\n");
+        assert_eq!(
+            String::from_utf8_lossy(&o(1).stderr),
+            "cat: /nonexistent-for-the-locale-test: No such file or directory\n"
+        );
     }
 
     #[test]

