@@ -131,7 +131,7 @@ pub fn run_command(command: &str, timeout: Duration) -> Result<CommandOutput, Pl
             .split_whitespace()
             .next()
             .is_some_and(|first| first.contains('='));
-    let cmd = if plain {
+    let mut cmd = if plain {
         let mut words = command.split_whitespace();
         let mut cmd = Command::new(words.next().expect("a non-empty command has a word"));
         cmd.args(words);
@@ -141,7 +141,6 @@ pub fn run_command(command: &str, timeout: Duration) -> Result<CommandOutput, Pl
         cmd.arg("-c").arg(command);
         cmd
     };
-    let mut cmd = cmd;
     cmd.env("LC_ALL", "C");
     let out = match run_process(cmd, &[], timeout, &format!("`{command}`"), false) {
         Err(e) if plain && e.message.contains("No such file or directory") => {

@@ -76,11 +76,11 @@ pub fn script(commands: &[String], limit: Duration, nonce: &str) -> String {
 
 /// [`script`] without its first line: what runs in any POSIX shell (bash where there is no dash).
 fn body(commands: &[String], limit: Duration, nonce: &str) -> String {
-    // The outputs' directory: under $TMPDIR where the login sets it, else in /dev/shm where that
-    // is a writable directory (tmpfs: no journal for the ~20 files a batch creates and removes;
-    // /tmp is a disk on many hosts), else in /tmp.
-    // The C locale for every command (as the local executor runs them): English messages whatever
-    // the login's LANG or LANGUAGE (`learn::cat_read` reads cat's), no locale files loaded.
+    // First the C locale for every command (as the local executor runs them): English messages
+    // whatever the login's LANG or LANGUAGE (`learn::cat_read` reads cat's), no locale files
+    // loaded. Then the outputs' directory: under $TMPDIR where the login sets it, else in /dev/shm
+    // where that is a writable directory (tmpfs: no journal for the ~20 files a batch creates and
+    // removes; /tmp is a disk on many hosts), else in /tmp.
     let mut s = String::from(
         "LC_ALL=C; export LC_ALL\n\
          if [ -n \"${TMPDIR:-}\" ]; then __t=$TMPDIR; elif [ -d /dev/shm ] && [ -w /dev/shm ]; \
