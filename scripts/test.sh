@@ -19,7 +19,10 @@ unset AUTO_SALT_SKIP
 step() { printf '\n==> %s\n' "$*"; }
 
 step "Debian packages"
-pkgs=(facter openssh-server openssh-client iproute2 postgresql libssl-dev pkg-config procps shellcheck chromium chromium-driver systemd dpkg-dev)
+# pciutils: lspci, the independent tool of the gpu and controller collectors' live parity tests
+# (and pci.ids, the names the controller collector looks up); sqlite3: the retention test's
+# integrity check of a pruned database
+pkgs=(facter openssh-server openssh-client iproute2 postgresql libssl-dev pkg-config procps shellcheck chromium chromium-driver systemd dpkg-dev pciutils sqlite3)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
