@@ -5,10 +5,11 @@
 //! nonce (a copy of one small file: no `stat` for byte counts). An SSH channel carries bytes
 //! exactly, so nothing is encoded (salt mode's batch hex-encodes: Salt returns text).
 //!
-//! The outputs are files of a directory that `mktemp -d` makes under `$TMPDIR` where the login
-//! sets it, else in `/dev/shm` (tmpfs) where that is a writable directory, else in `/tmp`: a batch
-//! creates and removes about 20 files, which cost the host ~0.9 ms of CPU more on an ext4 `/tmp`
-//! (six collectors' batch, 201 alternating runs: 14.7 against 13.8 ms).
+//! The outputs are files of a directory that `mktemp -d` makes in the first of `$TMPDIR` (where
+//! the login sets it), `/dev/shm` (tmpfs) and `/tmp` that exists and takes a 4 KiB write (a
+//! full place is skipped, its directory removed): a batch creates and removes about 20 files,
+//! which cost the host ~0.9 ms of CPU more on an ext4 `/tmp` (six collectors' batch, 201
+//! alternating runs: 14.7 against 13.8 ms).
 //!
 //! Made to fork little on the host (a script of 9 commands costs ~20 ms of the host's CPU; the
 //! same with `timeout` and a `cat`/`wc` per output cost 50–60 ms): the commands themselves, the
@@ -78,14 +79,20 @@ pub fn script(commands: &[String], limit: Duration, nonce: &str) -> String {
 fn body(commands: &[String], limit: Duration, nonce: &str) -> String {
     // First the C locale for every command (as the local executor runs them): English messages
     // whatever the login's LANG or LANGUAGE (`learn::cat_read` reads cat's), no locale files
-    // loaded. Then the outputs' directory: under $TMPDIR where the login sets it, else in /dev/shm
-    // where that is a writable directory (tmpfs: no journal for the ~20 files a batch creates and
-    // removes; /tmp is a disk on many hosts), else in /tmp.
+    // loaded. Then the outputs' directory: the first of $TMPDIR (where the login sets it),
+    // /dev/shm (tmpfs: no journal for the ~20 files a batch creates and removes; /tmp is a disk
+    // on many hosts) and /tmp where `mktemp -d` works and a page (4 KiB) can be written: a full
+    // place (a container's 64 MiB /dev/shm filled by a database) would lose every output. A
+    // probe of 256 KiB cost ~1 ms of the host's CPU, more than /dev/shm saves; a place with
+    // less room left than the outputs need still loses them.
     let mut s = String::from(
         "LC_ALL=C; export LC_ALL\n\
-         if [ -n \"${TMPDIR:-}\" ]; then __t=$TMPDIR; elif [ -d /dev/shm ] && [ -w /dev/shm ]; \
-         then __t=/dev/shm; else __t=/tmp; fi\n\
-         __b=$(mktemp -d -p \"$__t\") || { echo 'auto-client: mktemp failed' >&2; exit 97; }\n\
+         __b=; for __t in ${TMPDIR:+\"$TMPDIR\"} /dev/shm /tmp; do \
+         [ -d \"$__t\" ] && [ -w \"$__t\" ] || continue; \
+         __c=$(mktemp -d -p \"$__t\" 2>/dev/null) || continue; \
+         if printf '%4096s' '' 2>/dev/null >\"$__c/p\"; then __b=$__c; break; fi; \
+         rm -rf \"$__c\"; done\n\
+         [ -n \"$__b\" ] || { echo 'auto-client: no temporary directory to write in ($TMPDIR, /dev/shm, /tmp)' >&2; exit 97; }\n\
          trap 'rm -rf \"$__b\"' EXIT\n\
          __k=0; __g=0; trap '__k=1' USR1\n",
     );
@@ -246,10 +253,11 @@ mod tests {
     }
 
     /// Where a command's stdout went: the batch directory is in /dev/shm (tmpfs) unless the
-    /// login's TMPDIR names another place; it is gone after the batch.
+    /// login's TMPDIR names another place that exists and has room; it is gone after the batch.
     #[test]
     fn outputs_are_kept_in_dev_shm_or_tmpdir_and_removed() {
-        let where_stdout_goes = |tmpdir: Option<&str>| -> String {
+        // None where the command's output was lost
+        let where_stdout_goes = |tmpdir: Option<&str>| -> Option<String> {
             let nonce = nonce();
             let commands = vec!["readlink /proc/self/fd/1".to_string()];
             let mut sh = Command::new("sh");
@@ -261,18 +269,14 @@ mod tests {
             };
             let out = sh.output().expect("sh runs");
             assert!(out.status.success(), "{out:?}");
-            let got = parse(&out.stdout, 1, &nonce)[0]
-                .clone()
-                .expect("block present");
-            String::from_utf8(got.stdout)
-                .expect("utf-8")
-                .trim()
-                .to_string()
+            let got = parse(&out.stdout, 1, &nonce)[0].clone()?;
+            let path = String::from_utf8(got.stdout).expect("utf-8");
+            Some(path.trim().to_string()).filter(|p| !p.is_empty())
         };
         let probe = format!("/dev/shm/.batch-probe-{}", std::process::id());
         let writable = std::fs::write(&probe, b"").is_ok();
         let _ = std::fs::remove_file(&probe);
-        let path = where_stdout_goes(None);
+        let path = where_stdout_goes(None).expect("output");
         let expected = if writable { "/dev/shm/" } else { "/tmp/" };
         assert!(path.starts_with(expected), "{path}");
         assert!(path.ends_with("/o0"), "{path}");
@@ -281,7 +285,7 @@ mod tests {
 
         let own = std::env::temp_dir().join(format!("batch-tmpdir-{}", std::process::id()));
         std::fs::create_dir_all(&own).expect("mkdir");
-        let path = where_stdout_goes(Some(own.to_str().expect("utf-8")));
+        let path = where_stdout_goes(Some(own.to_str().expect("utf-8"))).expect("output");
         assert!(path.starts_with(own.to_str().expect("utf-8")), "{path}");
         assert_eq!(
             std::fs::read_dir(&own).expect("read").count(),
@@ -289,6 +293,35 @@ mod tests {
             "left behind"
         );
         std::fs::remove_dir(&own).expect("rmdir");
+
+        // a TMPDIR that does not exist: the next place
+        let path = where_stdout_goes(Some("/nonexistent-tmpdir")).expect("output");
+        assert!(path.starts_with(expected), "{path}");
+
+        // a TMPDIR that is full (a 64 KiB tmpfs filled up, as root): the next place, nothing left
+        // there but the filling
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped the full TMPDIR: mounting a tmpfs needs root");
+            return;
+        }
+        let small = std::env::temp_dir().join(format!("batch-full-{}", std::process::id()));
+        std::fs::create_dir_all(&small).expect("mkdir");
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+            .arg(&small)
+            .status()
+            .expect("mount runs");
+        assert!(mounted.success(), "mount a tmpfs on {}", small.display());
+        // filled up: the write stops at the tmpfs's size with ENOSPC
+        let _ = std::fs::write(small.join("fill"), vec![0u8; 128 << 10]);
+        let path = where_stdout_goes(Some(small.to_str().expect("utf-8")));
+        let left = std::fs::read_dir(&small).expect("read").count() - 1;
+        let _ = Command::new("umount").arg(&small).status();
+        let _ = std::fs::remove_dir(&small);
+        let path = path.expect("the output is not lost in the full place");
+        assert!(path.starts_with(expected), "{path}");
+        assert_eq!(left, 0, "the full place was left with a directory");
     }
 
     /// A German login (`LANG`, `LANGUAGE=de`) would make cat's "No such file or directory"
