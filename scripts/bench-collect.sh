@@ -26,6 +26,7 @@ fi
 # shellcheck disable=SC2046
 cargo build --release --quiet -p auto-client $(sed -n 's/^\[plugins\.\(.*\)\]$/-p collector-\1/p' plugins.toml)
 client="target/release/auto-client --plugins plugins.toml"
+client_argv=(target/release/auto-client --plugins plugins.toml)
 $client collect >/dev/null   # warm caches; fails loudly if a plugin is broken
 
 # The six original collectors, from plugins.toml itself (same paths and settings).
@@ -105,6 +106,7 @@ done | sort -n | awk '{a[NR]=$1} END {printf "plugin loading (the first collecto
 
 echo
 echo "== peak RSS (GNU time, max of 5)"
-for _ in $(seq 5); do /usr/bin/time -f '%M' "$client" collect 2>&1 >/dev/null | tail -1; done |
+# (GNU time's last line is the peak RSS in KiB; a command that fails adds a line before it)
+for _ in $(seq 5); do /usr/bin/time -f '%M' "${client_argv[@]}" collect 2>&1 >/dev/null | tail -1; done |
   sort -n | tail -1 | awk '{printf "auto-client collect: peak RSS %.1f MB\n", $1/1024}'
-/usr/bin/time -f '%M' facter --json 2>&1 >/dev/null | tail -1 | awk '{printf "facter: peak RSS %.1f MB\n", $1/1024}'
+{ /usr/bin/time -f '%M' facter --json 2>&1 >/dev/null || true; } | tail -1 | awk '{printf "facter: peak RSS %.1f MB\n", $1/1024}'
