@@ -25,9 +25,8 @@ fi
 # one "-p collector-NAME" pair per collector: the word splitting is wanted
 # shellcheck disable=SC2046
 cargo build --release --quiet -p auto-client $(sed -n 's/^\[plugins\.\(.*\)\]$/-p collector-\1/p' plugins.toml)
-client="target/release/auto-client --plugins plugins.toml"
-client_argv=(target/release/auto-client --plugins plugins.toml)
-$client collect >/dev/null   # warm caches; fails loudly if a plugin is broken
+client=(target/release/auto-client --plugins plugins.toml)
+"${client[@]}" collect >/dev/null   # warm caches; fails loudly if a plugin is broken
 
 # The six original collectors, from plugins.toml itself (same paths and settings).
 six=target/bench-six.toml
@@ -88,7 +87,7 @@ echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 
 echo "== wall time (hyperfine), in one run"
-hyperfine -N --warmup 3 --style basic -r "$runs" --export-json target/bench-collect-1.json -n auto-client "$client collect" | grep -vE '^\s*$'
+hyperfine -N --warmup 3 --style basic -r "$runs" --export-json target/bench-collect-1.json -n auto-client "${client[*]} collect" | grep -vE '^\s*$'
 hyperfine -N --warmup 1 --style basic -r 10 --export-json target/bench-collect-2.json -i -n facter "facter --json" | grep -vE '^\s*$'
 hyperfine -N --warmup 1 --style basic -r 5 --export-json target/bench-collect-3.json -i -n ansible "ansible localhost -m setup -c local" | grep -vE '^\s*$'
 python3 - <<'PY'
@@ -101,12 +100,12 @@ PY
 echo
 echo "== loading the twelve plugins (dlopen + ABI check + info), median of 20"
 for _ in $(seq 20); do
-  RUST_LOG=auto_client::local=debug $client collect 2>&1 >/dev/null | sed -n 's/.*took_us=\([0-9]*\).*/\1/p'
+  RUST_LOG=auto_client::local=debug "${client[@]}" collect 2>&1 >/dev/null | sed -n 's/.*took_us=\([0-9]*\).*/\1/p'
 done | sort -n | awk '{a[NR]=$1} END {printf "plugin loading (the first collectors already running): median %.2f ms (min %.2f, max %.2f)\n", a[int((NR+1)/2)]/1000, a[1]/1000, a[NR]/1000}'
 
 echo
 echo "== peak RSS (GNU time, max of 5)"
 # (GNU time's last line is the peak RSS in KiB; a command that fails adds a line before it)
-for _ in $(seq 5); do /usr/bin/time -f '%M' "${client_argv[@]}" collect 2>&1 >/dev/null | tail -1; done |
+for _ in $(seq 5); do /usr/bin/time -f '%M' "${client[@]}" collect 2>&1 >/dev/null | tail -1; done |
   sort -n | tail -1 | awk '{printf "auto-client collect: peak RSS %.1f MB\n", $1/1024}'
 { /usr/bin/time -f '%M' facter --json 2>&1 >/dev/null || true; } | tail -1 | awk '{printf "facter: peak RSS %.1f MB\n", $1/1024}'
