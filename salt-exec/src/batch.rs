@@ -93,6 +93,19 @@ mod tests {
         assert_eq!(from_hex("zz"), None);
     }
 
+    /// The batch of `commands` run by `sh` here, its environment set by `env` first.
+    fn run_locally(
+        commands: &[String],
+        env: impl FnOnce(&mut std::process::Command),
+    ) -> Vec<Option<Output>> {
+        let mut sh = std::process::Command::new("sh");
+        sh.arg("-c").arg(script(commands, "t1"));
+        env(&mut sh);
+        let run = sh.output().expect("sh runs");
+        let stdout = String::from_utf8(run.stdout).expect("the script prints ascii");
+        parse(&stdout, commands.len(), "t1")
+    }
+
     #[test]
     fn script_runs_and_parses_locally() {
         let commands = vec![
@@ -101,14 +114,7 @@ mod tests {
             "printf '\\000\\377'".to_string(),
             "exit 0".to_string(),
         ];
-        let script = script(&commands, "t1");
-        let run = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&script)
-            .output()
-            .expect("sh runs");
-        let stdout = String::from_utf8(run.stdout).expect("the script prints ascii");
-        let got = parse(&stdout, commands.len(), "t1");
+        let got = run_locally(&commands, |_| {});
         let got: Vec<Output> = got
             .into_iter()
             .map(|o| o.expect("every block present"))
@@ -127,16 +133,11 @@ mod tests {
             "printenv LC_ALL".to_string(),
             "cat /nonexistent-for-the-locale-test".to_string(),
         ];
-        let run = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script(&commands, "t2"))
-            .env("LANG", "C.UTF-8")
-            .env("LANGUAGE", "de")
-            .env_remove("LC_ALL")
-            .output()
-            .expect("sh runs");
-        let stdout = String::from_utf8(run.stdout).expect("the script prints ascii");
-        let got = parse(&stdout, commands.len(), "t2");
+        let got = run_locally(&commands, |sh| {
+            sh.env("LANG", "C.UTF-8")
+                .env("LANGUAGE", "de")
+                .env_remove("LC_ALL");
+        });
         let o = |i: usize| got[i].clone().expect("block present");
         assert_eq!(o(0).stdout, b"C\n");
         assert_eq!(

@@ -241,13 +241,21 @@ mod tests {
     use std::process::Command;
 
     fn run_locally(commands: &[&str], limit: Duration) -> Vec<Option<Output>> {
+        run_locally_with(commands, limit, |_| {})
+    }
+
+    /// [`run_locally`] with the shell's environment set by `env` first (a login's TMPDIR, LANG).
+    fn run_locally_with(
+        commands: &[&str],
+        limit: Duration,
+        env: impl FnOnce(&mut Command),
+    ) -> Vec<Option<Output>> {
         let nonce = nonce();
         let commands: Vec<String> = commands.iter().map(|c| c.to_string()).collect();
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(script(&commands, limit, &nonce))
-            .output()
-            .expect("sh runs");
+        let mut sh = Command::new("sh");
+        sh.arg("-c").arg(script(&commands, limit, &nonce));
+        env(&mut sh);
+        let out = sh.output().expect("sh runs");
         assert!(out.status.success(), "{out:?}");
         parse(&out.stdout, commands.len(), &nonce)
     }
@@ -258,18 +266,17 @@ mod tests {
     fn outputs_are_kept_in_dev_shm_or_tmpdir_and_removed() {
         // None where the command's output was lost
         let where_stdout_goes = |tmpdir: Option<&str>| -> Option<String> {
-            let nonce = nonce();
-            let commands = vec!["readlink /proc/self/fd/1".to_string()];
-            let mut sh = Command::new("sh");
-            sh.arg("-c")
-                .arg(script(&commands, Duration::from_secs(5), &nonce));
-            match tmpdir {
-                Some(dir) => sh.env("TMPDIR", dir),
-                None => sh.env_remove("TMPDIR"),
-            };
-            let out = sh.output().expect("sh runs");
-            assert!(out.status.success(), "{out:?}");
-            let got = parse(&out.stdout, 1, &nonce)[0].clone()?;
+            let got = run_locally_with(
+                &["readlink /proc/self/fd/1"],
+                Duration::from_secs(5),
+                |sh| {
+                    match tmpdir {
+                        Some(dir) => sh.env("TMPDIR", dir),
+                        None => sh.env_remove("TMPDIR"),
+                    };
+                },
+            );
+            let got = got[0].clone()?;
             let path = String::from_utf8(got.stdout).expect("utf-8");
             Some(path.trim().to_string()).filter(|p| !p.is_empty())
         };
@@ -329,20 +336,15 @@ mod tests {
     /// `LC_ALL=C`.
     #[test]
     fn commands_run_in_the_c_locale_whatever_the_login_sets() {
-        let nonce = nonce();
-        let commands = vec![
-            "printenv LC_ALL".to_string(),
-            "cat /nonexistent-for-the-locale-test".to_string(),
-        ];
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(script(&commands, Duration::from_secs(5), &nonce))
-            .env("LANG", "C.UTF-8")
-            .env("LANGUAGE", "de")
-            .env_remove("LC_ALL")
-            .output()
-            .expect("sh runs");
-        let got = parse(&out.stdout, 2, &nonce);
+        let got = run_locally_with(
+            &["printenv LC_ALL", "cat /nonexistent-for-the-locale-test"],
+            Duration::from_secs(5),
+            |sh| {
+                sh.env("LANG", "C.UTF-8")
+                    .env("LANGUAGE", "de")
+                    .env_remove("LC_ALL");
+            },
+        );
         let o = |i: usize| got[i].clone().expect("block present");
         assert_eq!(o(0).stdout, b"C\n");
         assert_eq!(
