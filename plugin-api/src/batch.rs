@@ -178,28 +178,57 @@ pub enum Section {
 /// ignored.
 pub fn parse_sections(stdout: &str) -> BTreeMap<String, Section> {
     let mut sections = BTreeMap::new();
-    let mut current: Option<(String, String)> = None;
-    for line in stdout.lines() {
-        if let Some(name) = line.strip_prefix("==> ") {
-            if let Some((k, v)) = current.take() {
-                sections.insert(k, Section::Content(v.trim().to_string()));
-            }
-            current = Some((name.trim().to_string(), String::new()));
+    // Only a line that starts with `=` can be a marker: those are found in one pass over the
+    // bytes, and each section's content is one slice of `stdout` (copying it line by line was a
+    // quarter of the `packages` collector's own time for ~800 packages).
+    let bytes = stdout.as_bytes();
+    let starts =
+        (0..bytes.len()).filter(|&i| bytes[i] == b'=' && (i == 0 || bytes[i - 1] == b'\n'));
+    let mut current: Option<(String, usize)> = None;
+    for start in starts {
+        let end = stdout[start..]
+            .find('\n')
+            .map_or(stdout.len(), |i| start + i);
+        let mut line = &stdout[start..end];
+        if end < stdout.len() {
+            // as `str::lines` reads a `\r\n` line end
+            line = line.strip_suffix('\r').unwrap_or(line);
+        }
+        let (name, unreadable) = if let Some(name) = line.strip_prefix("==> ") {
+            (name.trim(), None)
         } else if let Some(rest) = line.strip_prefix("=!> ") {
-            if let Some((k, v)) = current.take() {
-                sections.insert(k, Section::Content(v.trim().to_string()));
-            }
             let (name, why) = rest.split_once(' ').unwrap_or((rest, "unreadable"));
-            sections.insert(name.to_string(), Section::Unreadable(why.to_string()));
-        } else if let Some((_, text)) = current.as_mut() {
-            text.push_str(line);
-            text.push('\n');
+            (name, Some(why))
+        } else {
+            continue;
+        };
+        if let Some((name, from)) = current.take() {
+            sections.insert(name, Section::Content(section_text(&stdout[from..start])));
+        }
+        match unreadable {
+            Some(why) => {
+                sections.insert(name.to_string(), Section::Unreadable(why.to_string()));
+            }
+            None => current = Some((name.to_string(), (end + 1).min(stdout.len()))),
         }
     }
-    if let Some((k, v)) = current {
-        sections.insert(k, Section::Content(v.trim().to_string()));
+    if let Some((name, from)) = current {
+        sections.insert(name, Section::Content(section_text(&stdout[from..])));
     }
     sections
+}
+
+/// A section's lines, trimmed; `\r\n` line ends read as `\n` (as `str::lines` reads them).
+fn section_text(text: &str) -> String {
+    if !text.contains('\r') {
+        return text.trim().to_string();
+    }
+    let mut joined = String::with_capacity(text.len());
+    for line in text.lines() {
+        joined.push_str(line);
+        joined.push('\n');
+    }
+    joined.trim().to_string()
 }
 
 /// Runs `script` on the target and splits its output into sections.
@@ -385,6 +414,55 @@ mod tests {
     #[should_panic(expected = "without blanks")]
     fn file_names_with_blanks_are_refused() {
         let _ = Script::files(["/tmp/a b"]);
+    }
+
+    /// The parser before sections became slices of the output: line by line, each line copied.
+    fn parse_sections_by_lines(stdout: &str) -> BTreeMap<String, Section> {
+        let mut sections = BTreeMap::new();
+        let mut current: Option<(String, String)> = None;
+        for line in stdout.lines() {
+            if let Some(name) = line.strip_prefix("==> ") {
+                if let Some((k, v)) = current.take() {
+                    sections.insert(k, Section::Content(v.trim().to_string()));
+                }
+                current = Some((name.trim().to_string(), String::new()));
+            } else if let Some(rest) = line.strip_prefix("=!> ") {
+                if let Some((k, v)) = current.take() {
+                    sections.insert(k, Section::Content(v.trim().to_string()));
+                }
+                let (name, why) = rest.split_once(' ').unwrap_or((rest, "unreadable"));
+                sections.insert(name.to_string(), Section::Unreadable(why.to_string()));
+            } else if let Some((_, text)) = current.as_mut() {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+        if let Some((k, v)) = current {
+            sections.insert(k, Section::Content(v.trim().to_string()));
+        }
+        sections
+    }
+
+    #[test]
+    fn sections_as_slices_read_as_line_by_line_did() {
+        let outputs = [
+            "==> /a\none\n=two\n==>three\n=!>x\n==> /b\n",
+            "x\n==> /a\r\nline\r\n\r\n=!> /c gone\r\n==> d \nlast\r",
+            "==> /a",
+            "==> /a\n",
+            "=\n==\n==> \n=!> \n=!> n\n==> /e\n\n\n  \n",
+            "==> k\r\n==> k\nagain\n=!> k later\n",
+            "no marker\n=at all\n",
+            "==> /a\nä=ö\n=ü\n==> /ß\n€",
+        ];
+        for out in outputs {
+            assert_eq!(parse_sections(out), parse_sections_by_lines(out), "{out:?}");
+        }
+        let packages = (0..500)
+            .map(|i| format!("Package: p{i}\nVersion: 1.{i}\nStatus: install ok installed\n"))
+            .collect::<String>();
+        let out = format!("==> dpkg-status\n{packages}=!> rpm missing\n==> end\n");
+        assert_eq!(parse_sections(&out), parse_sections_by_lines(&out));
     }
 
     #[test]

@@ -248,6 +248,13 @@ impl Output {
     }
 }
 
+/// A command's output as text: the bytes themselves where they are UTF-8 (no copy), else with
+/// U+FFFD for each invalid sequence.
+fn text(bytes: RVec<u8>) -> String {
+    String::from_utf8(bytes.into_vec())
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
 /// The collector's safe view of its target: std types in, std types out.
 pub struct Target<'a> {
     executor: ExecutorRef<'a>,
@@ -263,8 +270,8 @@ impl<'a> Target<'a> {
         let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
         match self.executor.run(command.into(), ms) {
             RResult::ROk(out) => Ok(Output {
-                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+                stdout: text(out.stdout),
+                stderr: text(out.stderr),
                 exit_code: out.exit_code.into_option(),
             }),
             RResult::RErr(e) => Err(e.into()),

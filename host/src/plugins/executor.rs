@@ -2,7 +2,6 @@
 //! from the file system. Used in agent mode and by `collect` without `--mode`.
 
 use std::{
-    io::Read,
     os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
     os::unix::process::CommandExt,
     panic::AssertUnwindSafe,
@@ -317,15 +316,24 @@ impl Pipe {
     }
 
     /// One read (poll said it will not block); end of file or an error closes the pipe.
+    ///
+    /// Into the buffer's spare room (grown by doubling, from 8 KiB), not through a zeroed chunk:
+    /// zeroing a 64 KiB chunk for every read was 7.5 % of the instructions of `collect` with the
+    /// twelve collectors (callgrind), more than any collector's own parsing but one.
     fn read_some(&mut self) {
-        let Some(file) = self.file.as_mut() else {
+        let Some(file) = self.file.as_ref() else {
             return;
         };
-        let mut chunk = [0u8; 64 * 1024];
-        match file.read(&mut chunk) {
+        self.buf.reserve(self.buf.len().max(8 << 10));
+        let spare = self.buf.spare_capacity_mut();
+        // SAFETY: `read` writes at most `spare.len()` bytes into `spare`, memory the vector owns.
+        let n = unsafe { libc::read(file.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
+        match usize::try_from(n) {
             Ok(0) => self.file = None,
-            Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // SAFETY: the `n` bytes after the length were just written by `read`.
+            Ok(n) => unsafe { self.buf.set_len(self.buf.len() + n) },
+            Err(_) if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => {
+            }
             Err(_) => self.file = None,
         }
     }
@@ -432,9 +440,14 @@ mod tests {
             Duration::from_secs(20),
         )
         .expect("runs");
-        assert_eq!(out.stdout.len(), 2000 * 501);
-        assert_eq!(out.stderr.len(), 2000 * 301);
-        assert!(out.stdout.ends_with(format!("{:0500}\n", 1999).as_bytes()));
+        let lines = |width: usize| -> Vec<u8> {
+            (0..2000)
+                .flat_map(|i| format!("{i:0width$}\n").into_bytes())
+                .collect()
+        };
+        // every byte in order, across the many reads of each pipe
+        assert!(out.stdout == lines(500), "stdout differs");
+        assert!(out.stderr == lines(300), "stderr differs");
         assert_eq!(out.exit_code, ROption::RSome(0));
     }
 

@@ -29,7 +29,11 @@
 //! that failed, and a list longer than the server takes in one list (10,000 parts, see
 //! `auto_proto::data::DataLimits`). Errors: only when the script printed nothing at all.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::HashMap,
+    hash::{BuildHasherDefault, Hasher},
+    time::Duration,
+};
 
 use plugin_api::{
     batch::{self, Section},
@@ -113,7 +117,13 @@ pub fn parse_dpkg_status(text: &str) -> Vec<Package> {
     }
     let mut rows = Vec::new();
     let mut cur: Option<[&str; 4]> = None;
-    for line in text.lines() {
+    // lines split byte by byte: `str::lines` searched each short line's end with a general
+    // searcher, a sixth of this collector's instructions for ~800 packages
+    for line in text.as_bytes().split(|b| *b == b'\n') {
+        // SAFETY: `text` is UTF-8 and a newline is one byte of its own in UTF-8: a line cut at
+        // newlines is UTF-8 too.
+        let line = unsafe { std::str::from_utf8_unchecked(line) };
+        let line = line.strip_suffix('\r').unwrap_or(line);
         // the field names as prefixes (a search for the ':' of every line cost more)
         if let Some(value) = line.strip_prefix("Package:") {
             rows.extend(cur.take().and_then(row));
@@ -195,6 +205,36 @@ pub fn parse_apk(text: &str) -> Vec<Package> {
     out
 }
 
+/// The ids' repeats are counted by hash, eight bytes at a step (the multiply-rotate step of
+/// rustc's `FxHasher`): the standard SipHash was a fifth of the counting, FNV-1a's byte at a time
+/// more. The ids come from the target's own package database, not from someone choosing them to
+/// collide, and a collision costs time, never a wrong count.
+#[derive(Default)]
+struct Fx(u64);
+
+impl Fx {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl Hasher for Fx {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            self.add(u64::from_le_bytes(w.try_into().expect("eight bytes")));
+        }
+        let mut last = [0u8; 8];
+        let rest = words.remainder();
+        last[..rest.len()].copy_from_slice(rest);
+        self.add(u64::from_le_bytes(last) ^ rest.len() as u64);
+    }
+}
+
 /// The part ids: `NAME:ARCH` (or `NAME`), and `NAME:ARCH=VERSION` for every package whose name and
 /// arch occur more than once; `@MANAGER` is appended where two managers list the same package.
 /// Exact duplicates (same manager, name, arch and version) are dropped.
@@ -210,7 +250,8 @@ pub fn with_ids(mut packages: Vec<Package>) -> Vec<(String, Package)> {
         packages: &[Package],
         suffix: fn(&Package) -> String,
     ) -> Vec<String> {
-        let mut count: HashMap<&str, u32> = HashMap::with_capacity(ids.len());
+        let mut count: HashMap<&str, u32, BuildHasherDefault<Fx>> =
+            HashMap::with_capacity_and_hasher(ids.len(), Default::default());
         for id in &ids {
             *count.entry(id.as_str()).or_default() += 1;
         }
