@@ -1,26 +1,27 @@
 //! The `gpu` collector: every display controller the PCI bus shows, with NVIDIA's details where
 //! `nvidia-smi` can tell them.
 //!
-//! One round trip: one `sh` script (see [`SCRIPT`]) looks for a display class in
-//! `/sys/bus/pci/devices` (shell builtins only) and, where there is one, runs `lspci -vmm -nn -k`
-//! (every PCI function with its class, vendor, device, revision and kernel driver) and, where it
-//! is installed, `nvidia-smi -q -x` (serial, UUID, VBIOS, memory and driver version of every
-//! NVIDIA GPU).
+//! One round trip: one `sh` script (see [`SCRIPT`]) reads each display function of
+//! `/sys/bus/pci/devices` (class, ids, subsystem, revision, kernel driver; shell builtins only),
+//! looks their names up in pci.ids with one `awk` (lspci only where there is no sysfs) and, where
+//! it is installed and there is a display function, runs `nvidia-smi -q -x` (serial, UUID, VBIOS,
+//! memory and driver version of every NVIDIA GPU).
 //!
 //! Its data (report schema 2): the part list `gpus`, one part per PCI function of class `0300`
 //! (VGA compatible), `0302` (3D) or `0380` (other display controller), keyed by
 //! `["serial", "uuid", "slot"]`: the id is the board serial where nvidia-smi gives one, else the
 //! GPU UUID, else the PCI slot (`01:00.0`). Attributes: `slot`, `class`, `vendor`, `model`
-//! (nvidia-smi's product name, else lspci's device name), `pci_id` (`10de:27b0`),
+//! (nvidia-smi's product name, else pci.ids' device name), `pci_id` (`10de:27b0`),
 //! `subsystem_vendor`, `subsystem`, `revision`, `driver` (the kernel driver in use), `serial`,
 //! `uuid`, `part_number`, `vbios_version`, `memory_bytes` (frame buffer) and `driver_version`
-//! (nvidia-smi's). A GPU nvidia-smi lists but lspci does not (no lspci on the target) is a part of
-//! its own, slot from nvidia-smi's bus id.
+//! (nvidia-smi's). A GPU nvidia-smi lists but the PCI bus does not show is a part of its own, slot
+//! from nvidia-smi's bus id.
 //!
-//! Degrading: no lspci and no nvidia-smi makes the list `unavailable` (never an error); NVIDIA
-//! GPUs without a working nvidia-smi keep their lspci attributes, and `reasons` says why serial,
-//! UUID, VBIOS and memory are unknown (`gpus.serial`). A virtual display (virtio, QXL, VMware
-//! SVGA, Cirrus) is a GPU to lspci and is listed as such. Errors: only when the script printed
+//! Degrading: no `/sys/bus/pci`, no lspci and no nvidia-smi makes the list `unavailable` (never an
+//! error); no pci.ids leaves `vendor` and `model` `null` (`reasons."gpus.model"`); NVIDIA GPUs
+//! without a working nvidia-smi keep their PCI attributes, and `reasons` says why serial, UUID,
+//! VBIOS and memory are unknown (`gpus.serial`). A virtual display (virtio, QXL, VMware
+//! SVGA, Cirrus) is a display function and is listed as such. Errors: only when the script printed
 //! nothing at all.
 
 use std::{collections::BTreeMap, time::Duration};
@@ -36,17 +37,42 @@ pub mod lspci;
 
 use lspci::PciDevice;
 
-/// The one command this collector runs. A builtin-only walk of `/sys/bus/pci/devices` first looks
-/// for a display class; lspci (which parses all of pci.ids, 100 ms of CPU) and nvidia-smi run only
-/// where there is one (or where sysfs cannot tell). Without a display controller the `lspci`
-/// section is empty: a seen, empty list.
-pub const SCRIPT: &str = "PATH=\"$PATH:/usr/sbin:/sbin:/usr/bin\"; g=''; \
-if [ -d /sys/bus/pci/devices ]; then for d in /sys/bus/pci/devices/*; do [ -r \"$d/class\" ] || continue; \
-read -r c < \"$d/class\"; case $c in 0x0300*|0x0302*|0x0380*) g=1;; esac; done; else g=1; fi; \
-if [ -z \"$g\" ]; then printf '==> lspci\\n'; \
-else if command -v lspci >/dev/null 2>&1; then printf '==> lspci\\n'; lspci -vmm -nn -k 2>/dev/null; \
-else printf '=!> lspci missing\\n'; fi; \
-if command -v nvidia-smi >/dev/null 2>&1; then printf '==> nvidia-smi\\n'; nvidia-smi -q -x 2>&1; fi; fi; \
+/// The one command this collector runs. A builtin-only walk of `/sys/bus/pci/devices` prints each
+/// display function (class `0300`, `0302`, `0380`) in `lspci -vmm -n`'s form (ids; `Driver:` the
+/// driver link's target, found with `cd` and `pwd -P`; `SVendor`/`SDevice` where the subsystem is
+/// neither `0000` nor `ffff` and `Rev` where it is not `00`, as lspci prints them), then one `awk` looks up their vendor, device,
+/// subsystem vendor and subsystem names in pci.ids, as lspci does (it stops after the last wanted
+/// vendor's block). lspci itself, which this collector ran before, parses the whole pci.ids (1.3
+/// MB) on every run: ~100 ms of CPU on every machine with a GPU. lspci runs only where there is no
+/// `/sys/bus/pci`; nvidia-smi only where there is a display function (or sysfs cannot tell).
+/// Without a display function the `pci` section is empty: a seen, empty list.
+pub const SCRIPT: &str = "PATH=\"$PATH:/usr/sbin:/sbin:/usr/bin\"; g=''; w=''; \
+if [ -d /sys/bus/pci/devices ]; then printf '==> pci\\n'; \
+for d in /sys/bus/pci/devices/*; do [ -r \"$d/class\" ] || continue; read -r c < \"$d/class\"; \
+case $c in 0x0300*|0x0302*|0x0380*) ;; *) continue;; esac; g=1; c=${c#0x}; \
+read -r v < \"$d/vendor\"; read -r i < \"$d/device\"; v=${v#0x}; i=${i#0x}; \
+printf 'Slot:\\t%s\\nClass:\\t%s\\nVendor:\\t%s\\nDevice:\\t%s\\n' \"${d##*/}\" \"${c%??}\" \"$v\" \"$i\"; \
+sv=; sd=; if [ -r \"$d/subsystem_vendor\" ]; then read -r sv < \"$d/subsystem_vendor\"; \
+read -r sd < \"$d/subsystem_device\"; sv=${sv#0x}; sd=${sd#0x}; case $sv in 0000|ffff) sv=; sd=;; esac; fi; \
+if [ -n \"$sv\" ]; then printf 'SVendor:\\t%s\\nSDevice:\\t%s\\n' \"$sv\" \"$sd\"; fi; \
+if [ -r \"$d/revision\" ]; then read -r r < \"$d/revision\"; \
+case $r in 0x00) ;; *) printf 'Rev:\\t%s\\n' \"${r#0x}\";; esac; fi; \
+if cd \"$d/driver\" 2>/dev/null; then printf 'Driver:\\t'; pwd -P; cd /; fi; echo; w=\"$w $v:$i:$sv:$sd\"; done; \
+if [ -n \"$w\" ]; then for f in /usr/share/misc/pci.ids /usr/share/hwdata/pci.ids /usr/share/pci.ids; do \
+[ -r \"$f\" ] || continue; printf '==> names\\n'; awk -v want=\"$w \" \
+'function addv(x) { if (x != \"\" && !(x in wv)) { wv[x] = 1; left++ } } \
+BEGIN { n = split(want, a, \" \"); for (k = 1; k <= n; k++) { split(a[k], p, \":\"); \
+wd[p[1] \":\" p[2]] = 1; addv(p[1]); if (p[3] != \"\") { ws[a[k]] = 1; addv(p[3]) } } } \
+/^[0-9a-f][0-9a-f][0-9a-f][0-9a-f]  / { if (inv && --left == 0) exit; v = substr($0, 1, 4); \
+inv = (v in wv); dv = \"\"; if (inv) print v \"\\t\" substr($0, 7); next } \
+inv && /^\\t[0-9a-f][0-9a-f][0-9a-f][0-9a-f]  / { dv = v \":\" substr($0, 2, 4); \
+if (dv in wd) print dv \"\\t\" substr($0, 8); next } \
+inv && dv != \"\" && /^\\t\\t[0-9a-f][0-9a-f][0-9a-f][0-9a-f] [0-9a-f][0-9a-f][0-9a-f][0-9a-f]  / { \
+k = dv \":\" substr($0, 3, 4) \":\" substr($0, 8, 4); if (k in ws) print k \"\\t\" substr($0, 14) }' \"$f\"; \
+break; done; fi; \
+elif command -v lspci >/dev/null 2>&1; then g=1; printf '==> lspci\\n'; lspci -vmm -nn -k 2>/dev/null; \
+else g=1; printf '=!> lspci missing\\n'; fi; \
+if [ -n \"$g\" ] && command -v nvidia-smi >/dev/null 2>&1; then printf '==> nvidia-smi\\n'; nvidia-smi -q -x 2>&1; fi; \
 printf '==> end\\n'";
 
 /// Below the host's default collector timeout (10 s): nvidia-smi can take seconds to wake
@@ -133,16 +159,26 @@ fn content<'a>(sections: &'a BTreeMap<String, Section>, name: &str) -> Option<&'
 pub fn collect(target: &Target<'_>, _options: &Value) -> Result<Value, CollectError> {
     let sections = batch::run(target, SCRIPT, TIMEOUT, "gpu")?;
     let mut data = Data::new();
-    let devices: Option<Vec<PciDevice>> = content(&sections, "lspci").map(|t| {
-        lspci::parse(t)
-            .into_iter()
-            .filter(|d| {
-                d.class_id
-                    .as_deref()
-                    .is_some_and(|c| GPU_CLASSES.contains(&c))
-            })
-            .collect()
+    // The sysfs walk's ids with pci.ids' names, else (no /sys/bus/pci) lspci's output.
+    let walked = content(&sections, "pci").map(|t| {
+        let mut devices = lspci::parse(t);
+        lspci::apply_names(&mut devices, content(&sections, "names").unwrap_or(""));
+        devices
     });
+    let unnamed = walked
+        .as_ref()
+        .is_some_and(|d| !sections.contains_key("names") && d.iter().any(|d| d.device.is_none()));
+    let devices: Option<Vec<PciDevice>> = walked
+        .or_else(|| content(&sections, "lspci").map(lspci::parse))
+        .map(|all| {
+            all.into_iter()
+                .filter(|d| {
+                    d.class_id
+                        .as_deref()
+                        .is_some_and(|c| GPU_CLASSES.contains(&c))
+                })
+                .collect()
+        });
     let smi = content(&sections, "nvidia-smi");
     let (driver_version, nvidia, smi_failed) = match smi {
         Some(text) => {
@@ -241,12 +277,18 @@ pub fn collect(target: &Target<'_>, _options: &Value) -> Result<Value, CollectEr
             "lspci is not installed: only the GPUs nvidia-smi sees are listed",
         );
     }
+    if unnamed {
+        data.reason(
+            "gpus.model",
+            "no pci.ids on the target (/usr/share/misc, /usr/share/hwdata): ids only",
+        );
+    }
     data.build()
 }
 
 export_collector!(
     name = "gpu",
-    description = "GPUs (lspci display controllers, nvidia-smi details)",
+    description = "GPUs (PCI display functions with pci.ids names, nvidia-smi details)",
     collect = collect
 );
 
@@ -377,6 +419,189 @@ mod tests {
         );
     }
 
+    /// The script itself, run by `sh` on a made-up PCI bus and an excerpt of pci.ids (lines as
+    /// pci.ids has them; the paths replaced): display functions only, names as lspci gives them
+    /// (a subsystem by its own line, by the device's name where the ids are the device's own, else
+    /// none), and the lookup stops after the last wanted vendor (a later `10de` line is not read).
+    #[test]
+    fn the_walk_and_the_names_of_display_functions() {
+        let root = std::env::temp_dir().join(format!("gpu-walk-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let put = |path: &str, text: &str| {
+            let path = root.join(path);
+            std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+            std::fs::write(path, text).expect("write");
+        };
+        // slot, class, vendor, device, subsystem vendor, subsystem device, revision
+        let functions = [
+            (
+                "0000:3b:00.0",
+                "0x030000",
+                "0x10de",
+                "0x1e30",
+                "0x10de",
+                "0x12ba",
+                "0xa1",
+            ),
+            (
+                "0000:af:00.0",
+                "0x030200",
+                "0x10de",
+                "0x1eb8",
+                "0x10de",
+                "0x12a2",
+                "0xa1",
+            ),
+            (
+                "0000:00:02.0",
+                "0x030000",
+                "0x1af4",
+                "0x1050",
+                "0x1af4",
+                "0x1100",
+                "0x01",
+            ),
+            // made up: a virtio function as a display one, for a subsystem of another vendor
+            (
+                "0000:00:05.0",
+                "0x038000",
+                "0x1af4",
+                "0x1000",
+                "0x01de",
+                "0xfffb",
+                "0x00",
+            ),
+            (
+                "0000:00:03.0",
+                "0x020000",
+                "0x1af4",
+                "0x1041",
+                "0x1af4",
+                "0x1041",
+                "0x01",
+            ),
+        ];
+        for (slot, class, vendor, device, sv, sd, rev) in functions {
+            for (file, value) in [
+                ("class", class),
+                ("vendor", vendor),
+                ("device", device),
+                ("subsystem_vendor", sv),
+                ("subsystem_device", sd),
+                ("revision", rev),
+            ] {
+                put(&format!("pci/{slot}/{file}"), &format!("{value}\n"));
+            }
+        }
+        std::fs::create_dir_all(root.join("drivers/nvidia")).expect("mkdir");
+        std::os::unix::fs::symlink(
+            root.join("drivers/nvidia"),
+            root.join("pci/0000:3b:00.0/driver"),
+        )
+        .expect("symlink");
+        put(
+            "pci.ids",
+            "01de  Oxide Computer Company\n\
+             10de  NVIDIA Corporation\n\
+             \t1e30  TU102GL [Quadro RTX 6000/8000]\n\
+             \t\t10de 129e  Quadro RTX 8000\n\
+             \t\t10de 12ba  Quadro RTX 6000\n\
+             \t1eb8  TU104GL [Tesla T4]\n\
+             1af4  Red Hat, Inc.\n\
+             \t1000  Virtio network device\n\
+             \t\t01de fffb  Propolis Virtio network device\n\
+             \t1050  Virtio 1.0 GPU\n\
+             \t1110  Inter-VM shared memory\n\
+             \t\t1af4 1100  QEMU Virtual Machine\n\
+             1af5  Netezza Corp.\n\
+             10de  NOT READ\n",
+        );
+        let dir = |name: &str| root.join(name).display().to_string();
+        let script = SCRIPT.replace("/sys/bus/pci/devices", &dir("pci")).replace(
+            "/usr/share/misc/pci.ids /usr/share/hwdata/pci.ids /usr/share/pci.ids",
+            &dir("pci.ids"),
+        );
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(&script)
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .expect("sh");
+        let _ = std::fs::remove_dir_all(&root);
+        let out = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(!out.contains("lspci") && !out.contains("NOT READ"), "{out}");
+        let data = run(&out);
+        let got: Vec<Vec<Value>> = parts(&data)
+            .iter()
+            .map(|p| {
+                [
+                    "slot",
+                    "class",
+                    "vendor",
+                    "model",
+                    "pci_id",
+                    "subsystem_vendor",
+                    "subsystem",
+                ]
+                .iter()
+                .map(|k| p[*k].clone())
+                .chain([p["revision"].clone(), p["driver"].clone()])
+                .collect()
+            })
+            .collect();
+        let row = |v: [Value; 9]| v.to_vec();
+        assert_eq!(
+            got,
+            [
+                row([
+                    json!("00:02.0"),
+                    json!("VGA compatible controller"),
+                    json!("Red Hat, Inc."),
+                    json!("Virtio 1.0 GPU"),
+                    json!("1af4:1050"),
+                    json!("Red Hat, Inc."),
+                    Value::Null,
+                    json!("01"),
+                    Value::Null,
+                ]),
+                row([
+                    json!("00:05.0"),
+                    json!("Display controller"),
+                    json!("Red Hat, Inc."),
+                    json!("Virtio network device"),
+                    json!("1af4:1000"),
+                    json!("Oxide Computer Company"),
+                    json!("Propolis Virtio network device"),
+                    Value::Null,
+                    Value::Null,
+                ]),
+                row([
+                    json!("3b:00.0"),
+                    json!("VGA compatible controller"),
+                    json!("NVIDIA Corporation"),
+                    json!("TU102GL [Quadro RTX 6000/8000]"),
+                    json!("10de:1e30"),
+                    json!("NVIDIA Corporation"),
+                    json!("Quadro RTX 6000"),
+                    json!("a1"),
+                    json!("nvidia"),
+                ]),
+                row([
+                    json!("af:00.0"),
+                    json!("3D controller"),
+                    json!("NVIDIA Corporation"),
+                    json!("TU104GL [Tesla T4]"),
+                    json!("10de:1eb8"),
+                    json!("NVIDIA Corporation"),
+                    Value::Null,
+                    json!("a1"),
+                    Value::Null,
+                ]),
+            ]
+        );
+        assert_eq!(data["reasons"].get("gpus.model"), None, "{data}");
+    }
+
     #[test]
     #[ignore = "reads this machine: cargo test -p collector-gpu -- --ignored"]
     fn live_this_machine() {
@@ -403,5 +628,55 @@ mod tests {
             .collect();
         ours.sort();
         assert_eq!(ours, slots);
+    }
+
+    /// The script's walk and pci.ids lookup name every PCI function of this machine as lspci does:
+    /// the walk widened from the display classes to all (a machine without a GPU has functions
+    /// enough), its output read as the collector reads it, then compared with `lspci -vmm -nn -k`
+    /// field by field (ids, vendor, device, subsystem vendor and subsystem names, revision,
+    /// driver).
+    #[test]
+    #[ignore = "reads this machine: cargo test -p collector-gpu -- --ignored"]
+    fn live_walk_and_names_match_lspci() {
+        let every_class = SCRIPT.replace("0x0300*|0x0302*|0x0380*", "*");
+        assert_ne!(
+            every_class, SCRIPT,
+            "the class filter is where this test widens it"
+        );
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(&every_class)
+            .env("LC_ALL", "C")
+            .output()
+            .expect("sh");
+        let sections = batch::parse_sections(&String::from_utf8_lossy(&out.stdout));
+        let mut ours = lspci::parse(content(&sections, "pci").expect("a pci section"));
+        lspci::apply_names(&mut ours, content(&sections, "names").unwrap_or(""));
+        let theirs = std::process::Command::new("lspci")
+            .args(["-vmm", "-nn", "-k"])
+            .env("LC_ALL", "C")
+            .output()
+            .expect("lspci");
+        let theirs = lspci::parse(&String::from_utf8_lossy(&theirs.stdout));
+        assert!(!theirs.is_empty(), "lspci lists nothing");
+        let key = |d: &PciDevice| {
+            (
+                d.short_slot(),
+                d.class_id.clone(),
+                d.vendor_id.clone(),
+                d.device_id.clone(),
+                d.vendor.clone(),
+                d.device.clone(),
+                d.subsystem_vendor_id.clone(),
+                d.subsystem_device_id.clone(),
+                d.subsystem_vendor.clone(),
+                d.subsystem_device.clone(),
+                d.revision.clone(),
+                d.driver.clone(),
+            )
+        };
+        let ours: Vec<_> = ours.iter().map(key).collect();
+        let theirs: Vec<_> = theirs.iter().map(key).collect();
+        assert_eq!(ours, theirs);
     }
 }

@@ -219,21 +219,27 @@ pub fn class_name(class_id: &str) -> Option<&'static str> {
     })
 }
 
-/// Names from the collectors' `awk` over pci.ids: `VVVV\tVENDOR` and `VVVV:DDDD\tDEVICE` lines.
-/// Fills what a device lacks (a sysfs walk has ids only; lspci's names are kept).
+/// Names from the collectors' `awk` over pci.ids: `VVVV\tVENDOR`, `VVVV:DDDD\tDEVICE` and
+/// `VVVV:DDDD:SSSS:TTTT\tSUBSYSTEM` lines. Fills what a device lacks (a sysfs walk has ids only;
+/// lspci's names are kept), as lspci names them: the subsystem vendor by its vendor line, the
+/// subsystem by its own line under the device, else, where the subsystem ids are the device's
+/// own, by the device's name.
 pub fn apply_names(devices: &mut [PciDevice], names: &str) {
     let mut vendors = std::collections::BTreeMap::new();
     let mut models = std::collections::BTreeMap::new();
+    let mut subsystems = std::collections::BTreeMap::new();
     for line in names.lines() {
         let Some((id, name)) = line.split_once('\t') else {
             continue;
         };
         let id = id.trim().to_ascii_lowercase();
-        if id.contains(':') {
-            models.insert(id, name.trim().to_string());
-        } else {
-            vendors.insert(id, name.trim().to_string());
-        }
+        let name = name.trim().to_string();
+        match id.matches(':').count() {
+            0 => vendors.insert(id, name),
+            1 => models.insert(id, name),
+            3 => subsystems.insert(id, name),
+            _ => None,
+        };
     }
     for d in devices {
         if d.vendor.is_none() {
@@ -241,6 +247,20 @@ pub fn apply_names(devices: &mut [PciDevice], names: &str) {
         }
         if d.device.is_none() {
             d.device = d.pci_id().and_then(|i| models.get(&i).cloned());
+        }
+        if d.subsystem_vendor.is_none() {
+            d.subsystem_vendor = d
+                .subsystem_vendor_id
+                .as_ref()
+                .and_then(|v| vendors.get(v).cloned());
+        }
+        if d.subsystem_device.is_none() {
+            if let (Some(id), Some(sub)) = (d.pci_id(), d.subsystem_id()) {
+                d.subsystem_device = subsystems
+                    .get(&format!("{id}:{sub}"))
+                    .cloned()
+                    .or_else(|| (id == sub).then(|| d.device.clone()).flatten());
+            }
         }
         if d.class.is_none() {
             d.class = d
