@@ -248,8 +248,9 @@ impl Output {
     }
 }
 
-/// A command's output as text: the bytes themselves where they are UTF-8 (no copy), else with
-/// U+FFFD for each invalid sequence.
+/// A command's output as text: the bytes as they are where they are UTF-8 (one copy out of the
+/// host's buffer, which abi_stable makes for a vector another binary allocated; no lossy pass),
+/// else with U+FFFD for each invalid sequence.
 fn text(bytes: RVec<u8>) -> String {
     String::from_utf8(bytes.into_vec())
         .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())

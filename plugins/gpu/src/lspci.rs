@@ -68,8 +68,8 @@ fn is_hex_id(s: &str, len: usize) -> bool {
 }
 
 /// `Name [0300]` as (`Name`, `0300`); `0300` alone (lspci `-n`) as (None, `0300`); a name
-/// without id as (`Name`, None). Empty and placeholder names (`Device`, `Unknown device`) are
-/// `None`.
+/// without id as (`Name`, None). Empty and placeholder names (`Device`, `Vendor`, `Unknown
+/// device`: what lspci prints for an id pci.ids does not have) are `None`.
 pub fn name_and_id(value: &str, id_len: usize) -> (Option<String>, Option<String>) {
     let v = value.trim();
     if v.is_empty() {
@@ -84,6 +84,7 @@ pub fn name_and_id(value: &str, id_len: usize) -> (Option<String>, Option<String
     };
     let placeholder = name.is_empty()
         || name == "Device"
+        || name == "Vendor"
         || name.eq_ignore_ascii_case("unknown device")
         || name.starts_with("Unassigned class");
     ((!placeholder).then(|| name.to_string()), id)
@@ -255,7 +256,9 @@ pub fn apply_names(devices: &mut [PciDevice], names: &str) {
                 .and_then(|v| vendors.get(v).cloned());
         }
         if d.subsystem_device.is_none() {
-            if let (Some(id), Some(sub)) = (d.pci_id(), d.subsystem_id()) {
+            // pciutils looks no subsystem up under a device id 0000
+            let device_known = d.device_id.as_deref().is_some_and(|i| i != "0000");
+            if let (Some(id), Some(sub), true) = (d.pci_id(), d.subsystem_id(), device_known) {
                 d.subsystem_device = subsystems
                     .get(&format!("{id}:{sub}"))
                     .cloned()
@@ -287,6 +290,8 @@ mod lspci_tests {
         );
         assert_eq!(name_and_id("0200", 4), (None, Some("0200".into())));
         assert_eq!(name_and_id("Device [0d57]", 4), (None, Some("0d57".into())));
+        // pciutils 3.9's words for a vendor id pci.ids does not have (QEMU's VGA, 1234)
+        assert_eq!(name_and_id("Vendor [1234]", 4), (None, Some("1234".into())));
         assert_eq!(short_slot("00000000:04:00.0"), "04:00.0");
         assert_eq!(short_slot("0000:82:00.0"), "82:00.0");
         assert_eq!(short_slot("01:00.0"), "01:00.0");
