@@ -29,19 +29,20 @@ use plugin_api::{
     CollectError, Data, Target,
 };
 
+#[macro_use]
 #[path = "../../gpu/src/lspci.rs"]
 pub mod lspci;
 
 /// The one command this collector runs. It walks `/sys/bus/pci/devices` with shell builtins only
 /// (no process per device) and prints each storage or network function in `lspci -vmm -n`'s form
-/// (`Driver:` is the driver link's target, found with `cd` and `pwd -P`); one `awk` then looks
-/// up those ids' names in pci.ids. lspci itself parses the whole pci.ids (1.3 MB) on every run:
+/// (`Driver:` is the driver link's target, found with `cd` and `pwd -P`); then the names of those
+/// ids from pci.ids by one `awk` ([`lspci`]'s `pci_names!`, shared with `gpu`: about half the file
+/// for a virtio or Intel machine). lspci itself parses the whole pci.ids (1.3 MB) on every run:
 /// 100 ms of CPU here against 20 ms for the awk, and `collect` runs a dozen collectors at once.
-/// The awk stops at the end of the last wanted vendor's block, or at the first vendor above every
-/// wanted one (pci.ids lists each vendor once, sorted by id; a wanted vendor it lacks does not make
-/// it read to the end): about half the file for a virtio or Intel machine. Without `awk` there is
-/// no `names` section (ids only: awk is in every base system, so `reasons` names pci.ids).
-pub const SCRIPT: &str = "PATH=\"$PATH:/usr/sbin:/sbin\"; w=''; \
+/// Without `awk` there is no `names` section (ids only: awk is in every base system, so `reasons`
+/// names pci.ids).
+pub const SCRIPT: &str = concat!(
+    "PATH=\"$PATH:/usr/sbin:/sbin\"; w=''; \
 if [ -d /sys/bus/pci/devices ]; then printf '==> pci\\n'; else printf '=!> pci missing\\n'; fi; \
 for d in /sys/bus/pci/devices/*; do [ -r \"$d/class\" ] || continue; read -r c < \"$d/class\"; \
 case $c in 0x01*|0x02*) ;; *) continue;; esac; c=${c#0x}; \
@@ -51,16 +52,9 @@ if [ -r \"$d/subsystem_vendor\" ]; then read -r sv < \"$d/subsystem_vendor\"; re
 printf 'SVendor:\\t%s\\nSDevice:\\t%s\\n' \"${sv#0x}\" \"${sd#0x}\"; fi; \
 if [ -r \"$d/revision\" ]; then read -r r < \"$d/revision\"; printf 'Rev:\\t%s\\n' \"${r#0x}\"; fi; \
 if cd \"$d/driver\" 2>/dev/null; then printf 'Driver:\\t'; pwd -P; cd /; fi; echo; w=\"$w $v:$i\"; done; \
-if [ -n \"$w\" ]; then for f in /usr/share/misc/pci.ids /usr/share/hwdata/pci.ids /usr/share/pci.ids; do \
-[ -r \"$f\" ] || continue; command -v awk >/dev/null 2>&1 || break; printf '==> names\\n'; \
-awk -v want=\"$w \" \
-'BEGIN{n=split(want,a,\" \"); for(k=1;k<=n;k++){wd[a[k]]=1; x=substr(a[k],1,4); \
-if (!(x in wv)) {left++; if (x > top) top=x}; wv[x]=1}} \
-/^[0-9a-f][0-9a-f][0-9a-f][0-9a-f]  /{if (inv && --left == 0) exit; v=substr($0,1,4); if (v > top) exit; inv=(v in wv); \
-if (inv) print v \"\\t\" substr($0,7); next} \
-inv && /^\\t[0-9a-f][0-9a-f][0-9a-f][0-9a-f]  /{k=v \":\" substr($0,2,4); if (k in wd) print k \"\\t\" substr($0,8)}' \"$f\"; \
-break; done; fi; \
-printf '==> firmware\\n'; \
+",
+    pci_names!(),
+    "printf '==> firmware\\n'; \
 for d in /sys/class/nvme/*; do [ -r \"$d/firmware_rev\" ] || continue; \
 s=$(readlink -f \"$d/device\"); read -r v < \"$d/firmware_rev\"; printf '%s %s\\n' \"${s##*/}\" \"$v\"; done; \
 for h in /sys/class/scsi_host/*; do for f in version_fw fw_version firmware_revision; do \
@@ -69,7 +63,8 @@ printf '%s %s\\n' \"${s##*/}\" \"$v\"; break; done; done; \
 if command -v ethtool >/dev/null 2>&1; then for n in /sys/class/net/*; do [ -e \"$n/device\" ] || continue; \
 s=$(readlink -f \"$n/device\"); v=$(ethtool -i \"${n##*/}\" 2>/dev/null | sed -n 's/^firmware-version: //p'); \
 [ -n \"$v\" ] && printf '%s %s\\n' \"${s##*/}\" \"$v\"; done; fi; \
-printf '==> end\\n'";
+printf '==> end\\n'"
+);
 
 /// Below the host's default collector timeout (10 s).
 const TIMEOUT: Duration = Duration::from_secs(8);
@@ -271,47 +266,26 @@ mod tests {
     /// later `8086` line is not read).
     #[test]
     fn the_walk_and_the_names_stop_after_the_last_wanted_vendor() {
-        let root = std::env::temp_dir().join(format!("controller-walk-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let put = |path: &str, text: &str| {
-            let path = root.join(path);
-            std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
-            std::fs::write(path, text).expect("write");
-        };
         // slot, class, vendor, device; 00:04.0 is made up (a vendor pci.ids does not have)
         let functions = "0000:00:01.1 0x010180 0x8086 0x7010
                          0000:00:03.0 0x020000 0x1af4 0x1041
                          0000:00:04.0 0x010802 0x1234 0x5678
                          0000:00:05.0 0x030000 0x1af4 0x1050";
-        for line in functions.lines() {
-            let words: Vec<&str> = line.split_whitespace().collect();
-            for (file, value) in ["class", "vendor", "device"].iter().zip(&words[1..]) {
-                put(&format!("pci/{}/{file}", words[0]), &format!("{value}\n"));
-            }
-        }
-        put(
-            "pci.ids",
-            "1af4  Red Hat, Inc.\n\
+        let pci_ids = "1af4  Red Hat, Inc.\n\
              \t1041  Virtio 1.0 network device\n\
              \t1050  Virtio 1.0 GPU\n\
              1af5  Netezza Corp.\n\
              8086  Intel Corporation\n\
              \t7010  82371SB PIIX3 IDE [Natoma/Triton II]\n\
              8088  Beijing Wangxun Technology Co., Ltd.\n\
-             8086  NOT READ\n",
+             8086  NOT READ\n";
+        let out = lspci::run_on_made_up_bus(
+            SCRIPT,
+            functions,
+            &["class", "vendor", "device"],
+            &[],
+            pci_ids,
         );
-        let dir = |name: &str| root.join(name).display().to_string();
-        let script = SCRIPT.replace("/sys/bus/pci/devices", &dir("pci")).replace(
-            "/usr/share/misc/pci.ids /usr/share/hwdata/pci.ids /usr/share/pci.ids",
-            &dir("pci.ids"),
-        );
-        let out = std::process::Command::new("/bin/sh")
-            .arg("-c")
-            .arg(&script)
-            .output()
-            .expect("sh");
-        let _ = std::fs::remove_dir_all(&root);
-        let out = String::from_utf8_lossy(&out.stdout).to_string();
         assert!(!out.contains("NOT READ"), "{out}");
         let data = run(&out);
         let got: Vec<Vec<Value>> = parts(&data)

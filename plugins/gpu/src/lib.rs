@@ -33,6 +33,7 @@ use plugin_api::{
     CollectError, Data, Target,
 };
 
+#[macro_use]
 pub mod lspci;
 
 use lspci::PciDevice;
@@ -41,16 +42,15 @@ use lspci::PciDevice;
 /// display function (class `0300`, `0302`, `0380`) in `lspci -vmm -n`'s form (ids; `Driver:` the
 /// driver link's target, found with `cd` and `pwd -P`; `SVendor`/`SDevice` where the subsystem is
 /// neither `0000` nor `ffff` and `Rev` where it is not `00`, as lspci prints them), then one `awk`
-/// looks up their vendor, device, subsystem vendor and subsystem names in pci.ids as lspci does
-/// where it reads pci.ids only (an lspci built with udev's hwdb asks the hwdb for an id pci.ids
-/// lacks). The awk stops after the last wanted vendor's block, or at the first vendor above every
-/// wanted one (pci.ids is sorted by id; ids compared as strings: `2e00` is not the number 2), so
-/// a wanted vendor pci.ids lacks, such as QEMU's VGA `1234`, does not make it read to the end.
+/// ([`lspci`]'s `pci_names!`, shared with `controller`) looks up their vendor, device, subsystem
+/// vendor and subsystem names in pci.ids as lspci does where it reads pci.ids only (an lspci built
+/// with udev's hwdb asks the hwdb for an id pci.ids lacks).
 /// lspci itself, which this collector ran before, parses the whole pci.ids (1.3 MB) on every run:
 /// 22–24 ms of CPU against 9 ms for this script on this VM (every class). lspci runs only where
 /// there is no `/sys/bus/pci`; nvidia-smi only where there is a display function (or sysfs cannot
 /// tell). Without a display function the `pci` section is empty: a seen, empty list.
-pub const SCRIPT: &str = "PATH=\"$PATH:/usr/sbin:/sbin:/usr/bin\"; g=''; w=''; \
+pub const SCRIPT: &str = concat!(
+    "PATH=\"$PATH:/usr/sbin:/sbin:/usr/bin\"; g=''; w=''; \
 if [ -d /sys/bus/pci/devices ]; then printf '==> pci\\n'; \
 for d in /sys/bus/pci/devices/*; do [ -r \"$d/class\" ] || continue; read -r c < \"$d/class\"; \
 case $c in 0x0300*|0x0302*|0x0380*) ;; *) continue;; esac; g=1; c=${c#0x}; \
@@ -62,24 +62,13 @@ if [ -n \"$sv\" ]; then printf 'SVendor:\\t%s\\nSDevice:\\t%s\\n' \"$sv\" \"$sd\
 if [ -r \"$d/revision\" ]; then read -r r < \"$d/revision\"; \
 case $r in 0x00) ;; *) printf 'Rev:\\t%s\\n' \"${r#0x}\";; esac; fi; \
 if cd \"$d/driver\" 2>/dev/null; then printf 'Driver:\\t'; pwd -P; cd /; fi; echo; w=\"$w $v:$i:$sv:$sd\"; done; \
-if [ -n \"$w\" ]; then for f in /usr/share/misc/pci.ids /usr/share/hwdata/pci.ids /usr/share/pci.ids; do \
-[ -r \"$f\" ] || continue; command -v awk >/dev/null 2>&1 || break; printf '==> names\\n'; \
-awk -v want=\"$w \" \
-'function addv(x) { if (x != \"\" && !(x in wv)) { wv[x] = 1; left++; if ((x \"\") > top) top = x \"\" } } \
-BEGIN { n = split(want, a, \" \"); for (k = 1; k <= n; k++) { split(a[k], p, \":\"); \
-wd[p[1] \":\" p[2]] = 1; addv(p[1]); if (p[3] != \"\") { ws[a[k]] = 1; addv(p[3]) } } } \
-/^[0-9a-f][0-9a-f][0-9a-f][0-9a-f]  / { if (inv && --left == 0) exit; v = substr($0, 1, 4); \
-if (v > top) exit; \
-inv = (v in wv); dv = \"\"; if (inv) print v \"\\t\" substr($0, 7); next } \
-inv && /^\\t[0-9a-f][0-9a-f][0-9a-f][0-9a-f]  / { dv = v \":\" substr($0, 2, 4); \
-if (dv in wd) print dv \"\\t\" substr($0, 8); next } \
-inv && dv != \"\" && /^\\t\\t[0-9a-f][0-9a-f][0-9a-f][0-9a-f] [0-9a-f][0-9a-f][0-9a-f][0-9a-f]  / { \
-k = dv \":\" substr($0, 3, 4) \":\" substr($0, 8, 4); if (k in ws) print k \"\\t\" substr($0, 14) }' \"$f\"; \
-break; done; fi; \
-elif command -v lspci >/dev/null 2>&1; then g=1; printf '==> lspci\\n'; lspci -vmm -nn -k 2>/dev/null; \
+",
+    pci_names!(),
+    "elif command -v lspci >/dev/null 2>&1; then g=1; printf '==> lspci\\n'; lspci -vmm -nn -k 2>/dev/null; \
 else g=1; printf '=!> lspci missing\\n'; fi; \
 if [ -n \"$g\" ] && command -v nvidia-smi >/dev/null 2>&1; then printf '==> nvidia-smi\\n'; nvidia-smi -q -x 2>&1; fi; \
-printf '==> end\\n'";
+printf '==> end\\n'"
+);
 
 /// Below the host's default collector timeout (10 s): nvidia-smi can take seconds to wake
 /// GPUs without persistence mode.
@@ -433,13 +422,6 @@ mod tests {
     /// the number 1e10, above `8086`).
     #[test]
     fn the_walk_and_the_names_of_display_functions() {
-        let root = std::env::temp_dir().join(format!("gpu-walk-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let put = |path: &str, text: &str| {
-            let path = root.join(path);
-            std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
-            std::fs::write(path, text).expect("write");
-        };
         // slot, class, vendor, device, subsystem vendor, subsystem device, revision; 00:05.0 is
         // made up (a virtio function as a display one, for a subsystem of another vendor), 00:06.0
         // is QEMU's standard VGA (a vendor pci.ids does not have), 00:07.0 is made up (a vendor id
@@ -460,21 +442,7 @@ mod tests {
             "subsystem_device",
             "revision",
         ];
-        for line in functions.lines() {
-            let words: Vec<&str> = line.split_whitespace().collect();
-            for (file, value) in files.iter().zip(&words[1..]) {
-                put(&format!("pci/{}/{file}", words[0]), &format!("{value}\n"));
-            }
-        }
-        std::fs::create_dir_all(root.join("drivers/nvidia")).expect("mkdir");
-        std::os::unix::fs::symlink(
-            root.join("drivers/nvidia"),
-            root.join("pci/0000:3b:00.0/driver"),
-        )
-        .expect("symlink");
-        put(
-            "pci.ids",
-            "01de  Oxide Computer Company\n\
+        let pci_ids = "01de  Oxide Computer Company\n\
              10de  NVIDIA Corporation\n\
              \t1e30  TU102GL [Quadro RTX 6000/8000]\n\
              \t\t10de 129e  Quadro RTX 8000\n\
@@ -491,21 +459,9 @@ mod tests {
              8086  Intel Corporation\n\
              \t3e92  CoffeeLake-S GT2 [UHD Graphics 630]\n\
              8088  Beijing Wangxun Technology Co., Ltd.\n\
-             10de  NOT READ\n",
-        );
-        let dir = |name: &str| root.join(name).display().to_string();
-        let script = SCRIPT.replace("/sys/bus/pci/devices", &dir("pci")).replace(
-            "/usr/share/misc/pci.ids /usr/share/hwdata/pci.ids /usr/share/pci.ids",
-            &dir("pci.ids"),
-        );
-        let out = std::process::Command::new("/bin/sh")
-            .arg("-c")
-            .arg(&script)
-            .env("PATH", "/usr/bin:/bin")
-            .output()
-            .expect("sh");
-        let _ = std::fs::remove_dir_all(&root);
-        let out = String::from_utf8_lossy(&out.stdout).to_string();
+             10de  NOT READ\n";
+        let nvidia = [("0000:3b:00.0", "nvidia")];
+        let out = lspci::run_on_made_up_bus(SCRIPT, functions, &files, &nvidia, pci_ids);
         assert!(!out.contains("lspci") && !out.contains("NOT READ"), "{out}");
         let data = run(&out);
         let got: Vec<Vec<Value>> = parts(&data)
