@@ -249,6 +249,20 @@ impl SshSession {
     /// connection the session is marked broken, so the caller reconnects before sshd's limit
     /// of 10 channels per connection is reached.
     pub fn run(&self, command: &str, timeout: Duration) -> Result<Output, SshError> {
+        self.run_with(command, timeout, &Watch::default())
+    }
+
+    /// [`run`](Self::run) for a command that watches its stdin: EOF is sent on it at
+    /// `watch.eof_after` (the command's own watchdog can then stop what still runs and let its
+    /// output so far come back before `timeout`), and the output counts as whole once both
+    /// streams hold `watch.done` (a background process the command left behind, still holding
+    /// its stdout, then does not hold the call until `timeout`).
+    pub fn run_with(
+        &self,
+        command: &str,
+        timeout: Duration,
+        watch: &Watch<'_>,
+    ) -> Result<Output, SshError> {
         let mut inner = self.lock();
         let deadline = Instant::now() + timeout;
         inner.usable().map_err(|detail| self.transport(detail))?;
@@ -264,7 +278,8 @@ impl SshSession {
             inner.abandon(channel, self.close_grace);
             return Err(self.fail(&mut inner, f, command, timeout, "start the command"));
         }
-        match collect(&probe, fd, deadline, &mut channel) {
+        let started = Instant::now();
+        match collect(&probe, fd, deadline, &mut channel, watch, started) {
             Ok(output) => {
                 // our CLOSE answers the server's: frees the channel without a wait
                 let _ = retry(&probe, fd, Instant::now() + self.close_grace, || {
@@ -740,15 +755,38 @@ unsafe extern "C" fn sign_ed25519(
     0
 }
 
-/// Read stdout and stderr until the server's EOF, then the exit status.
+/// What [`SshSession::run_with`] does beyond reading the output.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Watch<'a> {
+    /// Send EOF on the command's stdin this long after it was started.
+    pub eof_after: Option<Duration>,
+    /// The output is whole once stdout and stderr each hold these bytes (not looked for when
+    /// empty): the call returns then, without waiting for the server's EOF.
+    pub done: &'a [u8],
+}
+
+/// Whether `buf`, of which the bytes from `new` on arrived last, holds `needle` (looked for
+/// only where it could end among the new bytes).
+fn arrived(buf: &[u8], new: usize, needle: &[u8]) -> bool {
+    let from = new.saturating_sub(needle.len().saturating_sub(1));
+    buf[from..].windows(needle.len()).any(|w| w == needle)
+}
+
+/// Read stdout and stderr until the server's EOF (or `watch.done` on both), then the exit
+/// status.
 fn collect(
     probe: &Session,
     fd: RawFd,
     deadline: Instant,
     channel: &mut Channel,
+    watch: &Watch<'_>,
+    started: Instant,
 ) -> Result<Output, Failure> {
     let mut output = Output::default();
     let mut buf = vec![0u8; 32 * 1024];
+    let mut eof_at = watch.eof_after.map(|after| started + after);
+    // whether stdout, stderr hold `watch.done`
+    let mut done = [watch.done.is_empty(); 2];
     loop {
         let mut progressed = false;
         for stream_id in [0, 1] {
@@ -763,19 +801,45 @@ fn collect(
                         } else {
                             &mut output.stderr
                         };
+                        let new = sink.len();
                         sink.extend_from_slice(&buf[..n]);
+                        let seen = &mut done[stream_id as usize];
+                        *seen = *seen || arrived(sink, new, watch.done);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) => return Err(Failure::Io(e)),
                 }
             }
         }
+        if !watch.done.is_empty() && done == [true, true] {
+            // whole: what is still running there (left behind by the command) is not waited for
+            output.exit_code = channel.exit_status().ok().filter(|_| channel.eof());
+            return Ok(output);
+        }
         if channel.eof() {
             break;
         }
+        let now = Instant::now();
+        if let Some(at) = eof_at.filter(|at| now >= *at) {
+            match channel.send_eof() {
+                Ok(()) => eof_at = None,
+                // again at the next turn
+                Err(e) if is_eagain(&e) => eof_at = Some(at),
+                Err(e) => return Err(Failure::Ssh(e)),
+            }
+        }
         if !progressed {
-            wait_socket(probe, fd, deadline)?;
-        } else if Instant::now() >= deadline {
+            // wake for the EOF to send, if it is due before the deadline
+            let until = eof_at.map_or(deadline, |at| at.min(deadline));
+            if until < deadline {
+                wait_socket(probe, fd, until).or_else(|f| match f {
+                    Failure::TimedOut => Ok(()),
+                    f => Err(f),
+                })?;
+            } else {
+                wait_socket(probe, fd, deadline)?;
+            }
+        } else if now >= deadline {
             // output that keeps coming (a command that writes on and on) does not move the
             // deadline: the timeout is a hard cap
             return Err(Failure::TimedOut);

@@ -21,6 +21,7 @@ use plugin_api::{CommandOutput, Executor, Executor_TO, PluginError};
 use serde::Deserialize;
 use ssh_exec::{
     ConnectOptions, HostKeyPolicy, KnownHosts, Secret, SshAuth, SshError, SshSession, SshTarget,
+    Watch,
 };
 
 use crate::{
@@ -72,8 +73,8 @@ struct Prefetch {
     limit: Duration,
 }
 
-/// How long past its limit a batch may take: the watchdog's kills and its grace for processes
-/// slow to die (1 s at most, see `batch`), then `stat`, `cat` and the outputs' way back. Past it
+/// How long past its limit a batch may take: the EOF that fires the host's watchdog, its kills and
+/// its grace for processes slow to die (1 s at most, see `batch`), the outputs' way back. Past it
 /// the batch is given up: the host had its time, its learned commands are answered as timeouts.
 const BATCH_GRACE: Duration = Duration::from_secs(2);
 
@@ -179,13 +180,27 @@ impl SshConnector {
             return Prefetched::default();
         };
         let nonce = batch::nonce();
-        let script = batch::script(&prefetch.commands, prefetch.limit, &nonce);
+        let script = batch::script(&prefetch.commands, &nonce);
+        let done = batch::done(&nonce);
         let started = Instant::now();
-        // the watchdog kills at `limit`; the grace is for the kills and the outputs' way back
-        match session.run(&script, prefetch.limit + BATCH_GRACE) {
-            Ok(out) if out.exit_code == Some(0) => {
+        // the EOF at `limit` fires the host's watchdog; the grace is for the kills and the
+        // outputs' way back
+        let watch = Watch {
+            eof_after: Some(prefetch.limit),
+            done: done.as_bytes(),
+        };
+        match session.run_with(&script, prefetch.limit + BATCH_GRACE, &watch) {
+            Ok(out) => {
                 let ran = started.elapsed();
-                let outputs = batch::parse(&out.stdout, prefetch.commands.len(), &nonce);
+                let outputs =
+                    batch::parse(&out.stdout, &out.stderr, prefetch.commands.len(), &nonce);
+                if outputs.iter().all(Option::is_none) {
+                    let stderr = String::from_utf8_lossy(&out.stderr);
+                    tracing::warn!(host, exit_code = ?out.exit_code, stderr = %stderr.lines().next().unwrap_or(""),
+                        took_ms = ran.as_millis() as u64,
+                        "the batch of the collectors' commands failed: running them one by one");
+                    return Prefetched::default();
+                }
                 let killed = outputs.iter().flatten().filter(|o| o.timed_out).count();
                 let outputs: HashMap<String, batch::Output> = prefetch
                     .commands
@@ -208,13 +223,6 @@ impl SshConnector {
                     outputs,
                     ..Prefetched::default()
                 }
-            }
-            Ok(out) => {
-                let stderr = String::from_utf8_lossy(&out.stderr);
-                tracing::warn!(host, exit_code = ?out.exit_code, stderr = %stderr.lines().next().unwrap_or(""),
-                    took_ms = started.elapsed().as_millis() as u64,
-                    "the batch of the collectors' commands failed: running them one by one");
-                Prefetched::default()
             }
             Err(SshError::CommandTimeout { after, .. }) => {
                 tracing::warn!(
@@ -389,13 +397,18 @@ impl Executor for SshExecutor {
             // as a batch of one, so that the host kills it at its timeout (a plain `exec` that
             // times out is only abandoned: libssh2 cannot signal the remote process)
             let nonce = batch::nonce();
-            let script = batch::script(&[command.as_str().to_string()], budget, &nonce);
-            if let Ok(out) = self.session.run(&script, budget + Duration::from_secs(2)) {
-                if let Some(Some(one)) = batch::parse(&out.stdout, 1, &nonce).pop() {
+            let script = batch::script(&[command.as_str().to_string()], &nonce);
+            let done = batch::done(&nonce);
+            let watch = Watch {
+                eof_after: Some(budget),
+                done: done.as_bytes(),
+            };
+            if let Ok(out) = self.session.run_with(&script, budget + BATCH_GRACE, &watch) {
+                if let Some(Some(one)) = batch::parse(&out.stdout, &out.stderr, 1, &nonce).pop() {
                     return from_batch(&self.name, command.as_str(), &one);
                 }
             }
-            // no batch on this host (no mktemp or stat?), or it failed: the command as it is
+            // no batch on this host (no POSIX shell?), or it failed: the command as it is
             let budget = budget.min(self.deadline.saturating_duration_since(Instant::now()));
             if budget.is_zero() {
                 return RResult::RErr(error(

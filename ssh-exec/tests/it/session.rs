@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use ssh_exec::{
     ConnectOptions, HostKeyPolicy, KnownHosts, Secret, SetupError, SshAuth, SshError, SshSession,
-    SshTarget,
+    SshTarget, Watch,
 };
 
 use crate::testbed::Testbed;
@@ -36,6 +36,7 @@ tests![
     frozen_sshd_is_handshake_timeout,
     hanging_command_times_out_other_hosts_fine,
     command_timeout_keeps_session_usable,
+    watch_sends_eof_at_its_time_and_returns_at_done,
 ];
 
 const T: Duration = Duration::from_secs(10);
@@ -426,4 +427,61 @@ fn command_timeout_keeps_session_usable(bed: &Testbed) {
         stdout(&session.run("hostname", T).expect("usable")),
         "node-003"
     );
+}
+
+/// `run_with`: the command's stdin ends at `eof_after` (a `read` of it returns then, not before),
+/// and the call returns once both streams hold `done`, though a process the command left behind
+/// still holds its stdout (a plain `run` waits for that one until its timeout).
+fn watch_sends_eof_at_its_time_and_returns_at_done(bed: &Testbed) {
+    let session = connect(bed, 2);
+    let started = Instant::now();
+    let out = session
+        .run_with(
+            "read -r line; echo \"eof:$?:$line\"",
+            T,
+            &Watch {
+                eof_after: Some(Duration::from_millis(700)),
+                done: b"",
+            },
+        )
+        .expect("runs");
+    let took = started.elapsed();
+    assert_eq!(
+        (stdout(&out), out.exit_code),
+        ("eof:1:".to_string(), Some(0))
+    );
+    assert!(
+        took >= Duration::from_millis(700) && took < Duration::from_secs(5),
+        "EOF after 700 ms, the command took {took:?}"
+    );
+
+    let left_behind = "sleep 29.5 & echo out; echo END; echo END >&2";
+    let started = Instant::now();
+    let out = session
+        .run_with(
+            left_behind,
+            T,
+            &Watch {
+                eof_after: None,
+                done: b"END\n",
+            },
+        )
+        .expect("runs");
+    assert_eq!(stdout(&out), "out\nEND");
+    assert_eq!(out.stderr, b"END\n");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // without `done` the same command holds the call until its timeout
+    let e = session
+        .run(left_behind, Duration::from_secs(1))
+        .expect_err("held by the sleep");
+    assert!(matches!(e, SshError::CommandTimeout { .. }), "{e}");
+    assert_eq!(
+        stdout(&session.run("echo still here", T).expect("usable")),
+        "still here"
+    );
+    let _ = session.run("pkill -f 'sleep 29.5'", T);
 }
