@@ -39,5 +39,5 @@ mod sftp;
 pub use auth::{PrivateKey, Secret, SshAuth};
 pub use error::{HostKeyInfo, SetupError, SshError};
 pub use known_hosts::{HostKeyPolicy, KnownHosts};
-pub use session::{cat_result, ConnectOptions, Output, SshSession, SshTarget, Watch};
+pub use session::{cat_result, ConnectOptions, EofAt, Output, SshSession, SshTarget, Watch};
 pub use sftp::{Sftp, SftpError, SftpStat};

@@ -249,11 +249,11 @@ impl SshSession {
     /// connection the session is marked broken, so the caller reconnects before sshd's limit
     /// of 10 channels per connection is reached.
     pub fn run(&self, command: &str, timeout: Duration) -> Result<Output, SshError> {
-        self.run_with(command, timeout, &Watch::default())
+        self.run_with(command, timeout, Watch::default())
     }
 
-    /// [`run`](Self::run) for a command that watches its stdin: EOF is sent on it at
-    /// `watch.eof_after` (the command's own watchdog can then stop what still runs and let its
+    /// [`run`](Self::run) for a command that watches its stdin: EOF is sent on it when
+    /// `watch.eof_at` says (the command's own watchdog can then stop what still runs and let its
     /// output so far come back before `timeout`), and the output counts as whole once both
     /// streams hold `watch.done` (a background process the command left behind, still holding
     /// its stdout, then does not hold the call until `timeout`).
@@ -261,7 +261,7 @@ impl SshSession {
         &self,
         command: &str,
         timeout: Duration,
-        watch: &Watch<'_>,
+        watch: Watch<'_>,
     ) -> Result<Output, SshError> {
         let mut inner = self.lock();
         let deadline = Instant::now() + timeout;
@@ -278,8 +278,7 @@ impl SshSession {
             inner.abandon(channel, self.close_grace);
             return Err(self.fail(&mut inner, f, command, timeout, "start the command"));
         }
-        let started = Instant::now();
-        match collect(&probe, fd, deadline, &mut channel, watch, started) {
+        match collect(&probe, fd, deadline, &mut channel, watch) {
             Ok(output) => {
                 // our CLOSE answers the server's: frees the channel without a wait
                 let _ = retry(&probe, fd, Instant::now() + self.close_grace, || {
@@ -755,11 +754,15 @@ unsafe extern "C" fn sign_ed25519(
     0
 }
 
+/// When [`SshSession::run_with`] sends EOF on the command's stdin: asked once the command is
+/// started (with no bytes) and again after each piece of its stdout (with that piece); `None`:
+/// not (yet). Once sent, not asked again.
+pub type EofAt<'a> = &'a mut dyn FnMut(&[u8]) -> Option<Instant>;
+
 /// What [`SshSession::run_with`] does beyond reading the output.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Default)]
 pub struct Watch<'a> {
-    /// Send EOF on the command's stdin this long after it was started.
-    pub eof_after: Option<Duration>,
+    pub eof_at: Option<EofAt<'a>>,
     /// The output is whole once stdout and stderr each hold these bytes (not looked for when
     /// empty): the call returns then, without waiting for the server's EOF.
     pub done: &'a [u8],
@@ -779,12 +782,12 @@ fn collect(
     fd: RawFd,
     deadline: Instant,
     channel: &mut Channel,
-    watch: &Watch<'_>,
-    started: Instant,
+    watch: Watch<'_>,
 ) -> Result<Output, Failure> {
     let mut output = Output::default();
     let mut buf = vec![0u8; 32 * 1024];
-    let mut eof_at = watch.eof_after.map(|after| started + after);
+    let mut ask = watch.eof_at;
+    let mut eof_at = ask.as_mut().and_then(|f| f(&[]));
     // whether stdout, stderr hold `watch.done`
     let mut done = [watch.done.is_empty(); 2];
     loop {
@@ -803,6 +806,11 @@ fn collect(
                         };
                         let new = sink.len();
                         sink.extend_from_slice(&buf[..n]);
+                        if stream_id == 0 {
+                            if let Some(f) = ask.as_mut() {
+                                eof_at = f(&buf[..n]);
+                            }
+                        }
                         let seen = &mut done[stream_id as usize];
                         *seen = *seen || arrived(sink, new, watch.done);
                     }
@@ -822,7 +830,10 @@ fn collect(
         let now = Instant::now();
         if let Some(at) = eof_at.filter(|at| now >= *at) {
             match channel.send_eof() {
-                Ok(()) => eof_at = None,
+                Ok(()) => {
+                    eof_at = None;
+                    ask = None;
+                }
                 // again at the next turn
                 Err(e) if is_eagain(&e) => eof_at = Some(at),
                 Err(e) => return Err(Failure::Ssh(e)),

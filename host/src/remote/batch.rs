@@ -32,6 +32,8 @@
 //! The end: a `done` marker on both streams ([`done`]), after which the client reads no more (a
 //! process a command left behind holding its stdout does not hold the batch open).
 
+use std::time::{Duration, Instant};
+
 const MARKER: &str = "@@auto-client-batch";
 
 /// What one command left behind.
@@ -172,6 +174,106 @@ fn body(commands: &[String], nonce: &str) -> String {
          exit 0\n"
     ));
     s
+}
+
+/// When the client ends a batch's stdin (the EOF that fires the host's watchdog), fed the
+/// batch's stdout as it arrives: at the running command's own timeout, counted from when the
+/// marker line before it came back, or at the batch's limit, whichever comes first. The commands
+/// run one after another, so a command can reach the batch's limit before its own timeout (those
+/// before it took the time): such a kill says nothing of the command, and the host asks it again
+/// on its own ([`Clock::killed_by_its_own_timeout`] tells the two apart).
+pub struct Clock {
+    /// What every marker line starts with (start, end of a command, done).
+    prefix: Vec<u8>,
+    /// The last bytes seen, for a marker split between two pieces.
+    tail: Vec<u8>,
+    /// Marker lines seen so far.
+    seen: usize,
+    /// The direct reads: their markers come first, after the start line.
+    reads: usize,
+    /// The commands that run, in order: their index in the batch and their own timeout.
+    runs: Vec<(usize, Duration)>,
+    limit_at: Instant,
+    /// The EOF time given last, and the command whose own timeout set it.
+    last: Option<(Instant, Option<usize>)>,
+    /// The command that runs now (its position in `runs`) and since when.
+    running: Option<(usize, Instant)>,
+}
+
+impl Clock {
+    /// `timeouts`: each command's own, in the order of `commands` (a direct read's is not used).
+    pub fn new(commands: &[String], timeouts: &[Duration], limit: Duration, nonce: &str) -> Clock {
+        let runs: Vec<(usize, Duration)> = commands
+            .iter()
+            .zip(timeouts)
+            .enumerate()
+            .filter(|(_, (command, _))| direct_read(command).is_none())
+            .map(|(i, (_, timeout))| (i, *timeout))
+            .collect();
+        Clock {
+            prefix: format!("{MARKER}-{nonce}-").into_bytes(),
+            tail: Vec::new(),
+            seen: 0,
+            reads: commands.len() - runs.len(),
+            runs,
+            limit_at: Instant::now() + limit,
+            last: None,
+            running: None,
+        }
+    }
+
+    /// The EOF time, given the stdout that just arrived (see [`ssh_exec::EofAt`]).
+    pub fn eof_at(&mut self, new: &[u8]) -> Option<Instant> {
+        self.tail.extend_from_slice(new);
+        let found = self
+            .tail
+            .windows(self.prefix.len())
+            .filter(|w| *w == self.prefix.as_slice())
+            .count();
+        self.seen += found;
+        let keep = self.prefix.len() - 1;
+        if self.tail.len() > keep {
+            self.tail.drain(..self.tail.len() - keep);
+        }
+        // the start line, then a line a read: command k runs after line reads + k
+        let now = self.seen.checked_sub(self.reads + 1);
+        if now.is_some_and(|k| self.running.is_none_or(|(r, _)| r != k)) {
+            self.running = now.map(|k| (k, Instant::now()));
+        }
+        let own = self
+            .running
+            .and_then(|(k, since)| Some((since + self.runs.get(k)?.1, self.runs[k].0)));
+        let at = match own {
+            Some((at, i)) if at <= self.limit_at => (at, Some(i)),
+            _ => (self.limit_at, None),
+        };
+        self.last = Some(at);
+        Some(at.0)
+    }
+
+    /// Whether the command `i` (its index in the batch) was stopped at its own timeout, not at
+    /// the batch's limit.
+    pub fn killed_by_its_own_timeout(&self, i: usize) -> bool {
+        self.last.is_some_and(|(_, by)| by == Some(i))
+    }
+}
+
+/// [`parse`], then a command killed at the batch's limit before its own timeout is taken as not
+/// answered (the host asks it on its own), as `clock` tells.
+pub fn settle(
+    stdout: &[u8],
+    stderr: &[u8],
+    n: usize,
+    nonce: &str,
+    clock: &Clock,
+) -> Vec<Option<Output>> {
+    let mut outputs = parse(stdout, stderr, n, nonce);
+    for (i, o) in outputs.iter_mut().enumerate() {
+        if o.as_ref().is_some_and(|o| o.timed_out) && !clock.killed_by_its_own_timeout(i) {
+            *o = None;
+        }
+    }
+    outputs
 }
 
 /// The outputs of the commands the script's streams hold whole, by index; `None` for the
@@ -611,6 +713,144 @@ mod tests {
         );
         // the EOF did cut some runs short: the test saw both kinds
         assert!(cut > 0 && cut < 200, "{cut} of 200 runs were cut short");
+    }
+
+    /// The client's side of a batch on a local shell: stdout fed to a [`Clock`] as it comes,
+    /// stdin closed when the clock says; the outputs as the host takes them ([`settle`]).
+    fn run_clocked(
+        commands: &[&str],
+        timeouts: &[Duration],
+        limit: Duration,
+    ) -> Vec<Option<Output>> {
+        use std::io::Read;
+        let nonce = nonce();
+        let commands: Vec<String> = commands.iter().map(|c| c.to_string()).collect();
+        let mut clock = Clock::new(&commands, timeouts, limit, &nonce);
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(script(&commands, &nonce))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sh runs");
+        let mut stdin = child.stdin.take();
+        let mut out = child.stdout.take().expect("stdout");
+        let mut err = child.stderr.take().expect("stderr");
+        let errors = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            err.read_to_end(&mut all).expect("stderr");
+            all
+        });
+        let (pieces, arrive) = std::sync::mpsc::channel::<Vec<u8>>();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 || pieces.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut stdout = Vec::new();
+        let mut eof_at = clock.eof_at(&[]);
+        loop {
+            let wait = eof_at
+                .filter(|_| stdin.is_some())
+                .map_or(Duration::from_secs(60), |at| {
+                    at.saturating_duration_since(Instant::now())
+                });
+            match arrive.recv_timeout(wait) {
+                Ok(piece) => {
+                    stdout.extend_from_slice(&piece);
+                    if stdin.is_some() {
+                        eof_at = clock.eof_at(&piece);
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => drop(stdin.take()),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            if eof_at.is_some_and(|at| Instant::now() >= at) {
+                drop(stdin.take());
+            }
+        }
+        child.wait().expect("sh ends");
+        let stderr = errors.join().expect("stderr read");
+        settle(&stdout, &stderr, commands.len(), &nonce, &clock)
+    }
+
+    /// One after another, a command can reach the batch's limit before its own timeout: then it
+    /// is not reported as timed out (the host asks it again on its own); a command past its own
+    /// timeout is, and the EOF comes at that timeout, before the batch's limit.
+    #[test]
+    fn a_command_is_timed_out_at_its_own_timeout_not_at_the_batchs_limit() {
+        let s = Duration::from_millis;
+        let commands = [
+            "cat -- /proc/version",
+            "sleep 0.6; echo slow",
+            "echo started; sleep 30",
+        ];
+        // the third starts at ~0.6 s: its own timeout (1 s) would end at ~1.6, the limit at 1.2
+        let got = run_clocked(&commands, &[s(1000), s(1000), s(1000)], s(1200));
+        assert!(
+            got[0]
+                .as_ref()
+                .is_some_and(|o| o.stdout.starts_with(b"Linux")),
+            "{got:?}"
+        );
+        assert_eq!(
+            got[1].as_ref().map(|o| o.stdout.as_slice()),
+            Some(&b"slow\n"[..])
+        );
+        assert_eq!(
+            got[2], None,
+            "killed at the batch's limit, not at its own timeout"
+        );
+        // its own timeout of 0.2 s ends at ~0.8, before the limit: timed out
+        let started = Instant::now();
+        let got = run_clocked(&commands, &[s(1000), s(1000), s(200)], s(5000));
+        let took = started.elapsed();
+        let hung = got[2].clone().expect("block present");
+        assert!(hung.timed_out && hung.stdout == b"started\n", "{hung:?}");
+        assert!(
+            took < s(2500),
+            "EOF at its own timeout (~0.8 s), the batch took {took:?}"
+        );
+    }
+
+    /// The clock counts marker lines split between two pieces of stdout once, and starts each
+    /// command's time at the line before it.
+    #[test]
+    fn the_clock_follows_markers_across_pieces() {
+        let nonce = "n2";
+        let commands: Vec<String> = ["cat -- /proc/version", "a", "b"]
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        let s = Duration::from_secs;
+        let mut clock = Clock::new(&commands, &[s(9), s(2), s(50)], s(30), nonce);
+        let limit = clock.eof_at(&[]).expect("a time");
+        let start = format!("{MARKER}-{nonce}-start\n");
+        let (a, b) = start.as_bytes().split_at(10);
+        assert_eq!(clock.eof_at(a), Some(limit));
+        // the start line whole: the direct read runs, under the batch's limit
+        assert_eq!(clock.eof_at(b), Some(limit));
+        let read_end = format!("Linux ...{MARKER}-{nonce}-end 0 0 0\n");
+        let (a, b) = read_end.as_bytes().split_at(15);
+        clock.eof_at(a);
+        let before = Instant::now();
+        let own = clock.eof_at(b).expect("a time");
+        // `a` runs: its own 2 s
+        assert!(
+            own < limit && own >= before + s(2) && own <= Instant::now() + s(2),
+            "{own:?}"
+        );
+        assert!(clock.killed_by_its_own_timeout(1) && !clock.killed_by_its_own_timeout(2));
+        // output of `a` without a marker changes nothing
+        assert_eq!(clock.eof_at(b"@@auto-client"), Some(own));
+        let a_end = format!("-batch-x{MARKER}-{nonce}-end 1 0 0\n");
+        // `b` runs: its own 50 s end after the limit
+        assert_eq!(clock.eof_at(a_end.as_bytes()), Some(limit));
+        assert!(!clock.killed_by_its_own_timeout(1) && !clock.killed_by_its_own_timeout(2));
     }
 
     #[test]

@@ -69,6 +69,8 @@ pub struct SshConnector {
 /// The learned commands, worked out once per fleet.
 struct Prefetch {
     commands: Vec<String>,
+    /// Each command's own timeout (capped by the shortest collector timeout).
+    timeouts: Vec<Duration>,
     /// When the batch's watchdog kills what still runs: the longest of the commands' timeouts.
     limit: Duration,
 }
@@ -77,6 +79,10 @@ struct Prefetch {
 /// its grace for processes slow to die (1 s at most, see `batch`), the outputs' way back. Past it
 /// the batch is given up: the host had its time, its learned commands are answered as timeouts.
 const BATCH_GRACE: Duration = Duration::from_secs(2);
+
+/// A batch of one command may take this much past the command's budget before it starts on the
+/// host (the channel's login shell), so that its budget, not the batch's limit, stops it.
+const LOGIN_ALLOWANCE: Duration = Duration::from_secs(1);
 
 /// What the batch gave on one host.
 #[derive(Default)]
@@ -183,17 +189,29 @@ impl SshConnector {
         let script = batch::script(&prefetch.commands, &nonce);
         let done = batch::done(&nonce);
         let started = Instant::now();
-        // the EOF at `limit` fires the host's watchdog; the grace is for the kills and the
-        // outputs' way back
+        // the EOF at a command's timeout or the batch's limit fires the host's watchdog; the
+        // grace is for the kills and the outputs' way back
+        let mut clock = batch::Clock::new(
+            &prefetch.commands,
+            &prefetch.timeouts,
+            prefetch.limit,
+            &nonce,
+        );
+        let mut eof_at = |new: &[u8]| clock.eof_at(new);
         let watch = Watch {
-            eof_after: Some(prefetch.limit),
+            eof_at: Some(&mut eof_at),
             done: done.as_bytes(),
         };
-        match session.run_with(&script, prefetch.limit + BATCH_GRACE, &watch) {
+        match session.run_with(&script, prefetch.limit + BATCH_GRACE, watch) {
             Ok(out) => {
                 let ran = started.elapsed();
-                let outputs =
-                    batch::parse(&out.stdout, &out.stderr, prefetch.commands.len(), &nonce);
+                let outputs = batch::settle(
+                    &out.stdout,
+                    &out.stderr,
+                    prefetch.commands.len(),
+                    &nonce,
+                    &clock,
+                );
                 if outputs.iter().all(Option::is_none) {
                     let stderr = String::from_utf8_lossy(&out.stderr);
                     tracing::warn!(host, exit_code = ?out.exit_code, stderr = %stderr.lines().next().unwrap_or(""),
@@ -310,10 +328,13 @@ impl Connector for SshConnector {
     fn prefetch(&self, _targets: &[RemoteTarget], learned: &[learn::Ask], shortest: Duration) {
         let mut p = Prefetch {
             commands: Vec::with_capacity(learned.len()),
+            timeouts: Vec::with_capacity(learned.len()),
             limit: Duration::ZERO,
         };
         for ask in learned {
-            p.limit = p.limit.max(ask.timeout.unwrap_or(shortest).min(shortest));
+            let timeout = ask.timeout.unwrap_or(shortest).min(shortest);
+            p.limit = p.limit.max(timeout);
+            p.timeouts.push(timeout);
             p.commands.push(ask.command.clone());
         }
         let _ = self.prefetch.set(p);
@@ -397,14 +418,22 @@ impl Executor for SshExecutor {
             // as a batch of one, so that the host kills it at its timeout (a plain `exec` that
             // times out is only abandoned: libssh2 cannot signal the remote process)
             let nonce = batch::nonce();
-            let script = batch::script(&[command.as_str().to_string()], &nonce);
+            let commands = [command.as_str().to_string()];
+            let script = batch::script(&commands, &nonce);
             let done = batch::done(&nonce);
+            // its budget counted from when it starts there, the batch's limit a little later
+            // (the login before): the command's own timeout is what stops it
+            let limit = budget + LOGIN_ALLOWANCE;
+            let mut clock = batch::Clock::new(&commands, &[budget], limit, &nonce);
+            let mut eof_at = |new: &[u8]| clock.eof_at(new);
             let watch = Watch {
-                eof_after: Some(budget),
+                eof_at: Some(&mut eof_at),
                 done: done.as_bytes(),
             };
-            if let Ok(out) = self.session.run_with(&script, budget + BATCH_GRACE, &watch) {
-                if let Some(Some(one)) = batch::parse(&out.stdout, &out.stderr, 1, &nonce).pop() {
+            if let Ok(out) = self.session.run_with(&script, limit + BATCH_GRACE, watch) {
+                if let Some(Some(one)) =
+                    batch::settle(&out.stdout, &out.stderr, 1, &nonce, &clock).pop()
+                {
                     return from_batch(&self.name, command.as_str(), &one);
                 }
             }

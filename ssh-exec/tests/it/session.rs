@@ -435,16 +435,22 @@ fn command_timeout_keeps_session_usable(bed: &Testbed) {
 fn watch_sends_eof_at_its_time_and_returns_at_done(bed: &Testbed) {
     let session = connect(bed, 2);
     let started = Instant::now();
+    let mut asked = 0;
+    let mut eof_at = |_: &[u8]| {
+        asked += 1;
+        Some(started + Duration::from_millis(700))
+    };
     let out = session
         .run_with(
             "read -r line; echo \"eof:$?:$line\"",
             T,
-            &Watch {
-                eof_after: Some(Duration::from_millis(700)),
+            Watch {
+                eof_at: Some(&mut eof_at),
                 done: b"",
             },
         )
         .expect("runs");
+    assert!(asked >= 1, "asked {asked} times");
     let took = started.elapsed();
     assert_eq!(
         (stdout(&out), out.exit_code),
@@ -461,8 +467,8 @@ fn watch_sends_eof_at_its_time_and_returns_at_done(bed: &Testbed) {
         .run_with(
             left_behind,
             T,
-            &Watch {
-                eof_after: None,
+            Watch {
+                eof_at: None,
                 done: b"END\n",
             },
         )
