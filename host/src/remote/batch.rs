@@ -15,14 +15,17 @@
 //! rounds, medians; 1 ms more wall on an idle host, as the commands no longer overlap). Started
 //! by bash where there is a dash, the script moves to dash first ([`IN_DASH`]).
 //!
-//! The time limit is the client's: the host's watchdog is a subshell blocked in a `read` of the
-//! channel's stdin, which the client ends (SSH EOF) at the limit; and so does sshd when the
-//! client is gone (a dead peer leaves nothing running). Then the watchdog signals the script
+//! The time limits are the client's: the host's watchdog is a subshell blocked in a `read` of
+//! the channel's stdin, which the client ends (SSH EOF) at the running command's own timeout,
+//! counted from when the marker line before it came back, or at the batch's limit, whichever
+//! comes first ([`Clock`]); and so does sshd when the client is gone (a dead peer leaves nothing
+//! running). Then the watchdog signals the script
 //! (`USR1`), whose trap freezes the running command's whole process tree top down (`kill -STOP`,
 //! then its children from `/proc/PID/task/*/children`, else `pgrep -P`, so nothing forks
 //! meanwhile) and kills every process of it (`kill -9`: grandchildren too). The killed command
-//! is reported as timed out; the commands after it do not run (the host asks them one by one,
-//! each under its own timeout). The script waits for a killed command only until it has ended
+//! is reported as timed out (only where its own timeout stopped it: one the batch's limit
+//! stopped is asked again, [`settle`]); the commands after it do not run (the host asks them one
+//! by one, each under its own timeout). The script waits for a killed command only until it has ended
 //! (a zombie in `/proc/PID/stat`), one second at most: a process the kernel cannot kill yet
 //! (state D: a hung NFS mount, a stuck driver) is reported as killed instead of holding the
 //! batch, and the outputs so far have already come back. The direct reads come first and are
