@@ -254,10 +254,12 @@ impl Clock {
         Some(at.0)
     }
 
-    /// Whether the command `i` (its index in the batch) was stopped at its own timeout, not at
-    /// the batch's limit.
+    /// Whether the command `i` (its index in the batch) was stopped at its own timeout: not at
+    /// the batch's limit, nor before any EOF of ours was due (a host whose stdin ends at once,
+    /// a wrapper that closes it: the host runs such a command again without the batch).
     pub fn killed_by_its_own_timeout(&self, i: usize) -> bool {
-        self.last.is_some_and(|(_, by)| by == Some(i))
+        self.last
+            .is_some_and(|(at, by)| by == Some(i) && Instant::now() >= at)
     }
 }
 
@@ -820,6 +822,24 @@ mod tests {
         );
     }
 
+    /// A host whose stdin ends at once (not by the client's EOF) kills the first command at once:
+    /// that is not its timeout, so it is not reported as one (the host runs it again alone).
+    #[test]
+    fn a_kill_the_client_did_not_ask_for_is_no_timeout() {
+        let s = Duration::from_secs;
+        let nonce = nonce();
+        let commands = vec!["echo started; sleep 5".to_string()];
+        let mut clock = Clock::new(&commands, &[s(5)], s(5), &nonce);
+        let (out, _) = run_in("sh", &script(&commands, &nonce), Duration::ZERO, |_| {});
+        clock.eof_at(&out.stdout);
+        let raw = parse(&out.stdout, &out.stderr, 1, &nonce);
+        assert!(raw[0].as_ref().is_some_and(|o| o.timed_out), "{raw:?}");
+        assert_eq!(
+            settle(&out.stdout, &out.stderr, 1, &nonce, &clock),
+            vec![None]
+        );
+    }
+
     /// The clock counts marker lines split between two pieces of stdout once, and starts each
     /// command's time at the line before it.
     #[test]
@@ -847,13 +867,19 @@ mod tests {
             own < limit && own >= before + s(2) && own <= Instant::now() + s(2),
             "{own:?}"
         );
-        assert!(clock.killed_by_its_own_timeout(1) && !clock.killed_by_its_own_timeout(2));
+        // its own timeout set the EOF, which is not due yet: no kill of `a` is its timeout now
+        assert!(!clock.killed_by_its_own_timeout(1));
         // output of `a` without a marker changes nothing
         assert_eq!(clock.eof_at(b"@@auto-client"), Some(own));
         let a_end = format!("-batch-x{MARKER}-{nonce}-end 1 0 0\n");
         // `b` runs: its own 50 s end after the limit
         assert_eq!(clock.eof_at(a_end.as_bytes()), Some(limit));
         assert!(!clock.killed_by_its_own_timeout(1) && !clock.killed_by_its_own_timeout(2));
+
+        // a command whose own timeout (none: 0) has passed was stopped by it, the others not
+        let mut clock = Clock::new(&commands, &[s(9), Duration::ZERO, s(50)], s(30), nonce);
+        clock.eof_at(format!("{MARKER}-{nonce}-start\n{read_end}").as_bytes());
+        assert!(clock.killed_by_its_own_timeout(1) && !clock.killed_by_its_own_timeout(2));
     }
 
     #[test]
