@@ -829,7 +829,7 @@ mod tests {
         let s = Duration::from_secs;
         let nonce = nonce();
         let commands = vec!["echo started; sleep 5".to_string()];
-        let mut clock = Clock::new(&commands, &[s(5)], s(5), &nonce);
+        let mut clock = Clock::new(&commands, &[s(5)], s(10), &nonce);
         let (out, _) = run_in("sh", &script(&commands, &nonce), Duration::ZERO, |_| {});
         clock.eof_at(&out.stdout);
         let raw = parse(&out.stdout, &out.stderr, 1, &nonce);
