@@ -109,7 +109,7 @@ fn body(commands: &[String], nonce: &str) -> String {
          __l=; read -r __l <$__t; for __c in $__l; do __f $__c; done; done; \
          else for __c in $(pgrep -P $1); do __f $__c; done; fi; }}\n\
          __K() {{ __a=; __f $1; kill -9 $__a $1 2>/dev/null; }}\n\
-         trap '__k=1; [ -z \"$__p\" ] || __K $__p' USR1\n\
+         trap '__k=1; [ -z \"$__p\" ] || __K $__p 2>/dev/null' USR1\n\
          ( read -r __z; kill -USR1 $$ ) <&3 >/dev/null 2>&1 &\n\
          __w=$!\n\
          exec 3<&-\n\
@@ -154,7 +154,7 @@ fn body(commands: &[String], nonce: &str) -> String {
     // by it: 137 too. __e I: command I's markers.
     s.push_str(&format!(
         "__x() {{ if [ $__k = 0 ]; then wait $1; __r=$?; \
-         if [ $__k = 0 ] || [ $__r -ne 138 ]; then return; fi; else __K $1; fi; \
+         if [ $__k = 0 ] || [ $__r -ne 138 ]; then return; fi; else __K $1 2>/dev/null; fi; \
          while :; do __t=; read -r __t 2>/dev/null </proc/$1/stat || break; \
          __t=${{__t##*) }}; case $__t in Z*) break;; esac; \
          if [ $__g -lt 10 ]; then __g=$((__g + 1)); sleep 0.1; else __r=137; return; fi; done; \
@@ -685,7 +685,7 @@ mod tests {
         };
         let mut wrong = Vec::new();
         let mut cut = 0;
-        for run in 0..200u64 {
+        for run in 0..400u64 {
             let (shell, script) = if run % 2 == 0 {
                 ("sh", script(&commands, &nonce))
             } else {
@@ -712,12 +712,12 @@ mod tests {
         }
         assert!(
             wrong.is_empty(),
-            "{} of 200 runs were wrong, e.g. {:?}",
+            "{} of 400 runs were wrong, e.g. {:?}",
             wrong.len(),
             wrong.first()
         );
         // the EOF did cut some runs short: the test saw both kinds
-        assert!(cut > 0 && cut < 200, "{cut} of 200 runs were cut short");
+        assert!(cut > 0 && cut < 400, "{cut} of 400 runs were cut short");
     }
 
     /// The client's side of a batch on a local shell: stdout fed to a [`Clock`] as it comes,
@@ -827,17 +827,28 @@ mod tests {
     #[test]
     fn a_kill_the_client_did_not_ask_for_is_no_timeout() {
         let s = Duration::from_secs;
-        let nonce = nonce();
+        let nonce = "n3";
         let commands = vec!["echo started; sleep 5".to_string()];
-        let mut clock = Clock::new(&commands, &[s(5)], s(10), &nonce);
-        let (out, _) = run_in("sh", &script(&commands, &nonce), Duration::ZERO, |_| {});
-        clock.eof_at(&out.stdout);
-        let raw = parse(&out.stdout, &out.stderr, 1, &nonce);
+        let mut clock = Clock::new(&commands, &[s(5)], s(10), nonce);
+        // what the client had seen when the kill came: the start line and the command's output
+        let start = format!("{MARKER}-{nonce}-start\n");
+        clock.eof_at(format!("{start}started\n").as_bytes());
+        let out = format!(
+            "{start}started\n{MARKER}-{nonce}-end 0 137 1\n{}",
+            done(nonce)
+        );
+        let err = format!("{start}{MARKER}-{nonce}-end 0\n{}", done(nonce));
+        let raw = parse(out.as_bytes(), err.as_bytes(), 1, nonce);
         assert!(raw[0].as_ref().is_some_and(|o| o.timed_out), "{raw:?}");
         assert_eq!(
-            settle(&out.stdout, &out.stderr, 1, &nonce, &clock),
+            settle(out.as_bytes(), err.as_bytes(), 1, nonce, &clock),
             vec![None]
         );
+        // the same once its own timeout is due: a timeout
+        let mut clock = Clock::new(&commands, &[Duration::ZERO], s(10), nonce);
+        clock.eof_at(format!("{start}started\n").as_bytes());
+        let got = settle(out.as_bytes(), err.as_bytes(), 1, nonce, &clock);
+        assert!(got[0].as_ref().is_some_and(|o| o.timed_out), "{got:?}");
     }
 
     /// The clock counts marker lines split between two pieces of stdout once, and starts each
