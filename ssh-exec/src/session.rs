@@ -92,7 +92,8 @@ impl Default for ConnectOptions {
 pub struct Output {
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
-    /// `None` when the command was killed by a signal (or the server sent no exit status).
+    /// `None` when the command was killed by a signal (or the server sent no exit status, or
+    /// [`SshSession::run_with`] returned at its `done` bytes, before it).
     pub exit_code: Option<i32>,
 }
 
@@ -280,10 +281,15 @@ impl SshSession {
         }
         match collect(&probe, fd, deadline, &mut channel, watch) {
             Ok(output) => {
-                // our CLOSE answers the server's: frees the channel without a wait
-                let _ = retry(&probe, fd, Instant::now() + self.close_grace, || {
+                // our CLOSE answers the server's: frees the channel without a wait; a channel
+                // still open there (returned at `watch.done`) is kept until the server closes it
+                if retry(&probe, fd, Instant::now() + self.close_grace, || {
                     channel.close()
-                });
+                })
+                .is_err()
+                {
+                    inner.abandon(channel, self.close_grace);
+                }
                 Ok(output)
             }
             Err(f) => {
@@ -820,8 +826,9 @@ fn collect(
             }
         }
         if !watch.done.is_empty() && done == [true, true] {
-            // whole: what is still running there (left behind by the command) is not waited for
-            output.exit_code = channel.exit_status().ok().filter(|_| channel.eof());
+            // whole: what is still running there (left behind by the command) is not waited for;
+            // nor is the exit status (libssh2 says 0 for one that has not come)
+            output.exit_code = None;
             return Ok(output);
         }
         if channel.eof() {
@@ -840,8 +847,12 @@ fn collect(
             }
         }
         if !progressed {
-            // wake for the EOF to send, if it is due before the deadline
-            let until = eof_at.map_or(deadline, |at| at.min(deadline));
+            // wake for the EOF to send, if it is due before the deadline (one already due waits
+            // for the socket like everything else: libssh2 could not send it yet)
+            let until = match eof_at {
+                Some(at) if at > now => at.min(deadline),
+                _ => deadline,
+            };
             if until < deadline {
                 wait_socket(probe, fd, until).or_else(|f| match f {
                     Failure::TimedOut => Ok(()),

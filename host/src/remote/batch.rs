@@ -3,34 +3,43 @@
 //! channel's two streams, each followed there by a marker line that holds the batch's nonce and
 //! the command's index (and, on stdout, its exit code). An SSH channel carries bytes exactly, so
 //! nothing is encoded (salt mode's batch hex-encodes: Salt returns text). No file is written on
-//! the host: no `mktemp`, no `rm`, nothing left behind by a batch that is cut short.
+//! the host (no `mktemp`, no `rm`, nothing left behind by a batch that is cut short), except by
+//! bash before 5.1 where there is no dash (RHEL 7 and 8): it keeps the reads' here-documents in
+//! temporary files of its own; where it cannot write one, those reads are asked again alone.
+//! The markers are printed from two shell variables: the script's text, which a command can
+//! read in `/proc/PID/cmdline`, holds none.
 //!
 //! Made to start few processes on the host (issue 14: every one is CPU on every server of the
 //! fleet): the commands themselves and one `cat` for the file reads of the kernel's own
 //! (`cat -- /proc/NAME`, not a process's directory: [`direct_read`]), which come first, each
-//! followed by its marker from a here-document on a file descriptor of its own (`/dev/fd/4` ..
-//! `/dev/fd/9`: six reads a `cat`). The six collectors' batch cost the host 20.2 ms of CPU run
-//! side by side with its outputs in files (`mktemp`, the watchdog's `sleep`, one `cat`, the exit
-//! trap's `rm`) and 15.4 ms this way, `bash -c` of each script as sshd runs it (51 alternating
-//! rounds, medians; 1 ms more wall on an idle host, as the commands no longer overlap). Started
-//! by bash where there is a dash, the script moves to dash first ([`IN_DASH`]).
+//! followed by its marker from a here-document `cat` opens as `/proc/self/fd/N` (N from 4 to 9:
+//! six reads a `cat`; `/dev/fd` is missing in some chroots). The six collectors' batch cost the
+//! host 20.2 ms of CPU run side by side with its outputs in files (`mktemp`, the watchdog's
+//! `sleep`, one `cat`, the exit trap's `rm`) and 15.4 ms this way, `bash -c` of each script as
+//! sshd runs it (51 alternating rounds, medians; 1 ms more wall on an idle host, as the commands
+//! no longer overlap). Started by bash where there is a dash, the script moves to dash first
+//! ([`IN_DASH`]). A command that can start a job of its own (`&` in its text) waits for its jobs
+//! before it ends, so that what they print is its own output; a process that leaves its
+//! session's process tree (a daemon, double-forked) and prints later is not caught: a
+//! collector's command must not leave one.
 //!
 //! The time limits are the client's: the host's watchdog is a subshell blocked in a `read` of
 //! the channel's stdin, which the client ends (SSH EOF) at the running command's own timeout,
-//! counted from when the marker line before it came back, or at the batch's limit, whichever
-//! comes first ([`Clock`]); and so does sshd when the client is gone (a dead peer leaves nothing
-//! running). Then the watchdog signals the script
-//! (`USR1`), whose trap freezes the running command's whole process tree top down (`kill -STOP`,
-//! then its children from `/proc/PID/task/*/children`, else `pgrep -P`, so nothing forks
-//! meanwhile) and kills every process of it (`kill -9`: grandchildren too). The killed command
-//! is reported as timed out (only where its own timeout stopped it: one the batch's limit
-//! stopped is asked again, [`settle`]); the commands after it do not run (the host asks them one
-//! by one, each under its own timeout). The script waits for a killed command only until it has ended
-//! (a zombie in `/proc/PID/stat`), one second at most: a process the kernel cannot kill yet
-//! (state D: a hung NFS mount, a stuck driver) is reported as killed instead of holding the
-//! batch, and the outputs so far have already come back. The direct reads come first and are
-//! only of files the kernel makes up on the spot (`/proc/cpuinfo`, `/proc/sys/...`), never of a
-//! process's `/proc/PID` (which can block on that process's memory lock) or anything on a disk.
+//! counted from when the marker line before it came back, or at the batch's limit and
+//! [`SLACK`], whichever comes first ([`Clock`]); and so does sshd when the client is gone (a
+//! dead peer leaves nothing running). Then the watchdog signals the script (`USR1`), whose trap
+//! freezes the running command's whole process tree top down (`kill -STOP`, then its children
+//! from `/proc/PID/task/*/children`, else `pgrep -P`, so nothing forks meanwhile) and kills
+//! every process of it (`kill -9`: grandchildren too). The killed command is reported as timed
+//! out (only where its own timeout stopped it: one the batch's limit stopped, or a kill no EOF
+//! of ours asked for, is asked again alone, [`settle`]); the commands after it do not run (the
+//! host asks them one by one, each under its own timeout). The script waits for a killed
+//! command only until it has ended (a zombie in `/proc/PID/stat`), one second at most: a process
+//! the kernel cannot kill yet (state D: a hung NFS mount, a stuck driver) is reported as killed
+//! instead of holding the batch, and the outputs so far have already come back. The direct
+//! reads come first, under the same watchdog, and are only of files the kernel makes up on the
+//! spot (`/proc/cpuinfo`, `/proc/sys/...`), never of a process's `/proc/PID` (which can block on
+//! that process's memory lock) or anything on a disk.
 //!
 //! The end: a `done` marker on both streams ([`done`]), after which the client reads no more (a
 //! process a command left behind holding its stdout does not hold the batch open).
@@ -83,6 +92,11 @@ pub fn script(commands: &[String], nonce: &str) -> String {
     format!("{IN_DASH}{}", body(commands, nonce))
 }
 
+/// Whether the batch's start line is in its stdout (the script ran).
+pub fn started(stdout: &[u8], nonce: &str) -> bool {
+    find(stdout, format!("{MARKER}-{nonce}-start\n").as_bytes()).is_some()
+}
+
 /// The line that ends the batch's output, on stdout and on stderr.
 pub fn done(nonce: &str) -> String {
     format!("{MARKER}-{nonce}-done\n")
@@ -90,7 +104,9 @@ pub fn done(nonce: &str) -> String {
 
 /// [`script`] without its first line: what runs in any POSIX shell (bash where there is no dash).
 fn body(commands: &[String], nonce: &str) -> String {
-    let end = format!("{MARKER}-{nonce}-end");
+    // The markers are printed from two variables, so the script's own text (which a command can
+    // read in /proc/PID/cmdline) never holds a marker.
+    let end = "$__m-$__n-end";
     // The C locale for every command (as the local executor runs them): English messages
     // whatever the login's LANG or LANGUAGE (`learn::cat_read` reads cat's), no locale files
     // loaded. The channel's stdin moves to fd 3, the watchdog's alone: every command reads
@@ -98,10 +114,11 @@ fn body(commands: &[String], nonce: &str) -> String {
     // /proc/PID/task/*/children (read by a builtin: a pgrep per process cost 0.3 s on a loaded
     // machine), else pgrep -P. A `for` list is expanded before its loop runs, so the
     // recursion's own use of __t, __l, __c does not disturb its caller's loops. __K: kill a
-    // command's whole tree. The USR1 trap (the watchdog's) kills the command that runs (__p) and
-    // stops the batch (__k).
+    // command's whole tree, silently (the script's stderr is the channel's). The USR1 trap (the
+    // watchdog's) kills the command that runs (__p) and stops the batch (__k).
     let mut s = format!(
         "LC_ALL=C; export LC_ALL\n\
+         __m={MARKER}; __n={nonce}\n\
          exec 3<&0 </dev/null\n\
          __k=0; __g=0; __p=\n\
          __f() {{ kill -STOP $1 2>/dev/null && __a=\"$__a $1\"; \
@@ -113,38 +130,8 @@ fn body(commands: &[String], nonce: &str) -> String {
          ( read -r __z; kill -USR1 $$ ) <&3 >/dev/null 2>&1 &\n\
          __w=$!\n\
          exec 3<&-\n\
-         printf '%s\\n' {MARKER}-{nonce}-start; printf '%s\\n' {MARKER}-{nonce}-start >&2\n"
+         printf '%s\\n' \"$__m-$__n-start\"; printf '%s\\n' \"$__m-$__n-start\" >&2\n"
     );
-    // The direct reads: __d PATH: whether cat can read PATH; if not, cat's own words on stderr
-    // (for `learn::cat_read` to classify).
-    let reads: Vec<(usize, &str)> = commands
-        .iter()
-        .enumerate()
-        .filter_map(|(i, c)| Some((i, direct_read(c)?)))
-        .collect();
-    if !reads.is_empty() {
-        s.push_str(
-            "__d() { if [ -d \"$1\" ]; then __y='Is a directory'; elif [ -r \"$1\" ]; then return 0; \
-             elif [ -e \"$1\" ]; then __y='Permission denied'; else __y='No such file or directory'; fi; \
-             printf 'cat: %s: %s\\n' \"$1\" \"$__y\" >&2; return 1; }\n",
-        );
-    }
-    for chunk in reads.chunks(READS_PER_CAT) {
-        s.push_str("set --\n");
-        let mut docs = String::new();
-        let mut redirs = String::new();
-        for (k, (i, path)) in chunk.iter().enumerate() {
-            let fd = 4 + k;
-            s.push_str(&format!(
-                "if __d {path}; then __r{i}=0; set -- \"$@\" {path}; else __r{i}=1; fi; \
-                 printf '%s\\n' '{end} {i}' >&2; set -- \"$@\" /dev/fd/{fd}\n"
-            ));
-            redirs.push_str(&format!(" {fd}<<__E{fd}"));
-            docs.push_str(&format!("{end} {i} $__r{i} 0\n__E{fd}\n"));
-        }
-        // a read error half-way (none is known of these files) cuts its output short
-        s.push_str(&format!("cat \"$@\" 2>/dev/null{redirs}\n{docs}"));
-    }
     // __x PID: its exit code in __r. Once the watchdog has fired (a `wait` it interrupted gives
     // 128 + USR1; or it fired before the command's pid was known: killed here), wait only for a
     // process that has ended (a zombie, or gone from /proc); one that has not after a grace of
@@ -161,52 +148,101 @@ fn body(commands: &[String], nonce: &str) -> String {
          wait $1; __r=$?; [ $__r -ge 0 ] || __r=137; }}\n\
          __e() {{ printf '%s\\n' \"{end} $1 $__r $__k\"; printf '%s\\n' \"{end} $1\" >&2; }}\n"
     ));
+    // The direct reads: __d PATH: whether cat can read PATH; if not, cat's own words on stderr
+    // (for `learn::cat_read` to classify). Each read's marker comes from a here-document cat
+    // opens as /proc/self/fd/N (the reads need /proc anyway; /dev/fd is missing in some
+    // chroots). The cat runs under the watchdog like a command: a /proc file that blocks (a
+    // hung driver's) is killed at the first command's timeout, its reads then asked alone.
+    let reads: Vec<(usize, &str)> = commands
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| Some((i, direct_read(c)?)))
+        .collect();
+    if !reads.is_empty() {
+        s.push_str(
+            "__d() { if [ -d \"$1\" ]; then __y='Is a directory'; elif [ -r \"$1\" ]; then return 0; \
+             elif [ -e \"$1\" ]; then __y='Permission denied'; else __y='No such file or directory'; fi; \
+             printf 'cat: %s: %s\\n' \"$1\" \"$__y\" >&2; return 1; }\n",
+        );
+    }
+    for chunk in reads.chunks(READS_PER_CAT) {
+        s.push_str("[ $__k = 1 ] || {\nset --\n");
+        let mut docs = String::new();
+        let mut redirs = String::new();
+        for (k, (i, path)) in chunk.iter().enumerate() {
+            let fd = 4 + k;
+            s.push_str(&format!(
+                "if __d {path}; then __r{i}=0; set -- \"$@\" {path}; else __r{i}=1; fi; \
+                 printf '%s\\n' \"{end} {i}\" >&2; set -- \"$@\" /proc/self/fd/{fd}\n"
+            ));
+            redirs.push_str(&format!(" {fd}<<__E{fd}"));
+            docs.push_str(&format!("{end} {i} $__r{i} 0\n__E{fd}\n"));
+        }
+        // a read error half-way (none is known of these files) cuts its output short
+        s.push_str(&format!(
+            "cat \"$@\" 2>/dev/null{redirs} &\n{docs}__p=$!; __x $__p; __p=\n}}\n"
+        ));
+    }
     for (i, command) in commands.iter().enumerate() {
         if direct_read(command).is_some() {
             continue;
         }
-        // a subshell each: `exit` or `cd` in one does not touch the others; none starts once
-        // the watchdog has fired
+        // A subshell each: `exit` or `cd` in one does not touch the others; none starts once
+        // the watchdog has fired. A command that can start a job of its own (`&` in it) waits
+        // for its jobs before it ends (an EXIT trap: its exit code stays), so that what they
+        // print is its output, not the next command's; the trap costs a fork where the
+        // command's last program could be exec'd, so only there.
+        let wait = if command.contains('&') {
+            "trap wait EXIT; "
+        } else {
+            ""
+        };
         s.push_str(&format!(
-            "[ $__k = 1 ] || {{ ( {command}\n) & __p=$!; __x $__p; __p=; __e {i}; }}\n"
+            "[ $__k = 1 ] || {{ ( {wait}{command}\n) & __p=$!; __x $__p; __p=; __e {i}; }}\n"
         ));
     }
-    s.push_str(&format!(
+    s.push_str(
         "kill $__w 2>/dev/null\n\
-         printf '%s\\n' {MARKER}-{nonce}-done >&2; printf '%s\\n' {MARKER}-{nonce}-done\n\
-         exit 0\n"
-    ));
+         printf '%s\\n' \"$__m-$__n-done\" >&2; printf '%s\\n' \"$__m-$__n-done\"\n\
+         exit 0\n",
+    );
     s
 }
 
+/// How far past the batch's limit a command that started late (after the login and the
+/// commands before it) may run to its own timeout, so that the one with the longest timeout,
+/// the limit's own, is stopped by that timeout. The batch's hard cap is its limit and this.
+pub const SLACK: Duration = Duration::from_secs(1);
+
 /// When the client ends a batch's stdin (the EOF that fires the host's watchdog), fed the
 /// batch's stdout as it arrives: at the running command's own timeout, counted from when the
-/// marker line before it came back, or at the batch's limit, whichever comes first. The commands
-/// run one after another, so a command can reach the batch's limit before its own timeout (those
-/// before it took the time): such a kill says nothing of the command, and the host asks it again
-/// on its own ([`Clock::killed_by_its_own_timeout`] tells the two apart).
+/// marker line before it came back (the start line for the first), or at the batch's limit and
+/// [`SLACK`], whichever comes first. The commands run one after another, so a command can reach
+/// the limit before its own timeout (those before it took the time): such a kill says nothing
+/// of the command, and the host asks it again on its own ([`Clock::killed_by_its_own_timeout`]
+/// tells the two apart). The running command is the first in the batch's order whose end line
+/// has not come (the direct reads, which come first, take a millisecond: they count as its).
 pub struct Clock {
-    /// What every marker line starts with (start, end of a command, done).
-    prefix: Vec<u8>,
-    /// The last bytes seen, for a marker split between two pieces.
+    start: Vec<u8>,
+    end: Vec<u8>,
+    /// The last bytes seen, for a marker line split between two pieces.
     tail: Vec<u8>,
-    /// Marker lines seen so far.
-    seen: usize,
-    /// The direct reads: their markers come first, after the start line.
-    reads: usize,
+    /// By command: its end line came.
+    ended: Vec<bool>,
     /// The commands that run, in order: their index in the batch and their own timeout.
     runs: Vec<(usize, Duration)>,
-    limit_at: Instant,
+    cap: Instant,
+    /// When the last marker line came.
+    since: Option<Instant>,
     /// The EOF time given last, and the command whose own timeout set it.
     last: Option<(Instant, Option<usize>)>,
-    /// The command that runs now (its position in `runs`) and since when.
-    running: Option<(usize, Instant)>,
 }
 
 impl Clock {
     /// `timeouts`: each command's own, in the order of `commands` (a direct read's is not used).
     pub fn new(commands: &[String], timeouts: &[Duration], limit: Duration, nonce: &str) -> Clock {
-        let runs: Vec<(usize, Duration)> = commands
+        assert_eq!(commands.len(), timeouts.len(), "a timeout for each command");
+        let runs = commands
             .iter()
             .zip(timeouts)
             .enumerate()
@@ -214,52 +250,79 @@ impl Clock {
             .map(|(i, (_, timeout))| (i, *timeout))
             .collect();
         Clock {
-            prefix: format!("{MARKER}-{nonce}-").into_bytes(),
+            start: format!("{MARKER}-{nonce}-start\n").into_bytes(),
+            end: format!("{MARKER}-{nonce}-end ").into_bytes(),
             tail: Vec::new(),
-            seen: 0,
-            reads: commands.len() - runs.len(),
+            ended: vec![false; commands.len()],
             runs,
-            limit_at: Instant::now() + limit,
+            cap: Instant::now() + limit + SLACK,
+            since: None,
             last: None,
-            running: None,
         }
     }
 
     /// The EOF time, given the stdout that just arrived (see [`ssh_exec::EofAt`]).
     pub fn eof_at(&mut self, new: &[u8]) -> Option<Instant> {
         self.tail.extend_from_slice(new);
-        let found = self
-            .tail
-            .windows(self.prefix.len())
-            .filter(|w| *w == self.prefix.as_slice())
-            .count();
-        self.seen += found;
-        let keep = self.prefix.len() - 1;
-        if self.tail.len() > keep {
-            self.tail.drain(..self.tail.len() - keep);
+        let now = Instant::now();
+        let mut at = 0;
+        // a marker line from `at` on not yet whole: kept for the next piece
+        let mut keep = None;
+        while at < self.tail.len() {
+            let rest = &self.tail[at..];
+            let Some(next) = rest.iter().position(|&b| b == b'@') else {
+                break;
+            };
+            let rest = &rest[next..];
+            if rest.starts_with(&self.start) {
+                self.since = Some(now);
+            } else if rest.starts_with(&self.end) {
+                let digits = &rest[self.end.len()..];
+                match digits.iter().position(|b| !b.is_ascii_digit()) {
+                    Some(n) if n > 0 && digits[n] == b' ' => {
+                        let i = std::str::from_utf8(&digits[..n])
+                            .ok()
+                            .and_then(|d| d.parse::<usize>().ok());
+                        if let Some(ended) = i.and_then(|i| self.ended.get_mut(i)) {
+                            *ended = true;
+                            self.since = Some(now);
+                        }
+                    }
+                    Some(_) => {}
+                    None => {
+                        keep = Some(at + next);
+                        break;
+                    }
+                }
+            } else if self.start.starts_with(rest) || self.end.starts_with(rest) {
+                keep = Some(at + next);
+                break;
+            }
+            at += next + 1;
         }
-        // the start line, then a line a read: command k runs after line reads + k
-        let now = self.seen.checked_sub(self.reads + 1);
-        if now.is_some_and(|k| self.running.is_none_or(|(r, _)| r != k)) {
-            self.running = now.map(|k| (k, Instant::now()));
-        }
-        let own = self
-            .running
-            .and_then(|(k, since)| Some((since + self.runs.get(k)?.1, self.runs[k].0)));
-        let at = match own {
-            Some((at, i)) if at <= self.limit_at => (at, Some(i)),
-            _ => (self.limit_at, None),
+        let from = keep.unwrap_or(self.tail.len());
+        self.tail.drain(..from);
+        let running = self.runs.iter().find(|(i, _)| !self.ended[*i]);
+        let decided = match (self.since, running) {
+            (Some(since), Some(&(i, timeout))) if since + timeout <= self.cap => {
+                (since + timeout, Some(i))
+            }
+            _ => (self.cap, None),
         };
-        self.last = Some(at);
-        Some(at.0)
+        self.last = Some(decided);
+        Some(decided.0)
+    }
+
+    /// Whether an EOF of ours was due when last asked and is now.
+    pub fn eof_was_due(&self) -> bool {
+        self.last.is_some_and(|(at, _)| Instant::now() >= at)
     }
 
     /// Whether the command `i` (its index in the batch) was stopped at its own timeout: not at
     /// the batch's limit, nor before any EOF of ours was due (a host whose stdin ends at once,
     /// a wrapper that closes it: the host runs such a command again without the batch).
     pub fn killed_by_its_own_timeout(&self, i: usize) -> bool {
-        self.last
-            .is_some_and(|(at, by)| by == Some(i) && Instant::now() >= at)
+        self.eof_was_due() && self.last.is_some_and(|(_, by)| by == Some(i))
     }
 }
 
@@ -356,7 +419,9 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// A fresh marker suffix, so that no command's output can pass for a marker line.
+/// A fresh marker suffix, so that no command's output can pass for a marker line (the script
+/// holds it apart from the marker's text: a command that prints the script's command line
+/// prints no marker either).
 pub fn nonce() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -453,6 +518,47 @@ mod tests {
         );
         assert!(o(1).stderr.starts_with(b"pipe:"), "{:?}", o(1));
         assert!(o(1).stdout.is_empty(), "{:?}", o(1));
+    }
+
+    /// A job a command leaves running is waited for before the command ends: what it prints is
+    /// that command's output, not the next one's.
+    #[test]
+    fn a_job_a_command_leaves_running_is_its_output() {
+        let got = run_locally(
+            &[
+                "(sleep 0.3; echo LATE; echo LATEERR >&2) & echo first; exit 4",
+                "echo second",
+            ],
+            Duration::from_secs(5),
+        );
+        let o = |i: usize| got[i].clone().expect("block present");
+        assert_eq!(
+            (o(0).stdout, o(0).stderr, o(0).exit_code),
+            (b"first\nLATE\n".to_vec(), b"LATEERR\n".to_vec(), Some(4))
+        );
+        assert_eq!(o(1).stdout, b"second\n");
+    }
+
+    /// A command that prints the script itself (its shell's command line) prints no marker: it
+    /// and the commands after it come back whole.
+    #[test]
+    fn a_command_that_prints_the_script_prints_no_marker() {
+        let got = run_locally(
+            &[
+                "cat /proc/$$/cmdline; cat /proc/$$/cmdline >&2",
+                "echo after",
+                "cat -- /proc/version",
+            ],
+            Duration::from_secs(5),
+        );
+        let o = |i: usize| got[i].clone().expect("block present");
+        assert!(
+            String::from_utf8_lossy(&o(0).stdout).contains("echo after"),
+            "{:?}",
+            o(0)
+        );
+        assert_eq!(o(1).stdout, b"after\n");
+        assert!(o(2).stdout.starts_with(b"Linux version"), "{:?}", o(2));
     }
 
     /// A German login (`LANG`, `LANGUAGE=de`) would make cat's "No such file or directory"
@@ -794,8 +900,9 @@ mod tests {
             "sleep 0.6; echo slow",
             "echo started; sleep 30",
         ];
-        // the third starts at ~0.6 s: its own timeout (1 s) would end at ~1.6, the limit at 1.2
-        let got = run_clocked(&commands, &[s(1000), s(1000), s(1000)], s(1200));
+        // the third starts at ~0.6 s: its own timeout (3 s) would end at ~3.6, past the limit
+        // and the slack (1.2 + 1 s)
+        let got = run_clocked(&commands, &[s(1000), s(1000), s(3000)], s(1200));
         assert!(
             got[0]
                 .as_ref()
@@ -810,6 +917,10 @@ mod tests {
             got[2], None,
             "killed at the batch's limit, not at its own timeout"
         );
+        // every timeout the limit's (as when no command asks less than the shortest collector
+        // timeout): the third's own 1 s, from ~0.6 s, ends within the slack: timed out there
+        let got = run_clocked(&commands, &[s(1000), s(1000), s(1000)], s(1000));
+        assert!(got[2].as_ref().is_some_and(|o| o.timed_out), "{got:?}");
         // its own timeout of 0.2 s ends at ~0.8, before the limit: timed out
         let started = Instant::now();
         let got = run_clocked(&commands, &[s(1000), s(1000), s(200)], s(5000));
@@ -851,8 +962,9 @@ mod tests {
         assert!(got[0].as_ref().is_some_and(|o| o.timed_out), "{got:?}");
     }
 
-    /// The clock counts marker lines split between two pieces of stdout once, and starts each
-    /// command's time at the line before it.
+    /// The clock reads the marker lines, also split between two pieces of stdout: the first
+    /// command's time starts at the start line, each next one's at the end line before it; a
+    /// timeout past the batch's limit and [`SLACK`] gives way to that.
     #[test]
     fn the_clock_follows_markers_across_pieces() {
         let nonce = "n2";
@@ -862,29 +974,31 @@ mod tests {
             .collect();
         let s = Duration::from_secs;
         let mut clock = Clock::new(&commands, &[s(9), s(2), s(50)], s(30), nonce);
-        let limit = clock.eof_at(&[]).expect("a time");
-        let start = format!("{MARKER}-{nonce}-start\n");
-        let (a, b) = start.as_bytes().split_at(10);
-        assert_eq!(clock.eof_at(a), Some(limit));
-        // the start line whole: the direct read runs, under the batch's limit
-        assert_eq!(clock.eof_at(b), Some(limit));
+        let cap = clock.eof_at(&[]).expect("a time");
+        let start = format!("motd\n{MARKER}-{nonce}-start\n");
+        let (a, b) = start.as_bytes().split_at(14);
+        assert_eq!(clock.eof_at(a), Some(cap));
+        let within = |at: Instant, before: Instant, own: Duration| {
+            at >= before + own && at <= Instant::now() + own
+        };
+        // the start line whole: `a` runs (the read before it is its millisecond), its own 2 s
+        let before = Instant::now();
+        let own = clock.eof_at(b).expect("a time");
+        assert!(own < cap && within(own, before, s(2)), "{own:?}");
+        // its own timeout set the EOF, which is not due yet: no kill of `a` is its timeout now
+        assert!(!clock.killed_by_its_own_timeout(1));
+        // the read's end line, its index split from the rest of it
         let read_end = format!("Linux ...{MARKER}-{nonce}-end 0 0 0\n");
-        let (a, b) = read_end.as_bytes().split_at(15);
+        let (a, b) = read_end.as_bytes().split_at(read_end.len() - 5);
         clock.eof_at(a);
         let before = Instant::now();
         let own = clock.eof_at(b).expect("a time");
-        // `a` runs: its own 2 s
-        assert!(
-            own < limit && own >= before + s(2) && own <= Instant::now() + s(2),
-            "{own:?}"
-        );
-        // its own timeout set the EOF, which is not due yet: no kill of `a` is its timeout now
-        assert!(!clock.killed_by_its_own_timeout(1));
-        // output of `a` without a marker changes nothing
+        assert!(within(own, before, s(2)), "{own:?}");
+        // output of `a` without a whole marker changes nothing, another nonce neither
         assert_eq!(clock.eof_at(b"@@auto-client"), Some(own));
-        let a_end = format!("-batch-x{MARKER}-{nonce}-end 1 0 0\n");
-        // `b` runs: its own 50 s end after the limit
-        assert_eq!(clock.eof_at(a_end.as_bytes()), Some(limit));
+        let a_end = format!("-batch-x-end 1 0 0\n{MARKER}-{nonce}-end 1 0 0\n");
+        // `b` runs: its own 50 s end after the limit: the limit
+        assert_eq!(clock.eof_at(a_end.as_bytes()), Some(cap));
         assert!(!clock.killed_by_its_own_timeout(1) && !clock.killed_by_its_own_timeout(2));
 
         // a command whose own timeout (none: 0) has passed was stopped by it, the others not

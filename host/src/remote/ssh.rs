@@ -75,14 +75,11 @@ struct Prefetch {
     limit: Duration,
 }
 
-/// How long past its limit a batch may take: the EOF that fires the host's watchdog, its kills and
-/// its grace for processes slow to die (1 s at most, see `batch`), the outputs' way back. Past it
-/// the batch is given up: the host had its time, its learned commands are answered as timeouts.
+/// How long past its limit and `batch::SLACK` a batch may take: the EOF that fires the host's
+/// watchdog, its kills and its grace for processes slow to die (1 s at most, see `batch`), the
+/// outputs' way back. Past it the batch is given up (the host, or the link to it, does not
+/// answer): its learned commands are answered as timeouts, also those that had not started.
 const BATCH_GRACE: Duration = Duration::from_secs(2);
-
-/// A batch of one command may take this much past the command's budget before it starts on the
-/// host (the channel's login shell), so that its budget, not the batch's limit, stops it.
-const LOGIN_ALLOWANCE: Duration = Duration::from_secs(1);
 
 /// What the batch gave on one host.
 #[derive(Default)]
@@ -202,7 +199,7 @@ impl SshConnector {
             eof_at: Some(&mut eof_at),
             done: done.as_bytes(),
         };
-        match session.run_with(&script, prefetch.limit + BATCH_GRACE, watch) {
+        match session.run_with(&script, prefetch.limit + batch::SLACK + BATCH_GRACE, watch) {
             Ok(out) => {
                 let ran = started.elapsed();
                 let outputs = batch::settle(
@@ -421,20 +418,37 @@ impl Executor for SshExecutor {
             let commands = [command.as_str().to_string()];
             let script = batch::script(&commands, &nonce);
             let done = batch::done(&nonce);
-            // its budget counted from when it starts there, the batch's limit a little later
-            // (the login before): the command's own timeout is what stops it
-            let limit = budget + LOGIN_ALLOWANCE;
-            let mut clock = batch::Clock::new(&commands, &[budget], limit, &nonce);
+            // its budget counted from when it starts there (the batch's slack is for the login)
+            let mut clock = batch::Clock::new(&commands, &[budget], budget, &nonce);
             let mut eof_at = |new: &[u8]| clock.eof_at(new);
             let watch = Watch {
                 eof_at: Some(&mut eof_at),
                 done: done.as_bytes(),
             };
-            if let Ok(out) = self.session.run_with(&script, limit + BATCH_GRACE, watch) {
-                if let Some(Some(one)) =
-                    batch::settle(&out.stdout, &out.stderr, 1, &nonce, &clock).pop()
-                {
-                    return from_batch(&self.name, command.as_str(), &one);
+            let ran = self
+                .session
+                .run_with(&script, budget + batch::SLACK + BATCH_GRACE, watch);
+            if let Ok(out) = ran {
+                match batch::parse(&out.stdout, &out.stderr, 1, &nonce).pop() {
+                    // killed though no EOF of ours was due (a wrapper that ends stdin at once):
+                    // the command as it is, below
+                    Some(Some(one)) if one.timed_out && !clock.eof_was_due() => {}
+                    // run, or killed at its budget (from its start there, or from ours at the
+                    // latest: a login slower than the slack)
+                    Some(Some(one)) => return from_batch(&self.name, command.as_str(), &one),
+                    // the batch ran (its start line came) but not to the command's end: not
+                    // again without a watchdog
+                    _ if batch::started(&out.stdout, &nonce) => {
+                        return RResult::RErr(error(
+                            "io",
+                            format!(
+                                "ssh {}: `{}` ended the shell it ran in before its output was whole",
+                                self.name,
+                                command.as_str()
+                            ),
+                        ));
+                    }
+                    _ => {}
                 }
             }
             // no batch on this host (no POSIX shell?), or it failed: the command as it is

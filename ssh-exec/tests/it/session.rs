@@ -429,7 +429,7 @@ fn command_timeout_keeps_session_usable(bed: &Testbed) {
     );
 }
 
-/// `run_with`: the command's stdin ends at `eof_after` (a `read` of it returns then, not before),
+/// `run_with`: the command's stdin ends when `eof_at` says (a `read` of it returns then, not before),
 /// and the call returns once both streams hold `done`, though a process the command left behind
 /// still holds its stdout (a plain `run` waits for that one until its timeout).
 fn watch_sends_eof_at_its_time_and_returns_at_done(bed: &Testbed) {
