@@ -897,10 +897,10 @@ mod tests {
         let s = Duration::from_millis;
         let commands = [
             "cat -- /proc/version",
-            "sleep 0.6; echo slow",
+            "sleep 0.2; echo slow",
             "echo started; sleep 30",
         ];
-        // the third starts at ~0.6 s: its own timeout (3 s) would end at ~3.6, past the limit
+        // the third starts at ~0.2 s: its own timeout (3 s) would end at ~3.2, past the limit
         // and the slack (1.2 + 1 s)
         let got = run_clocked(&commands, &[s(1000), s(1000), s(3000)], s(1200));
         assert!(
@@ -918,10 +918,11 @@ mod tests {
             "killed at the batch's limit, not at its own timeout"
         );
         // every timeout the limit's (as when no command asks less than the shortest collector
-        // timeout): the third's own 1 s, from ~0.6 s, ends within the slack: timed out there
+        // timeout): the third's own 1 s, from ~0.2 s, ends within the slack (0.8 s to spare):
+        // timed out there
         let got = run_clocked(&commands, &[s(1000), s(1000), s(1000)], s(1000));
         assert!(got[2].as_ref().is_some_and(|o| o.timed_out), "{got:?}");
-        // its own timeout of 0.2 s ends at ~0.8, before the limit: timed out
+        // its own timeout of 0.2 s ends at ~0.4, before the limit: timed out
         let started = Instant::now();
         let got = run_clocked(&commands, &[s(1000), s(1000), s(200)], s(5000));
         let took = started.elapsed();
@@ -929,7 +930,7 @@ mod tests {
         assert!(hung.timed_out && hung.stdout == b"started\n", "{hung:?}");
         assert!(
             took < s(2500),
-            "EOF at its own timeout (~0.8 s), the batch took {took:?}"
+            "EOF at its own timeout (~0.4 s), the batch took {took:?}"
         );
     }
 
