@@ -18,7 +18,7 @@
 //! `sleep`, one `cat`, the exit trap's `rm`) and 15.4 ms this way, `bash -c` of each script as
 //! sshd runs it (51 alternating rounds, medians; 1 ms more wall on an idle host, as the commands
 //! no longer overlap). Started by bash where there is a dash, the script moves to dash first
-//! ([`IN_DASH`]). A command that can start a job of its own (`&` in its text) waits for its jobs
+//! ([`IN_DASH`]). A command that can start a job of its own (a background `&` in its text) waits for its jobs
 //! before it ends, so that what they print is its own output; a process that leaves its
 //! session's process tree (a daemon, double-forked) and prints later is not caught: a
 //! collector's command must not leave one.
@@ -188,11 +188,11 @@ fn body(commands: &[String], nonce: &str) -> String {
             continue;
         }
         // A subshell each: `exit` or `cd` in one does not touch the others; none starts once
-        // the watchdog has fired. A command that can start a job of its own (`&` in it) waits
+        // the watchdog has fired. A command that can start a job of its own (a background `&`) waits
         // for its jobs before it ends (an EXIT trap: its exit code stays), so that what they
         // print is its output, not the next command's; the trap costs a fork where the
         // command's last program could be exec'd, so only there.
-        let wait = if command.contains('&') {
+        let wait = if starts_jobs(command) {
             "trap wait EXIT; "
         } else {
             ""
@@ -207,6 +207,17 @@ fn body(commands: &[String], nonce: &str) -> String {
          exit 0\n",
     );
     s
+}
+
+/// Whether `command` may start a job of its own: an `&` that is not part of `&&`, `>&`, `<&` or
+/// `&>` (one inside quotes counts too: it only costs the command a fork).
+fn starts_jobs(command: &str) -> bool {
+    let b = command.as_bytes();
+    (0..b.len()).any(|i| {
+        b[i] == b'&'
+            && !matches!(b.get(i + 1), Some(b'&' | b'>'))
+            && !matches!(i.checked_sub(1).map(|j| b[j]), Some(b'&' | b'>' | b'<'))
+    })
 }
 
 /// How far past the batch's limit a command that started late (after the login and the
@@ -537,6 +548,21 @@ mod tests {
             (b"first\nLATE\n".to_vec(), b"LATEERR\n".to_vec(), Some(4))
         );
         assert_eq!(o(1).stdout, b"second\n");
+    }
+
+    #[test]
+    fn only_a_background_ampersand_starts_a_job() {
+        for (command, jobs) in [
+            ("sleep 1 & echo x", true),
+            ("(a) &", true),
+            ("a&", true),
+            ("a && b", false),
+            ("a 2>&1 >&2 <&3", false),
+            ("a &>/dev/null", false),
+            ("ip -d -j addr", false),
+        ] {
+            assert_eq!(starts_jobs(command), jobs, "{command}");
+        }
     }
 
     /// A command that prints the script itself (its shell's command line) prints no marker: it
