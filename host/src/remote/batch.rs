@@ -18,10 +18,10 @@
 //! `sleep`, one `cat`, the exit trap's `rm`) and 15.4 ms this way, `bash -c` of each script as
 //! sshd runs it (51 alternating rounds, medians; 1 ms more wall on an idle host, as the commands
 //! no longer overlap). Started by bash where there is a dash, the script moves to dash first
-//! ([`IN_DASH`]). A command that can start a job of its own (a background `&` in its text) waits for its jobs
-//! before it ends, so that what they print is its own output; a process that leaves its
-//! session's process tree (a daemon, double-forked) and prints later is not caught: a
-//! collector's command must not leave one.
+//! ([`IN_DASH`]). A command that can start a job of its own (a background `&` in its text)
+//! waits for its jobs before it ends, so that what they print is its own output; a process that
+//! leaves its session's process tree (a daemon, double-forked) and prints later is not caught:
+//! a collector's command must not leave one.
 //!
 //! The time limits are the client's: the host's watchdog is a subshell blocked in a `read` of
 //! the channel's stdin, which the client ends (SSH EOF) at the running command's own timeout,
@@ -188,9 +188,9 @@ fn body(commands: &[String], nonce: &str) -> String {
             continue;
         }
         // A subshell each: `exit` or `cd` in one does not touch the others; none starts once
-        // the watchdog has fired. A command that can start a job of its own (a background `&`) waits
-        // for its jobs before it ends (an EXIT trap: its exit code stays), so that what they
-        // print is its output, not the next command's; the trap costs a fork where the
+        // the watchdog has fired. A command that can start a job of its own (a background `&`)
+        // waits for its jobs before it ends (an EXIT trap: its exit code stays), so that what
+        // they print is its output, not the next command's; the trap costs a fork where the
         // command's last program could be exec'd, so only there.
         let wait = if starts_jobs(command) {
             "trap wait EXIT; "
