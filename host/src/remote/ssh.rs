@@ -81,6 +81,29 @@ struct Prefetch {
 /// answer): its learned commands are answered as timeouts, also those that had not started.
 const BATCH_GRACE: Duration = Duration::from_secs(2);
 
+/// Runs `commands` on `session` as one batch: each stopped at its own timeout in `timeouts`, the
+/// whole at `limit` and `batch::SLACK` (the EOF that fires the host's watchdog, when
+/// `batch::Clock` says), given up past that and `BATCH_GRACE`. What came back, the clock that
+/// timed it (for `batch::settle`) and the batch's nonce (for `batch::parse`).
+fn run_batch(
+    session: &SshSession,
+    commands: &[String],
+    timeouts: &[Duration],
+    limit: Duration,
+) -> (Result<ssh_exec::Output, SshError>, batch::Clock, String) {
+    let nonce = batch::nonce();
+    let script = batch::script(commands, &nonce);
+    let done = batch::done(&nonce);
+    let mut clock = batch::Clock::new(commands, timeouts, limit, &nonce);
+    let mut eof_at = |new: &[u8]| clock.eof_at(new);
+    let watch = Watch {
+        eof_at: Some(&mut eof_at),
+        done: done.as_bytes(),
+    };
+    let ran = session.run_with(&script, limit + batch::SLACK + BATCH_GRACE, watch);
+    (ran, clock, nonce)
+}
+
 /// What the batch gave on one host.
 #[derive(Default)]
 struct Prefetched {
@@ -182,24 +205,14 @@ impl SshConnector {
         let Some(prefetch) = self.prefetch.get().filter(|p| !p.commands.is_empty()) else {
             return Prefetched::default();
         };
-        let nonce = batch::nonce();
-        let script = batch::script(&prefetch.commands, &nonce);
-        let done = batch::done(&nonce);
         let started = Instant::now();
-        // the EOF at a command's timeout or the batch's limit fires the host's watchdog; the
-        // grace is for the kills and the outputs' way back
-        let mut clock = batch::Clock::new(
+        let (ran, clock, nonce) = run_batch(
+            session,
             &prefetch.commands,
             &prefetch.timeouts,
             prefetch.limit,
-            &nonce,
         );
-        let mut eof_at = |new: &[u8]| clock.eof_at(new);
-        let watch = Watch {
-            eof_at: Some(&mut eof_at),
-            done: done.as_bytes(),
-        };
-        match session.run_with(&script, prefetch.limit + batch::SLACK + BATCH_GRACE, watch) {
+        match ran {
             Ok(out) => {
                 let ran = started.elapsed();
                 let outputs = batch::settle(
@@ -414,20 +427,9 @@ impl Executor for SshExecutor {
             }
             // as a batch of one, so that the host kills it at its timeout (a plain `exec` that
             // times out is only abandoned: libssh2 cannot signal the remote process)
-            let nonce = batch::nonce();
-            let commands = [command.as_str().to_string()];
-            let script = batch::script(&commands, &nonce);
-            let done = batch::done(&nonce);
             // its budget counted from when it starts there (the batch's slack is for the login)
-            let mut clock = batch::Clock::new(&commands, &[budget], budget, &nonce);
-            let mut eof_at = |new: &[u8]| clock.eof_at(new);
-            let watch = Watch {
-                eof_at: Some(&mut eof_at),
-                done: done.as_bytes(),
-            };
-            let ran = self
-                .session
-                .run_with(&script, budget + batch::SLACK + BATCH_GRACE, watch);
+            let commands = [command.as_str().to_string()];
+            let (ran, clock, nonce) = run_batch(&self.session, &commands, &[budget], budget);
             if let Ok(out) = ran {
                 match batch::parse(&out.stdout, &out.stderr, 1, &nonce).pop() {
                     // killed though no EOF of ours was due (a wrapper that ends stdin at once):
