@@ -21,8 +21,9 @@ step() { printf '\n==> %s\n' "$*"; }
 step "Debian packages"
 # pciutils: lspci, the independent tool of the gpu and controller collectors' live parity tests
 # (and pci.ids, the names the controller collector looks up); sqlite3: the retention test's
-# integrity check of a pruned database
-pkgs=(facter openssh-server openssh-client iproute2 postgresql libssl-dev pkg-config procps shellcheck chromium chromium-driver systemd dpkg-dev pciutils sqlite3)
+# integrity check of a pruned database; util-linux (lsblk), tar and xz-utils: the disk collector's
+# parity tests against lsblk on util-linux's recorded sysfs dumps (.tar.xz)
+pkgs=(facter openssh-server openssh-client iproute2 postgresql libssl-dev pkg-config procps shellcheck chromium chromium-driver systemd dpkg-dev pciutils sqlite3 util-linux tar xz-utils)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
