@@ -79,10 +79,14 @@ const TIMEOUT: Duration = Duration::from_secs(8);
 /// Per device: `@ NAME`, then one line `FILE VALUE` for each attribute file that is readable
 /// (the first line of the file, as it is), `slaves` where it has any, for a SCSI device its
 /// `hctl`, the `host` classes its SCSI host is in, the host's `fc/symbolic_name` and
-/// `scsi/proc_name`, `has sas_device` / `has ieee1394_id`, its `scsi` device path (for `usb`),
-/// and the `E:KEY=value` lines of udev's database (`/run/udev/data/bMAJ:MIN`) that lsblk reads.
-/// Devices that are never disks by name (loop, ram, zram, dm-, md, ...) are skipped here already.
-pub const SYSFS: &str = r#"R=; cd "$R/sys/block" 2>/dev/null || { echo "no $R/sys/block" >&2; exit 3; }
+/// `scsi/proc_name`, `has sas_device` / `has ieee1394_id`, and its `scsi` device path (for
+/// `usb`). After the devices, the lines of udev's database (`/run/udev/data/bMAJ:MIN`) that lsblk
+/// reads, as `bMAJ:MIN:E:KEY=value`: with `read` for up to four devices, with one `grep -H` for
+/// more (dash's `read` takes a byte a system call: ~0.3 ms for a 1.4 KB file; a `grep` costs a
+/// process start, ~1.5 ms, whatever the count). Exit code 4 where that database cannot be read
+/// (then lsblk is asked too: a disk's serial must not fall back to sysfs's silently). Devices
+/// that are never disks by name (loop, ram, zram, dm-, md, ...) are skipped here already.
+pub const SYSFS: &str = r#"R=; u=; cd "$R/sys/block" 2>/dev/null || { echo "no $R/sys/block" >&2; exit 3; }
 for n in *; do case $n in loop*|ram*|zram*|nbd*|rbd*|drbd*|dm-*|md*|fd*|sr*) continue;; esac
 b=$R/sys/block/$n; [ -r "$b/dev" ] || continue; printf '@ %s\n' "$n"
 for f in dev size hidden queue/rotational device/type device/model device/serial device/rev; do
@@ -94,9 +98,11 @@ for t in fc/symbolic_name scsi/proc_name; do f=$R/sys/class/${t%/*}_host/$h/${t#
 if [ -r "$f" ]; then IFS= read -r v < "$f"; printf '%s %s\n' "$t" "$v"; fi; done
 for t in sas_device ieee1394_id; do if [ -e "$R/sys/bus/scsi/devices/$c/$t" ]; then printf 'has %s\n' "$t"; fi; done
 if cd -P "$R/sys/bus/scsi/devices/$c" 2>/dev/null; then printf 'scsi %s\n' "${PWD#"$R"}"; fi;; esac; fi
-IFS= read -r v < "$b/dev"; u=$R/run/udev/data/b$v
-if [ -r "$u" ]; then while IFS= read -r l || [ -n "$l" ]; do case $l in E:ID_SERIAL=*|E:ID_SERIAL_SHORT=*|E:ID_SCSI_SERIAL=*|E:SCSI_IDENT_SERIAL=*|E:ID_WWN=*|E:ID_WWN_WITH_EXTENSION=*|E:ID_MODEL=*|E:ID_MODEL_ENC=*) printf '%s\n' "$l";; esac; done < "$u"; fi
-done"#;
+IFS= read -r v < "$b/dev"; if [ -r "$R/run/udev/data/b$v" ]; then u="$u b$v"; fi
+done
+if [ -z "$u" ]; then exit 0; fi; cd "$R/run/udev/data" || exit 4; set -- $u
+if [ $# -gt 4 ]; then grep -H -E '^E:(ID_SERIAL|ID_SERIAL_SHORT|ID_SCSI_SERIAL|SCSI_IDENT_SERIAL|ID_WWN|ID_WWN_WITH_EXTENSION|ID_MODEL|ID_MODEL_ENC)=' "$@" || [ $? = 1 ] || exit 4; exit 0; fi
+for f in "$@"; do while IFS= read -r l || [ -n "$l" ]; do case $l in E:ID_SERIAL=*|E:ID_SERIAL_SHORT=*|E:ID_SCSI_SERIAL=*|E:SCSI_IDENT_SERIAL=*|E:ID_WWN=*|E:ID_WWN_WITH_EXTENSION=*|E:ID_MODEL=*|E:ID_MODEL_ENC=*) printf '%s:%s\n' "$f" "$l";; esac; done < "$f"; done"#;
 
 /// Asked only where [`SYSFS`] failed (no `/sys/block`): lsblk's JSON.
 pub const LSBLK: &str = "lsblk -J -b -d -o NAME,SIZE,MODEL,SERIAL,ROTA,TYPE,TRAN,REV,WWN";
@@ -460,10 +466,27 @@ fn unhexmangle(s: &str) -> String {
     unescape(s)
 }
 
+/// A line of udev's database as [`SYSFS`] prints it (`grep -H`'s shape: `bMAJ:MIN:E:KEY=VALUE`):
+/// the device number and `KEY=VALUE`.
+fn udev_line(line: &str) -> Option<(&str, &str)> {
+    let rest = line.strip_prefix('b')?;
+    let (dev, prop) = rest.split_once(":E:")?;
+    let (major, minor) = dev.split_once(':')?;
+    let number = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (number(major) && number(minor)).then_some((dev, prop))
+}
+
 /// The whole physical disks of [`SYSFS`]'s output, by lsblk 2.38's rules, in name order.
 pub fn parse_sysfs(stdout: &str) -> Vec<Disk> {
     let mut devices: Vec<Sysfs<'_>> = Vec::new();
+    let mut udev: Vec<(&str, &str, &str)> = Vec::new();
     for line in stdout.lines() {
+        if let Some((dev, prop)) = udev_line(line) {
+            if let Some((k, v)) = prop.split_once('=') {
+                udev.push((dev, k, v));
+            }
+            continue;
+        }
         if let Some(name) = line.strip_prefix("@ ") {
             devices.push(Sysfs {
                 name,
@@ -474,13 +497,7 @@ pub fn parse_sysfs(stdout: &str) -> Vec<Disk> {
         let Some(d) = devices.last_mut() else {
             continue;
         };
-        if let Some(prop) = line.strip_prefix("E:") {
-            if let Some((k, v)) = prop.split_once('=') {
-                if d.udev(k).is_none() {
-                    d.udev.push((k, v));
-                }
-            }
-        } else if line == "slaves" {
+        if line == "slaves" {
             d.slaves = true;
         } else if let Some((key, value)) = line.split_once(' ') {
             match key {
@@ -490,6 +507,14 @@ pub fn parse_sysfs(stdout: &str) -> Vec<Disk> {
                 "scsi" => d.scsi_path = Some(value),
                 _ => d.files.push((key, value)),
             }
+        }
+    }
+    for d in &mut devices {
+        let Some(dev) = d.file("dev") else { continue };
+        for &(_, k, v) in udev.iter().filter(|(of, _, _)| *of == dev) {
+            // a key twice in one file: libudev keeps the last
+            d.udev.retain(|(key, _)| *key != k);
+            d.udev.push((k, v));
         }
     }
     devices
@@ -509,8 +534,8 @@ pub fn missing_columns(stdout: &str) -> Result<Vec<(&'static str, &'static str)>
         .collect())
 }
 
-/// Collects the disks of `target` with one command ([`SYSFS`]); lsblk only where the target has
-/// no `/sys/block`.
+/// Collects the disks of `target` with one command ([`SYSFS`]); lsblk only where that fails (no
+/// `/sys/block`, an unreadable udev database).
 pub fn collect(target: &Target<'_>, _options: &Value) -> Result<Value, CollectError> {
     let sysfs = target.run(SYSFS, TIMEOUT)?;
     let mut data = Data::new();
@@ -1048,7 +1073,7 @@ mod tests {
     /// Xen, MMC and a bcache device with slaves; hidden devices, SCSI types other than disk,
     /// empty and missing attribute files, sizes of zero, and udev properties of every key, in
     /// priority order for lsblk's file and shuffled among other lines in udev's database.
-    fn generate(root: &std::path::Path, rng: &mut Rng) {
+    fn generate(root: &std::path::Path, rng: &mut Rng, small: bool) -> u32 {
         let values = [
             "WD-WX31A",
             "  S3Z9NB0K  ",
@@ -1084,7 +1109,12 @@ mod tests {
                 _ => {}
             }
         }
-        for i in 0..16u32 {
+        let count = if small {
+            1 + rng.below(4)
+        } else {
+            5 + rng.below(12)
+        } as u32;
+        for i in 0..count {
             let letter = char::from(b'a' + i as u8);
             let (name, dir) = match rng.below(7) {
                 0..=2 => {
@@ -1185,6 +1215,7 @@ mod tests {
                 &db.join("\n"),
             );
         }
+        count
     }
 
     #[test]
@@ -1192,9 +1223,12 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let (mut disks, mut transports, mut serials) = (0, std::collections::BTreeSet::new(), 0);
-        for t in 0..32 {
+        let mut by_grep = [0; 2];
+        for t in 0..64 {
             let root = tmp.path().join(format!("t{t}"));
-            generate(&root, &mut rng);
+            // more than four devices with udev data: one grep; up to four: shell reads
+            let count = generate(&root, &mut rng, t % 2 == 0);
+            by_grep[usize::from(count > 4)] += 1;
             let ours = parse_sysfs(&sysfs_under(root.to_str().expect("UTF-8 path")));
             let theirs = lsblk_disks(Some(&root));
             assert_eq!(ours, theirs, "tree {t}: {}", root.display());
@@ -1202,9 +1236,11 @@ mod tests {
             serials += ours.iter().filter(|d| d.serial.is_some()).count();
             transports.extend(ours.iter().map(|d| d.transport.clone()));
         }
-        // The trees reached every rule: each transport, disks with and without a serial.
-        assert!(disks > 200, "{disks} disks");
-        assert!(serials > 50 && serials < disks, "{serials} serials");
+        // The trees reached every rule: both ways of reading udev's data, each transport, disks
+        // with and without a serial.
+        assert!(by_grep[0] >= 4 && by_grep[1] >= 4, "{by_grep:?}");
+        assert!(disks > 100, "{disks} disks");
+        assert!(serials > 30 && serials < disks, "{serials} serials");
         let all: std::collections::BTreeSet<_> = [
             None,
             Some("ata"),
@@ -1232,12 +1268,13 @@ mod tests {
         // extension first; sysfs's own values are not used where udev has one.
         let out = "@ sda\ndev 8:0\nsize 937703088\nqueue/rotational 0\ndevice/type 0\n\
                    device/model INTEL SSDSC2KB48\ndevice/serial SYSFS\nhctl 0:0:0:0\nhost scsi\n\
-                   scsi/proc_name ahci\nE:ID_SERIAL=INTEL_SSDSC2KB480G8_PHYF1\n\
-                   E:ID_SERIAL_SHORT=PHYF1\nE:ID_MODEL=INTEL_SSDSC2KB480G8\n\
-                   E:ID_MODEL_ENC=INTEL\\x20SSDSC2KB480G8\\x20\\x20\\x20\\x20\n\
-                   E:ID_WWN=0x55cd2e415123abcd\nE:ID_WWN_WITH_EXTENSION=0x55cd2e415123abce\n\
+                   scsi/proc_name ahci\n\
                    @ sdb\ndev 8:16\nsize 2048\nqueue/rotational 1\ndevice/serial   SYS  FS  \n\
-                   E:ID_SERIAL=A  B\nE:ID_SCSI_SERIAL=  S   1 \nE:SCSI_IDENT_SERIAL=\n";
+                   b8:0:E:ID_SERIAL=INTEL_SSDSC2KB480G8_PHYF1\n\
+                   b8:0:E:ID_SERIAL_SHORT=PHYF1\nb8:0:E:ID_MODEL=INTEL_SSDSC2KB480G8\n\
+                   b8:0:E:ID_MODEL_ENC=INTEL\\x20SSDSC2KB480G8\\x20\\x20\\x20\\x20\n\
+                   b8:0:E:ID_WWN=0x55cd2e415123abcd\nb8:0:E:ID_WWN_WITH_EXTENSION=0x55cd2e415123abce\n\
+                   b8:16:E:ID_SERIAL=A  B\nb8:16:E:ID_SCSI_SERIAL=  S   1 \nb8:16:E:SCSI_IDENT_SERIAL=\n";
         let disks = parse_sysfs(out);
         assert_eq!(disks[0].serial.as_deref(), Some("PHYF1"));
         assert_eq!(disks[0].model.as_deref(), Some("INTEL SSDSC2KB480G8"));
