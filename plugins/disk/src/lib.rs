@@ -11,8 +11,14 @@
 //!   those with slaves (dm, md, bcache: not roots of lsblk's tree); TYPE from the SCSI
 //!   peripheral type in `device/type` (none: `disk`);
 //! - SERIAL: udev's `SCSI_IDENT_SERIAL`, `ID_SCSI_SERIAL`, `ID_SERIAL_SHORT`, `ID_SERIAL` (the
-//!   first present, blanks squeezed), else sysfs `device/serial`; the same rule from util-linux
-//!   2.33 to 2.40 (2.32, RHEL 8, took `ID_SERIAL_SHORT` only);
+//!   first present and not empty, blanks squeezed), else sysfs `device/serial` (2.37 to 2.40).
+//!   Older lsblk took fewer keys ([`SERIAL_RULES`]: 2.27–2.28 `ID_SERIAL_SHORT` only, 2.29–2.33
+//!   also sysfs's, 2.34–2.35 `ID_SCSI_SERIAL` first, 2.36 `ID_SERIAL` last), and a disk's serial
+//!   is its id: where those rules disagree for a disk (a SAS disk's unit serial against its NAA
+//!   id, a disk with no udev data but a sysfs serial), the target's own lsblk is asked, as before
+//!   this collector read sysfs, and its answer is the collector's; only where they all agree is
+//!   no lsblk started. An lsblk older than 2.27 (RHEL 7's 2.23) printed no serial: such a host's
+//!   disks gain their serials, and their ids change once from name to serial;
 //! - MODEL: udev's `ID_MODEL_ENC` (`\xNN` undone), `ID_MODEL`, else `device/model`; REV
 //!   `device/rev` (2.39 and later take udev's `ID_REVISION` first); WWN udev's
 //!   `ID_WWN_WITH_EXTENSION`, else `ID_WWN`; ROTA `queue/rotational`; SIZE `size` × 512;
@@ -84,25 +90,31 @@ const TIMEOUT: Duration = Duration::from_secs(8);
 /// reads, as `bMAJ:MIN:E:KEY=value`: with `read` for up to four devices, with one `grep -H` for
 /// more (dash's `read` takes a byte a system call: ~0.3 ms for a 1.4 KB file; a `grep` costs a
 /// process start, ~1.5 ms, whatever the count). Exit code 4 where that database cannot be read
-/// (then lsblk is asked too: a disk's serial must not fall back to sysfs's silently). Devices
-/// that are never disks by name (loop, ram, zram, dm-, md, ...) are skipped here already.
-pub const SYSFS: &str = r#"R=; u=; cd "$R/sys/block" 2>/dev/null || { echo "no $R/sys/block" >&2; exit 3; }
+/// (`/run/udev/data` gone between the listing and the read, `grep` failing; then lsblk is asked).
+/// A database file that exists but this user may not read is `udev-unreadable` in its device's
+/// lines (lsblk run by the same user reads sysfs's values then too; the collector says so). Every
+/// read resets its variable first: a failed `read` leaves bash's unchanged. Under bash, `failglob`
+/// and `nullglob` (a startup file's) are turned off. Devices that are never disks by name (loop,
+/// ram, zram, dm-, md, ...) are skipped here already.
+pub const SYSFS: &str = r#"R=; u=; [ -z "$BASH_VERSION" ] || shopt -u failglob nullglob
+cd "$R/sys/block" 2>/dev/null || { echo "no $R/sys/block" >&2; exit 3; }
 for n in *; do case $n in loop*|ram*|zram*|nbd*|rbd*|drbd*|dm-*|md*|fd*|sr*) continue;; esac
 b=$R/sys/block/$n; [ -r "$b/dev" ] || continue; printf '@ %s\n' "$n"
 for f in dev size hidden queue/rotational device/type device/model device/serial device/rev; do
-if [ -r "$b/$f" ]; then IFS= read -r v < "$b/$f"; printf '%s %s\n' "$f" "$v"; fi; done
+if [ -r "$b/$f" ] && { v=; IFS= read -r v < "$b/$f" || [ -n "$v" ]; }; then printf '%s %s\n' "$f" "$v"; fi; done
 set -- "$b"/slaves/*; if [ -e "$1" ] || [ -L "$1" ]; then echo slaves; fi
 if cd -P "$b/device" 2>/dev/null; then c=${PWD##*/}; case $c in *:*:*:*) h=host${c%%:*}; printf 'hctl %s\n' "$c"
 for t in spi fc sas iscsi scsi; do if [ -d "$R/sys/class/${t}_host/$h" ]; then printf 'host %s\n' "$t"; fi; done
 for t in fc/symbolic_name scsi/proc_name; do f=$R/sys/class/${t%/*}_host/$h/${t#*/}
-if [ -r "$f" ]; then IFS= read -r v < "$f"; printf '%s %s\n' "$t" "$v"; fi; done
+if [ -r "$f" ] && { v=; IFS= read -r v < "$f" || [ -n "$v" ]; }; then printf '%s %s\n' "$t" "$v"; fi; done
 for t in sas_device ieee1394_id; do if [ -e "$R/sys/bus/scsi/devices/$c/$t" ]; then printf 'has %s\n' "$t"; fi; done
 if cd -P "$R/sys/bus/scsi/devices/$c" 2>/dev/null; then printf 'scsi %s\n' "${PWD#"$R"}"; fi;; esac; fi
-IFS= read -r v < "$b/dev"; if [ -r "$R/run/udev/data/b$v" ]; then u="$u b$v"; fi
+v=; IFS= read -r v < "$b/dev"; f=$R/run/udev/data/b$v
+if [ -n "$v" ] && [ -r "$f" ]; then u="$u b$v"; elif [ -n "$v" ] && [ -e "$f" ]; then echo udev-unreadable; fi
 done
 if [ -z "$u" ]; then exit 0; fi; cd "$R/run/udev/data" || exit 4; set -- $u
 if [ $# -gt 4 ]; then grep -H -E '^E:(ID_SERIAL|ID_SERIAL_SHORT|ID_SCSI_SERIAL|SCSI_IDENT_SERIAL|ID_WWN|ID_WWN_WITH_EXTENSION|ID_MODEL|ID_MODEL_ENC)=' "$@" || [ $? = 1 ] || exit 4; exit 0; fi
-for f in "$@"; do while IFS= read -r l || [ -n "$l" ]; do case $l in E:ID_SERIAL=*|E:ID_SERIAL_SHORT=*|E:ID_SCSI_SERIAL=*|E:SCSI_IDENT_SERIAL=*|E:ID_WWN=*|E:ID_WWN_WITH_EXTENSION=*|E:ID_MODEL=*|E:ID_MODEL_ENC=*) printf '%s:%s\n' "$f" "$l";; esac; done < "$f"; done"#;
+for f in "$@"; do while l=; IFS= read -r l || [ -n "$l" ]; do case $l in E:ID_SERIAL=*|E:ID_SERIAL_SHORT=*|E:ID_SCSI_SERIAL=*|E:SCSI_IDENT_SERIAL=*|E:ID_WWN=*|E:ID_WWN_WITH_EXTENSION=*|E:ID_MODEL=*|E:ID_MODEL_ENC=*) printf '%s:%s\n' "$f" "$l";; esac; done < "$f"; done"#;
 
 /// Asked only where [`SYSFS`] failed (no `/sys/block`): lsblk's JSON.
 pub const LSBLK: &str = "lsblk -J -b -d -o NAME,SIZE,MODEL,SERIAL,ROTA,TYPE,TRAN,REV,WWN";
@@ -314,6 +326,7 @@ struct Sysfs<'a> {
     files: Vec<(&'a str, &'a str)>,
     udev: Vec<(&'a str, &'a str)>,
     slaves: bool,
+    udev_unreadable: bool,
     hosts: Vec<&'a str>,
     has: Vec<&'a str>,
     scsi_path: Option<&'a str>,
@@ -384,15 +397,18 @@ impl<'a> Sysfs<'a> {
         {
             return None;
         }
-        let name = self.name.to_string();
+        // lsblk's `mk_name`: sysfs writes a `/` of a device name as `!` (`cciss!c0d0`)
+        let name = self.name.replace('!', "/");
         let size_bytes = Some(
             self.file("size")
                 .and_then(|s| s.trim().parse::<u64>().ok())
                 .map_or(0, |sectors| sectors.saturating_mul(512)),
         );
-        let rotational = self
-            .file("queue/rotational")
-            .map(|r| !(r.is_empty() || r.starts_with(['0', 'N', 'n'])));
+        // libsmartcols prints a boolean column without data as `false`
+        let rotational = Some(
+            self.file("queue/rotational")
+                .is_some_and(|r| !(r.is_empty() || r.starts_with(['0', 'N', 'n']))),
+        );
         // Model and serial: udev's first.
         let model = if let Some(enc) = self.udev("ID_MODEL_ENC") {
             Some(normalize_whitespace(&unhexmangle(enc)))
@@ -401,16 +417,7 @@ impl<'a> Sysfs<'a> {
         } else {
             self.file("device/model").map(str::to_string)
         };
-        let serial = [
-            "SCSI_IDENT_SERIAL",
-            "ID_SCSI_SERIAL",
-            "ID_SERIAL_SHORT",
-            "ID_SERIAL",
-        ]
-        .iter()
-        .find_map(|k| self.udev(k))
-        .map(normalize_whitespace)
-        .or_else(|| self.file("device/serial").map(str::to_string));
+        let serial = self.serial_by(SERIAL_RULES[SERIAL_RULES.len() - 1]);
         let firmware = self.file("device/rev").map(str::to_string);
         let wwn = self
             .udev("ID_WWN_WITH_EXTENSION")
@@ -424,14 +431,61 @@ impl<'a> Sysfs<'a> {
             name,
             size_bytes,
             model,
-            serial: nonempty(serial),
+            serial,
             rotational,
             transport,
             firmware: nonempty(firmware),
             wwn: nonempty(wwn),
         })
     }
+
+    /// The serial by one of lsblk's rules: udev's keys in order, then sysfs's `device/serial` where
+    /// the rule has it.
+    fn serial_by(&self, (keys, sysfs): SerialRule) -> Option<String> {
+        keys.iter()
+            .find_map(|k| self.udev(k))
+            .map(normalize_whitespace)
+            .or_else(|| {
+                sysfs
+                    .then(|| self.file("device/serial"))
+                    .flatten()
+                    .map(str::to_string)
+            })
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// Whether every lsblk since util-linux 2.27 (the first with JSON) gives this disk the same
+    /// serial: where they differ, the serial the host's own lsblk gave so far is its id in the
+    /// CMDB, and only that lsblk can say which it is.
+    fn serial_is_settled(&self) -> bool {
+        let last = self.serial_by(SERIAL_RULES[SERIAL_RULES.len() - 1]);
+        SERIAL_RULES
+            .iter()
+            .all(|&rule| self.serial_by(rule) == last)
+    }
 }
+
+/// udev's keys in order, and whether sysfs's `device/serial` is taken after them.
+pub type SerialRule = (&'static [&'static str], bool);
+
+/// lsblk's SERIAL across util-linux's history (misc-utils/lsblk.c, lsblk-properties.c), oldest
+/// first: 2.27–2.28, 2.29–2.33, 2.34–2.35, 2.36, 2.37 to 2.40 (the one [`SYSFS`] follows).
+pub const SERIAL_RULES: [SerialRule; 5] = [
+    (&["ID_SERIAL_SHORT"], false),
+    (&["ID_SERIAL_SHORT"], true),
+    (&["ID_SCSI_SERIAL", "ID_SERIAL_SHORT"], true),
+    (&["ID_SCSI_SERIAL", "ID_SERIAL_SHORT", "ID_SERIAL"], true),
+    (
+        &[
+            "SCSI_IDENT_SERIAL",
+            "ID_SCSI_SERIAL",
+            "ID_SERIAL_SHORT",
+            "ID_SERIAL",
+        ],
+        true,
+    ),
+];
 
 /// `fscanf("%d")` of a sysfs file: the leading integer.
 fn leading_int(s: &str) -> Option<i64> {
@@ -476,8 +530,19 @@ fn udev_line(line: &str) -> Option<(&str, &str)> {
     (number(major) && number(minor)).then_some((dev, prop))
 }
 
-/// The whole physical disks of [`SYSFS`]'s output, by lsblk 2.38's rules, in name order.
-pub fn parse_sysfs(stdout: &str) -> Vec<Disk> {
+/// What [`SYSFS`]'s output says.
+#[derive(Debug, Default)]
+pub struct FromSysfs {
+    /// The whole physical disks, by lsblk 2.38's rules, in name order.
+    pub disks: Vec<Disk>,
+    /// The disks whose serial lsblk's versions disagree on (see [`SERIAL_RULES`]).
+    pub unsettled: Vec<String>,
+    /// The disks whose udev data exists but this user may not read.
+    pub udev_unreadable: Vec<String>,
+}
+
+/// Reads [`SYSFS`]'s output.
+pub fn read_sysfs(stdout: &str) -> FromSysfs {
     let mut devices: Vec<Sysfs<'_>> = Vec::new();
     let mut udev: Vec<(&str, &str, &str)> = Vec::new();
     for line in stdout.lines() {
@@ -499,6 +564,8 @@ pub fn parse_sysfs(stdout: &str) -> Vec<Disk> {
         };
         if line == "slaves" {
             d.slaves = true;
+        } else if line == "udev-unreadable" {
+            d.udev_unreadable = true;
         } else if let Some((key, value)) = line.split_once(' ') {
             match key {
                 "hctl" => {}
@@ -513,15 +580,34 @@ pub fn parse_sysfs(stdout: &str) -> Vec<Disk> {
         let Some(dev) = d.file("dev") else { continue };
         for &(_, k, v) in udev.iter().filter(|(of, _, _)| *of == dev) {
             // a key twice in one file: libudev keeps the last
+            // libudev drops a property whose value is empty (`E:KEY=`): the next key answers
             d.udev.retain(|(key, _)| *key != k);
-            d.udev.push((k, v));
+            if !v.is_empty() {
+                d.udev.push((k, v));
+            }
         }
     }
-    devices
+    let mut out = FromSysfs::default();
+    for d in devices
         .iter()
         .filter(|d| !NOT_DISKS.iter().any(|p| d.name.starts_with(p)))
-        .filter_map(Sysfs::disk)
-        .collect()
+    {
+        if let Some(disk) = d.disk() {
+            if !d.serial_is_settled() {
+                out.unsettled.push(disk.name.clone());
+            }
+            if d.udev_unreadable {
+                out.udev_unreadable.push(disk.name.clone());
+            }
+            out.disks.push(disk);
+        }
+    }
+    out
+}
+
+/// The whole physical disks of [`SYSFS`]'s output, by lsblk 2.38's rules, in name order.
+pub fn parse_sysfs(stdout: &str) -> Vec<Disk> {
+    read_sysfs(stdout).disks
 }
 
 /// The attributes whose lsblk column is absent from every row (an lsblk too old to know it),
@@ -539,25 +625,28 @@ pub fn missing_columns(stdout: &str) -> Result<Vec<(&'static str, &'static str)>
 pub fn collect(target: &Target<'_>, _options: &Value) -> Result<Value, CollectError> {
     let sysfs = target.run(SYSFS, TIMEOUT)?;
     let mut data = Data::new();
-    let disks = if sysfs.success() {
-        parse_sysfs(&sysfs.stdout)
-    } else {
-        let primary = target.run(LSBLK, TIMEOUT)?;
-        let stdout = if primary.success() {
-            primary.stdout
-        } else {
-            target.run_ok(FALLBACK, TIMEOUT)?
-        };
-        for (field, column) in missing_columns(&stdout)? {
+    let from_sysfs = sysfs.success().then(|| read_sysfs(&sysfs.stdout));
+    let sysfs_disks = |f: FromSysfs, data: &mut Data| {
+        for name in &f.udev_unreadable {
             data.reason(
-                field,
-                format!(
-                    "lsblk printed no {} column (util-linux before 2.23 lacks it)",
-                    column.to_ascii_uppercase()
-                ),
+                &format!("{name}.serial"),
+                "udev's database of this disk is not readable by this user: serial and model \
+                 from sysfs",
             );
         }
-        parse_lsblk(&stdout)?
+        f.disks
+    };
+    let disks = match from_sysfs {
+        Some(f) if f.unsettled.is_empty() => sysfs_disks(f, &mut data),
+        // The host's own lsblk, as before: the only one that knows which serial it gave so far.
+        from_sysfs => match from_lsblk(target, &mut data) {
+            Ok(disks) => disks,
+            Err(e) => {
+                let Some(f) = from_sysfs else { return Err(e) };
+                data.reason("disks", format!("serials by util-linux 2.38's rule: {e}"));
+                sysfs_disks(f, &mut data)
+            }
+        },
     };
     if disks.is_empty() {
         data.reason(
@@ -566,7 +655,7 @@ pub fn collect(target: &Target<'_>, _options: &Value) -> Result<Value, CollectEr
         );
     }
     for d in &disks {
-        if d.serial.is_none() {
+        if d.serial.is_none() && !data.reasons().contains_key(&format!("{}.serial", d.name)) {
             data.reason(
                 &format!("{}.serial", d.name),
                 "the disk shows no serial (virtio without one, or udev data missing)",
@@ -578,6 +667,28 @@ pub fn collect(target: &Target<'_>, _options: &Value) -> Result<Value, CollectEr
         list.part(id, d.to_json());
     }
     data.build()
+}
+
+/// The disks as the target's lsblk prints them ([`LSBLK`], else [`FALLBACK`]), with a reason for
+/// each column it lacks.
+fn from_lsblk(target: &Target<'_>, data: &mut Data) -> Result<Vec<Disk>, CollectError> {
+    let primary = target.run(LSBLK, TIMEOUT)?;
+    let stdout = if primary.success() {
+        primary.stdout
+    } else {
+        target.run_ok(FALLBACK, TIMEOUT)?
+    };
+    let disks = parse_lsblk(&stdout)?;
+    for (field, column) in missing_columns(&stdout)? {
+        data.reason(
+            field,
+            format!(
+                "lsblk printed no {} column (util-linux before 2.23 lacks it)",
+                column.to_ascii_uppercase()
+            ),
+        );
+    }
+    Ok(disks)
 }
 
 /// Each disk's id: its serial, else its name; a serial that several disks show (one disk seen
@@ -1116,7 +1227,7 @@ mod tests {
         } as u32;
         for i in 0..count {
             let letter = char::from(b'a' + i as u8);
-            let (name, dir) = match rng.below(7) {
+            let (name, dir) = match rng.below(8) {
                 0..=2 => {
                     let h = rng.below(6);
                     let hctl = format!("{h}:0:{i}:0");
@@ -1143,6 +1254,11 @@ mod tests {
                     sys.join(format!("devices/pci0000:00/virtio{i}")),
                 ),
                 5 => (format!("xvd{letter}"), sys.join(format!("devices/vbd-{i}"))),
+                // sysfs's `!` for the `/` of a device name
+                6 => (
+                    format!("cciss!c0d{i}"),
+                    sys.join(format!("devices/pci0000:00/0000:00:0{i:x}.0/cciss{i}")),
+                ),
                 _ => (
                     format!("mmcblk{i}"),
                     sys.join(format!("devices/mmc_host/mmc0/mmc0:{i:04}")),
@@ -1175,7 +1291,9 @@ mod tests {
             write(&block.join("dev"), &format!("{devno}\n"));
             let size = rng.one(&["0", "2048", "937703088", "7814037168"]);
             write(&block.join("size"), &format!("{size}\n"));
-            write(&block.join("queue/rotational"), rng.one(&["0\n", "1\n"]));
+            if rng.chance(90) {
+                write(&block.join("queue/rotational"), rng.one(&["0\n", "1\n"]));
+            }
             if rng.chance(30) {
                 write(&block.join("hidden"), rng.one(&["0\n", "1\n"]));
             }
@@ -1193,7 +1311,12 @@ mod tests {
                 "ID_SERIAL",
             ] {
                 if rng.chance(35) {
-                    let value = format!("{key}-{}", rng.below(1000));
+                    // an empty value is no value to libudev (and to lsblk's file): the next key
+                    let value = match rng.below(8) {
+                        0 => String::new(),
+                        1 => format!("  {key} {}  ", rng.below(1000)),
+                        _ => format!("{key}-{}", rng.below(1000)),
+                    };
                     props.push(format!("{key}={value}"));
                 }
             }
@@ -1207,7 +1330,7 @@ mod tests {
                 db.swap(k, rng.below(k + 1));
             }
             write(
-                &root.join(format!("dev/{name}")),
+                &root.join(format!("dev/{}", name.replace('!', "/"))),
                 &(props.join("\n") + "\n"),
             );
             write(
@@ -1282,8 +1405,11 @@ mod tests {
         assert_eq!(disks[0].transport.as_deref(), Some("sata"));
         assert_eq!(disks[0].kind, Some("ssd"));
         assert_eq!(disks[0].size_bytes, Some(937_703_088 * 512));
-        // An empty SCSI_IDENT_SERIAL is still udev's answer (libudev returns ""): no serial.
-        assert_eq!(disks[1].serial, None);
+        // An empty SCSI_IDENT_SERIAL is no property to libudev: the next key answers.
+        assert_eq!(disks[1].serial.as_deref(), Some("S 1"));
+        // lsblk's versions agree on sda's serial (ID_SERIAL_SHORT only), not on sdb's: 2.27
+        // gives none, 2.29 sysfs's, 2.34 ID_SCSI_SERIAL.
+        assert_eq!(read_sysfs(out).unsettled, ["sdb"]);
         assert_eq!(normalize_whitespace("  S   1 \t"), "S 1");
         assert_eq!(normalize_whitespace("a \t b"), "a b");
     }
@@ -1300,6 +1426,105 @@ mod tests {
             serde_json::from_str(include_str!("../fixtures/firecracker-vm/output.json"))
                 .expect("JSON");
         assert_eq!(data, golden);
+    }
+
+    #[test]
+    fn where_lsblks_versions_disagree_on_a_serial_the_hosts_own_lsblk_answers() {
+        // A SAS disk: udev's unit serial (ID_SCSI_SERIAL, taken since util-linux 2.34) is not
+        // its NAA id (ID_SERIAL_SHORT, taken before): RHEL 8's lsblk 2.32 gave the second, and
+        // that is the disk's id in the CMDB. The host's lsblk is asked, and its answer kept.
+        let sas = "@ sda\ndev 8:0\nsize 2048\nqueue/rotational 1\n\
+                   b8:0:E:ID_SCSI_SERIAL=ZC1A2B3C\nb8:0:E:ID_SERIAL_SHORT=5000c500a1b2c3d4\n";
+        let lsblk_232 = r#"{"blockdevices": [{"name": "sda", "size": "2048", "model": null, "serial": "5000c500a1b2c3d4", "rota": "1", "type": "disk", "tran": "sas", "rev": null, "wwn": null}]}"#;
+        let data = FixtureExecutor::new("rhel8")
+            .command(SYSFS, sas)
+            .command(LSBLK, lsblk_232)
+            .with_target(|t| collect(t, &json!({})))
+            .expect("collects");
+        assert_eq!(disks(&data)[0]["id"], "5000c500a1b2c3d4");
+        assert_eq!(disks(&data)[0]["transport"], "sas");
+        // No lsblk there (its answer `not found`): the sysfs disks, with the reason.
+        let data = FixtureExecutor::new("no-lsblk")
+            .command(SYSFS, sas)
+            .with_target(|t| collect(t, &json!({})))
+            .expect("collects");
+        assert_eq!(disks(&data)[0]["id"], "ZC1A2B3C");
+        assert!(
+            data["reasons"]["disks"]
+                .as_str()
+                .is_some_and(|r| r.contains("2.38")),
+            "{data}"
+        );
+        // Where every version agrees (ID_SERIAL_SHORT and no SCSI keys), lsblk is not asked:
+        // its fixture's answer would fail the collection.
+        let sata = "@ sda\ndev 8:0\nsize 2048\nqueue/rotational 0\n\
+                    b8:0:E:ID_SERIAL=INTEL_SSDSC2KB480G8_PHYF1\nb8:0:E:ID_SERIAL_SHORT=PHYF1\n";
+        let data = FixtureExecutor::new("sata")
+            .command(SYSFS, sata)
+            .command(LSBLK, "not JSON")
+            .with_target(|t| collect(t, &json!({})))
+            .expect("collects");
+        assert_eq!(disks(&data)[0]["id"], "PHYF1");
+        assert_eq!(data["reasons"], json!({}));
+    }
+
+    #[test]
+    fn an_unreadable_udev_database_is_said() {
+        let out = "@ vda\ndev 254:0\nsize 2048\nqueue/rotational 1\nudev-unreadable\n";
+        let data = FixtureExecutor::new("t")
+            .command(SYSFS, out)
+            .with_target(|t| collect(t, &json!({})))
+            .expect("collects");
+        assert!(data["reasons"]["vda.serial"]
+            .as_str()
+            .is_some_and(|r| r.contains("not readable")));
+    }
+
+    /// The script the same under dash, bash with `failglob` set (a startup file's), and busybox
+    /// where it is installed; a read that fails prints no value (not the one before it).
+    #[test]
+    fn the_script_under_every_shell_and_a_failed_read() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().join("t");
+        generate(&root, &mut Rng(7), false);
+        let script = SYSFS.replacen("R=;", &format!("R='{}';", root.display()), 1);
+        let under = |shell: &[&str]| {
+            let out = std::process::Command::new(shell[0])
+                .args(&shell[1..])
+                .args(["-c", &script])
+                .output()
+                .expect("the shell runs");
+            assert!(out.status.success(), "{shell:?}");
+            String::from_utf8(out.stdout).expect("UTF-8")
+        };
+        let dash = under(&["dash"]);
+        assert!(dash.contains("\n@ "), "{dash}");
+        assert_eq!(under(&["bash", "-O", "failglob"]), dash);
+        if std::path::Path::new("/bin/busybox").exists() {
+            assert_eq!(under(&["busybox", "sh"]), dash);
+        }
+        // A device/serial that cannot be read (a directory: EISDIR) after a model that can.
+        let (name, sd) = std::fs::read_dir(root.join("sys/block"))
+            .expect("dir")
+            .flatten()
+            .map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                (name, std::fs::canonicalize(e.path()).expect("link"))
+            })
+            .find(|(_, p)| p.join("device/model").is_file())
+            .expect("a disk with a model");
+        let serial = sd.join("device/serial");
+        let _ = std::fs::remove_file(&serial);
+        std::fs::create_dir_all(&serial).expect("mkdir");
+        for shell in [&["dash"][..], &["bash"]] {
+            let out = under(shell);
+            let at = out
+                .find(&format!("@ {name}\n"))
+                .expect("the disk's section");
+            let section = out[at + 2..].split("\n@ ").next().expect("a section");
+            assert!(section.contains("device/model "), "{shell:?}: {section}");
+            assert!(!section.contains("device/serial "), "{shell:?}: {section}");
+        }
     }
 
     #[test]
