@@ -1468,6 +1468,53 @@ mod tests {
         assert_eq!(data["reasons"], json!({}));
     }
 
+    /// A real kernel (Debian 12's 6.1) and real udev (systemd 252) in QEMU, recorded here by
+    /// `scripts/record-disk-qemu.sh`: SATA (AHCI) with a WWN, USB storage, virtio-scsi with a
+    /// unit serial unlike its NAA id, NVMe, virtio-blk with and without a serial, a DVD and a
+    /// floppy (not a disk by name); the script's output and lsblk 2.38.1's of the same boot.
+    #[test]
+    fn a_real_kernel_and_udev_in_qemu_give_lsblks_disks() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/qemu-debian12-udev");
+        let sysfs = std::fs::read_to_string(dir.join("sysfs.txt")).expect("fixture");
+        let lsblk = std::fs::read_to_string(dir.join("lsblk.json")).expect("fixture");
+        let mut theirs = parse_lsblk(&lsblk).expect("parses");
+        theirs.sort_by(|a, b| a.name.cmp(&b.name));
+        assert_eq!(parse_sysfs(&sysfs), theirs);
+        // The kernel names the SCSI disks in the order they are found (it varies from boot to
+        // boot): the virtio-scsi disk by its serial.
+        let scsi = theirs
+            .iter()
+            .find(|d| d.serial.as_deref() == Some("SCSI-SN-0002"))
+            .expect("the virtio-scsi disk");
+        assert_eq!(scsi.wwn.as_deref(), Some("0x5000c500a1b2c3d4"));
+        // Its NAA id (ID_SERIAL_SHORT) was its serial before util-linux 2.34, vda's ID_SERIAL
+        // none before 2.36: this host's own lsblk is asked.
+        assert_eq!(read_sysfs(&sysfs).unsettled, [scsi.name.as_str(), "vda"]);
+        let data = FixtureExecutor::new("qemu")
+            .command(SYSFS, &sysfs)
+            .command(LSBLK, &lsblk)
+            .with_target(|t| collect(t, &json!({})))
+            .expect("collects");
+        plugin_api::testing::golden(&dir, &data);
+        let mut ids: Vec<_> = disks(&data)
+            .iter()
+            .filter_map(|d| d["id"].as_str().map(String::from))
+            .collect();
+        ids.sort();
+        assert_eq!(
+            ids,
+            [
+                "NVME-SN-0003",
+                "SATA-SN-0001",
+                "SCSI-SN-0002",
+                "USB-SN-0004",
+                "VIRTIO-SN-5",
+                "vdb"
+            ]
+        );
+    }
+
     #[test]
     fn an_unreadable_udev_database_is_said() {
         let out = "@ vda\ndev 254:0\nsize 2048\nqueue/rotational 1\nudev-unreadable\n";
