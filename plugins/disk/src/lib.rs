@@ -411,7 +411,8 @@ impl<'a> Sysfs<'a> {
         );
         // Model and serial: udev's first.
         let model = if let Some(enc) = self.udev("ID_MODEL_ENC") {
-            Some(normalize_whitespace(&unhexmangle(enc)))
+            // udev's `\xNN` undone as util-linux's `unhexmangle_string` does
+            Some(normalize_whitespace(&unescape(enc)))
         } else if let Some(model) = self.udev("ID_MODEL") {
             Some(normalize_whitespace(model))
         } else {
@@ -513,11 +514,6 @@ fn normalize_whitespace(s: &str) -> String {
         blank = is_blank;
     }
     out
-}
-
-/// udev's `\xNN` encoding undone (util-linux `unhexmangle_string`).
-fn unhexmangle(s: &str) -> String {
-    unescape(s)
 }
 
 /// A line of udev's database as [`SYSFS`] prints it (`grep -H`'s shape: `bMAJ:MIN:E:KEY=VALUE`):
@@ -1035,15 +1031,21 @@ mod tests {
 
     /// [`SYSFS`] run by `/bin/sh` with its files read under `root` (`""`: this machine).
     fn sysfs_under(root: &str) -> String {
+        sysfs_by(&["/bin/sh"], root)
+    }
+
+    /// [`SYSFS`] run by `shell` (a program and its options) with its files read under `root`.
+    fn sysfs_by(shell: &[&str], root: &str) -> String {
         let script = SYSFS.replacen("R=;", &format!("R='{root}';"), 1);
         assert_ne!(script, SYSFS, "the script starts with its root");
-        let out = std::process::Command::new("/bin/sh")
+        let out = std::process::Command::new(shell[0])
+            .args(&shell[1..])
             .args(["-c", &script])
             .output()
-            .expect("sh runs");
+            .expect("the shell runs");
         assert!(
             out.status.success(),
-            "{}",
+            "{shell:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).expect("UTF-8")
@@ -1534,16 +1536,8 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let root = tmp.path().join("t");
         generate(&root, &mut Rng(7), false);
-        let script = SYSFS.replacen("R=;", &format!("R='{}';", root.display()), 1);
-        let under = |shell: &[&str]| {
-            let out = std::process::Command::new(shell[0])
-                .args(&shell[1..])
-                .args(["-c", &script])
-                .output()
-                .expect("the shell runs");
-            assert!(out.status.success(), "{shell:?}");
-            String::from_utf8(out.stdout).expect("UTF-8")
-        };
+        let root_text = root.to_str().expect("UTF-8 path");
+        let under = |shell: &[&str]| sysfs_by(shell, root_text);
         let dash = under(&["dash"]);
         assert!(dash.contains("\n@ "), "{dash}");
         assert_eq!(under(&["bash", "-O", "failglob"]), dash);
