@@ -7,7 +7,8 @@
 #                                      #      BENCH_BASE=/path/to/other/auto-server, BENCH_REPEATS (3)
 #
 # Release build under CARGO_TARGET_DIR (default target-server). Prints reports/s, p50/p99 and the
-# server's CPU per report for each run, and the load average before and after it. With BENCH_BASE
+# server's CPU per report for each run (on PostgreSQL also the cluster's own CPU per report, each
+# round), and the load average before and after it. With BENCH_BASE
 # (a baseline binary, e.g. one built from an older commit), the baseline and this build run alternately BENCH_REPEATS times on each backend,
 # each on a fresh database, and the medians of each round are printed side by side.
 set -euo pipefail
@@ -25,6 +26,7 @@ REPEATS=${BENCH_REPEATS:-3}
 
 WORK=$(mktemp -d)
 SERVER_PID=
+PG_PID=
 stop_server() {
     if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
     SERVER_PID=
@@ -49,7 +51,25 @@ run_bench() {
     [ -n "$base" ] || { echo "bench: server did not start" >&2; cat "$WORK/$label.log" >&2; exit 2; }
     echo "== $label =="
     echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-    "$LOAD" "$base" bench "$secret" "$HOSTS" "$CONCURRENCY"
+    if [ -n "$PG_PID" ]; then
+        # Each round's PostgreSQL CPU per report, from the cluster's processes at the round's end
+        # (the backends are the server's pooled connections: they live through all rounds).
+        local line before after
+        before=$(pg_cpu)
+        "$LOAD" "$base" bench "$secret" "$HOSTS" "$CONCURRENCY" | while IFS= read -r line; do
+            printf '%s\n' "$line"
+            case $line in
+            round*)
+                after=$(pg_cpu)
+                awk -v a="$before" -v b="$after" -v n="$HOSTS" \
+                    'BEGIN { printf "  postgresql cpu: %.2f s = %.2f ms per report\n", b - a, 1000 * (b - a) / n }'
+                before=$after
+                ;;
+            esac
+        done
+    else
+        "$LOAD" "$base" bench "$secret" "$HOSTS" "$CONCURRENCY"
+    fi
     # CPU the server itself used (all rounds, plus start-up): the figure that does not depend on
     # how busy the rest of the machine is.
     local ticks hz
@@ -119,6 +139,19 @@ if ! PG=$(scripts/pg.sh 2> "$WORK/pg.log"); then
     echo "== postgresql: skipped (scripts/pg.sh failed: $(tail -n 1 "$WORK/pg.log")) =="
     exit 0
 fi
+# The private cluster's CPU so far (s): the postmaster's own and its reaped children's, and each
+# live backend's (all children of the postmaster).
+PG_PID=$(head -n 1 "${AUTO_PG_DIR:-/tmp/auto-client-pg}/data/postmaster.pid" 2>/dev/null || true)
+pg_cpu() {
+    local hz
+    hz=$(getconf CLK_TCK)
+    {
+        cat "/proc/$PG_PID/stat"
+        local kids c
+        read -r kids < "/proc/$PG_PID/task/$PG_PID/children" || true
+        for c in $kids; do cat "/proc/$c/stat" 2>/dev/null || true; done
+    } | awk -v hz="$hz" '{ sub(/^.*\) /, ""); t += $12 + $13; if (NR == 1) t += $14 + $15 } END { printf "%.2f", t / hz }'
+}
 pg_url() {
     local name="bench_$$_$1"
     psql -q "$PG" -c "CREATE DATABASE $name" > /dev/null
