@@ -140,15 +140,19 @@ if ! PG=$(scripts/pg.sh 2> "$WORK/pg.log"); then
     exit 0
 fi
 # The private cluster's CPU so far (s): the postmaster's own and its reaped children's, and each
-# live backend's (all children of the postmaster).
+# live child's (the backends, the checkpointer, the WAL writer, autovacuum). Read when a round's
+# line comes: the next round may have begun (a little of it counts in the round before).
 PG_PID=$(head -n 1 "${AUTO_PG_DIR:-/tmp/auto-client-pg}/data/postmaster.pid" 2>/dev/null || true)
+# only a live postmaster of that cluster is measured (else the figure is left out)
+if [ -z "$PG_PID" ] || [ "$(cat "/proc/$PG_PID/comm" 2>/dev/null)" != postgres ]; then PG_PID=; fi
 pg_cpu() {
-    local hz
+    local hz kids='' c
     hz=$(getconf CLK_TCK)
+    [ -r "/proc/$PG_PID/stat" ] || { printf '0.00'; return 0; }
     {
-        cat "/proc/$PG_PID/stat"
-        local kids c
-        read -r kids < "/proc/$PG_PID/task/$PG_PID/children" || true
+        cat "/proc/$PG_PID/stat" 2>/dev/null || true
+        # the children file needs CONFIG_PROC_CHILDREN; pgrep -P where it is missing
+        read -r kids 2>/dev/null < "/proc/$PG_PID/task/$PG_PID/children" || kids=$(pgrep -P "$PG_PID" || true)
         for c in $kids; do cat "/proc/$c/stat" 2>/dev/null || true; done
     } | awk -v hz="$hz" '{ sub(/^.*\) /, ""); t += $12 + $13; if (NR == 1) t += $14 + $15 } END { printf "%.2f", t / hz }'
 }

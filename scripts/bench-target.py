@@ -5,7 +5,8 @@ run here as sshd runs a command (`bash -c SCRIPT`, stdin a pipe the client holds
     scripts/bench-target.py [ROUNDS]        (default 41; run from anywhere, as any user)
 
 Each variant runs ROUNDS times, all variants alternating (the order reversed every other round);
-the figure is the CPU of `bash` and everything it started (user + system, from wait4), medians
+the figure is the CPU of `bash` and everything it started (user + system, from wait4; this process
+is a child subreaper, so what bash leaves behind is counted too), medians
 with the quartiles, and each median above `bash -c true`'s: what `ssh host true` runs on the host.
 The scripts are the host's own (`host/examples/batch_script.rs`: the commands the dry run learns
 for the collectors of plugins.toml, as `remote::batch::script` writes them); the variants are
@@ -19,10 +20,13 @@ sshd's own CPU for a command's output (the channel, its encryption) is not in th
 like it: a host with more CPUs, disks or interfaces has more to read, one with DMI tables runs
 `dmidecode` (the memory and board collectors), and where there is no dash the script runs in bash.
 """
+import ctypes
 import os
+import re
 import statistics
 import subprocess
 import sys
+import tomllib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIX = ["os", "cpu", "memory", "disk", "nic", "board"]
@@ -35,12 +39,14 @@ def sh(*args):
 
 
 def collectors():
-    names = []
-    for line in open(os.path.join(ROOT, "plugins.toml")):
-        line = line.strip()
-        if line.startswith("[plugins.") and line.endswith("]"):
-            names.append(line[len("[plugins."):-1])
-    return names
+    with open(os.path.join(ROOT, "plugins.toml"), "rb") as f:
+        return list(tomllib.load(f).get("plugins", {}))
+
+
+# The batch's marker lines on stdout (the example's fixed nonce): a command's end with its exit
+# code, and the end of the batch.
+END = re.compile(rb"^@@auto-client-batch-0123456789abcdef-end (\d+) (\d+) (\d+)$", re.M)
+DONE = b"@@auto-client-batch-0123456789abcdef-done\n"
 
 
 def script(*args):
@@ -48,21 +54,54 @@ def script(*args):
 
 
 def run(text, capture=False):
-    """CPU (ms) of `bash -c text` and its children; with capture, also its stdout."""
+    """CPU (ms) of `bash -c text` and every process under it; with capture, also its stdout.
+
+    This process is a child subreaper, so a process the script leaves behind (the batch's
+    watchdog, which it kills without waiting for it) is reparented here and counted too."""
     out = subprocess.PIPE if capture else subprocess.DEVNULL
     p = subprocess.Popen(["bash", "-c", text], stdin=subprocess.PIPE, stdout=out,
                          stderr=subprocess.DEVNULL)
     stdout = p.stdout.read() if capture else b""
     _, status, usage = os.wait4(p.pid, 0)
     p.returncode = os.waitstatus_to_exitcode(status)
+    cpu = usage.ru_utime + usage.ru_stime
+    while True:
+        try:
+            _, _, usage = os.wait4(-1, 0)
+        except ChildProcessError:
+            break
+        cpu += usage.ru_utime + usage.ru_stime
     p.stdin.close()
     if capture:
         p.stdout.close()
-    return (usage.ru_utime + usage.ru_stime) * 1000, status, stdout
+    return cpu * 1000, status, stdout
+
+
+def check(name, text):
+    """Refuses a variant whose script did not run to its end here, or whose command was not found."""
+    _, status, stdout = run(text, capture=True)
+    if status != 0:
+        sys.exit(f"bench-target: {name!r} exited with wait status {status}")
+    if text == "true":
+        return
+    ends = END.findall(stdout)
+    # the commands' end lines, and the direct reads' (from the here-documents of their `cat`)
+    expected = len(re.findall(r"__e \d+;", text)) + len(re.findall(r"-end \d+ \$__r\d+ 0\n", text))
+    if not stdout.endswith(DONE) or expected != len(ends):
+        sys.exit(f"bench-target: {name!r} did not run to its end ({len(ends)} commands ended)")
+    for index, code, killed in ends:
+        if code in (b"126", b"127") or killed != b"0":
+            sys.exit(f"bench-target: {name!r}: command {index.decode()} exited {code.decode()} "
+                     f"(126/127: not found or not runnable here)")
 
 
 def main():
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 41
+    if rounds < 2:
+        sys.exit("bench-target: ROUNDS must be 2 or more (medians and quartiles)")
+    # PR_SET_CHILD_SUBREAPER (36): orphans of the scripts come back to this process
+    if ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) != 0:
+        sys.exit(f"bench-target: prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(ctypes.get_errno())}")
     names = collectors()
     print("building auto-client's batch_script example and the collectors of plugins.toml ...",
           flush=True)
@@ -79,18 +118,19 @@ def main():
     variants[f"all {len(names)}"] = script("plugins.toml")
     variants["the six, in bash (no dash)"] = script("plugins.toml", "--only", ",".join(SIX),
                                                    "--in-shell")
-    # Every script must run to its end here: the done line on stdout, exit 0.
+    # Every script must run to its end here: each command's end line, the done line, exit 0.
     for name, text in variants.items():
-        _, status, stdout = run(text, capture=True)
-        if status != 0 or (text != "true" and b"-done\n" not in stdout):
-            sys.exit(f"bench-target: {name!r} did not run to its end (wait status {status})")
+        check(name, text)
     cpu = {name: [] for name in variants}
     print(f"{len(variants)} variants, {rounds} rounds, alternating; "
           f"load average before: {' '.join(open('/proc/loadavg').read().split()[:3])}", flush=True)
     for r in range(rounds):
         order = list(variants) if r % 2 == 0 else list(reversed(variants))
         for name in order:
-            cpu[name].append(run(variants[name])[0])
+            ms, status, _ = run(variants[name])
+            if status != 0:
+                sys.exit(f"bench-target: {name!r} exited with wait status {status}")
+            cpu[name].append(ms)
     floor = statistics.median(cpu["bash -c true (ssh host true)"])
     print(f"\nCPU of `bash -c SCRIPT` and its children, {os.cpu_count()} CPUs, "
           f"kernel {os.uname().release}, at {sh('git', 'rev-parse', '--short', 'HEAD').strip()}\n")

@@ -9,7 +9,9 @@
 //! `--only`: only these collectors of the file (the file's order). `--command`: this command too,
 //! after the collectors' (a `cat -- /proc/NAME` is a direct read, as a learned file read).
 //! `--in-shell`: without the script's first line (the move from bash to dash), so that it runs on
-//! in the shell that started it. A file of `-` loads no collector (only `--command`s).
+//! in the shell that started it. A file of `-` loads no collector (only `--command`s). The nonce is
+//! a fixed one of 16 hex digits (the host draws a new one for each batch); the dry run's order of
+//! the commands is the host's too (collectors that run at once may come in either order).
 use std::path::Path;
 
 use auto_client::{
@@ -44,11 +46,15 @@ fn run() -> Result<(), String> {
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
+    if file == "-" && only.is_some() {
+        return Err("--only names collectors of a plugins.toml, not of `-`".into());
+    }
     let mut commands = Vec::new();
     if file != "-" {
+        // the configured plugins and the drop-ins, as `collect` loads them
         let mut specs = PluginsFile::load(Path::new(&file))
             .map_err(|e| format!("{e:#}"))?
-            .configured;
+            .specs();
         if let Some(only) = &only {
             if let Some(missing) = only.iter().find(|n| !specs.iter().any(|s| &s.name == *n)) {
                 return Err(format!("{file} has no plugin {missing:?}"));
