@@ -144,9 +144,13 @@ check "auto-server keys create $key_id (installed binary)" test -s /etc/auto-cli
 echo "==> the installed agent"
 agent() {
     local rc=0
-    /usr/bin/auto-client --config /etc/auto-client/auto-client.toml run --api "$api" --key-id "$key_id" || rc=$?
+    # as the unit runs it: systemd creates CacheDirectory= and names it in $CACHE_DIRECTORY
+    install -d -m 0755 /var/cache/auto-client
+    CACHE_DIRECTORY=/var/cache/auto-client \
+        /usr/bin/auto-client --config /etc/auto-client/auto-client.toml run --api "$api" --key-id "$key_id" || rc=$?
     # 1: some collector failed on this machine, the rest was reported
-    [[ $rc == 0 || $rc == 1 ]] && [[ -s /var/lib/auto-client/cert ]]
+    [[ $rc == 0 || $rc == 1 ]] && [[ -s /var/lib/auto-client/cert ]] &&
+        [[ -s /var/cache/auto-client/abi-checked ]]
 }
 check "/usr/bin/auto-client --config /etc/auto-client/auto-client.toml run" agent
 host=$(cat /var/lib/auto-client/cert 2>/dev/null || true)
@@ -163,7 +167,7 @@ check "dpkg --purge auto-client auto-server" dpkg --purge auto-client auto-serve
 leftovers() {
     local p left=0
     for p in /usr/bin/auto-client /usr/bin/auto-server /usr/lib/auto-client /etc/auto-client /etc/auto-server \
-        /var/lib/auto-client /var/lib/auto-server /lib/systemd/system/auto-client.service \
+        /var/lib/auto-client /var/cache/auto-client /var/lib/auto-server /lib/systemd/system/auto-client.service \
         /lib/systemd/system/auto-client.timer /lib/systemd/system/auto-server.service \
         /usr/share/doc/auto-client /usr/share/doc/auto-server; do
         if [[ -e $p || -L $p ]]; then echo "left behind: $p"; left=1; fi

@@ -61,10 +61,7 @@ fn run() -> Result<(), String> {
             }
             specs.retain(|s| only.contains(&s.name));
         }
-        let options = LoadOptions {
-            private_copy_dir: None,
-            strict_permissions: false,
-        };
+        let options = LoadOptions::default();
         let registry = PluginRegistry::load(specs, &options);
         if let Some(failed) = registry.failed.first() {
             return Err(format!(

@@ -31,6 +31,7 @@ impl Common {
             load: LoadOptions {
                 private_copy_dir: None,
                 strict_permissions: file.strict_permissions.unwrap_or(true),
+                abi_cache: crate::plugins::abi_cache::default_path(),
             },
         }
     }

@@ -19,7 +19,10 @@ use abi_stable::{
 };
 use plugin_api::{CollectorModRef, ExecutorRef, DEFAULT_SYMBOL};
 
-use crate::plugins::file::{Origin, PluginSpec};
+use crate::plugins::{
+    abi_cache::{self, AbiCache},
+    file::{Origin, PluginSpec},
+};
 
 /// A collector that loaded and passed the ABI check.
 #[derive(Clone)]
@@ -75,6 +78,8 @@ pub struct LoadOptions {
     /// Refuse plugin files writable by other users or not owned by root or us (like sshd's
     /// StrictModes).
     pub strict_permissions: bool,
+    /// The file of layout checks already passed (`abi_cache`); `None`: every library is checked.
+    pub abi_cache: Option<PathBuf>,
 }
 
 /// Everything `plugins.toml` names, loaded or not.
@@ -130,6 +135,8 @@ struct Module {
 #[derive(Default)]
 pub struct RegistryCache {
     modules: HashMap<(PathBuf, String), (FileStamp, Result<Module, String>)>,
+    /// Opened at the first library loaded, written after each `load_each`.
+    abi: Option<AbiCache>,
 }
 
 impl RegistryCache {
@@ -194,6 +201,9 @@ impl RegistryCache {
                 }
             }
         }
+        if let Some(abi) = self.abi.as_mut() {
+            abi.save();
+        }
         registry
     }
 
@@ -217,7 +227,10 @@ impl RegistryCache {
             }
             tracing::info!(path = %spec.path.display(), "plugin file changed on disk: loading it anew");
         }
-        let result = load_module(spec, &symbol, meta.len(), options);
+        let abi = self
+            .abi
+            .get_or_insert_with(|| AbiCache::open(options.abi_cache.clone()));
+        let result = load_module(spec, &symbol, &meta, options, abi);
         self.modules.insert(key, (stamp, result.clone()));
         result
     }
@@ -230,9 +243,12 @@ static COPY_COUNTER: AtomicU64 = AtomicU64::new(0);
 fn load_module(
     spec: &PluginSpec,
     symbol: &str,
-    len: u64,
+    meta: &std::fs::Metadata,
     options: &LoadOptions,
+    abi: &mut AbiCache,
 ) -> Result<Module, String> {
+    let len = meta.len();
+    let file_stamp = abi_cache::stamp(meta);
     check_elf(&spec.path, len)?;
     let load_path = match &options.private_copy_dir {
         Some(dir) => private_copy(&spec.path, dir, &spec.name)?,
@@ -268,9 +284,23 @@ fn load_module(
     let lib_header = header
         .upgrade()
         .map_err(|e| describe_library_error(&e, symbol))?;
-    let module = lib_header
-        .init_root_module::<CollectorModRef>()
-        .map_err(|e| describe_library_error(&e, symbol))?;
+    // The file loaded is the one stamped before when the path still has that stamp now (a write,
+    // rename or copy over it changes the inode or its change time).
+    let unchanged =
+        || std::fs::metadata(&spec.path).is_ok_and(|now| abi_cache::stamp(&now) == file_stamp);
+    let module = if abi.contains(&file_stamp, symbol) && unchanged() {
+        tracing::debug!(path = %spec.path.display(), "type layout checked before by this host binary: not checked again");
+        // SAFETY: this host binary checked the layout of this very file (same device, inode, size,
+        // modification and change time) under this symbol, and the check passed (`abi_cache`).
+        unsafe { lib_header.init_root_module_with_unchecked_layout::<CollectorModRef>() }
+    } else {
+        let checked = lib_header.init_root_module::<CollectorModRef>();
+        if checked.is_ok() && unchanged() {
+            abi.insert(&file_stamp, symbol);
+        }
+        checked
+    }
+    .map_err(|e| describe_library_error(&e, symbol))?;
     let info = (module.info())();
     Ok(Module {
         module,

@@ -52,7 +52,13 @@ pub fn serve(path: PathBuf, symbol: String, timeout_ms: u64, target: String) -> 
         origin: Origin::Configured,
         isolation: None,
     };
-    let registry = PluginRegistry::load(vec![spec], &LoadOptions::default());
+    let registry = PluginRegistry::load(
+        vec![spec],
+        &LoadOptions {
+            abi_cache: crate::plugins::abi_cache::default_path(),
+            ..LoadOptions::default()
+        },
+    );
     let answer = match (registry.loaded.first(), registry.failed.first()) {
         (Some(plugin), _) => {
             let executor = LocalExecutor {

@@ -80,10 +80,10 @@ fn plugin_against_altered_interface(
         .clone()
 }
 
-#[test]
-fn a_plugin_built_against_a_changed_type_is_refused_and_the_others_run() {
-    // The same interface version, but a field order of PluginError swapped: the layout check sees it.
-    let lib = plugin_against_altered_interface(
+/// The misbehaving plugin built against the same interface version with the field order of
+/// `PluginError` swapped: only the layout check can see it.
+fn plugin_with_a_changed_type() -> PathBuf {
+    plugin_against_altered_interface(
         "changed-type",
         |text| {
             let swapped = text.replace(
@@ -97,7 +97,13 @@ fn a_plugin_built_against_a_changed_type_is_refused_and_the_others_run() {
             swapped
         },
         "1.0.0",
-    );
+    )
+}
+
+#[test]
+fn a_plugin_built_against_a_changed_type_is_refused_and_the_others_run() {
+    // The same interface version, but a field order of PluginError swapped: the layout check sees it.
+    let lib = plugin_with_a_changed_type();
     let toml = entry("altered", &lib, "symbol = \"misbehave_v1\"") + &misbehaving("good", "ok", "");
     let (run, _dir) = collect(&toml);
     assert_eq!(
@@ -123,6 +129,80 @@ fn a_plugin_built_against_a_changed_type_is_refused_and_the_others_run() {
         lines[0].contains("incompatible plugin interface"),
         "{}",
         lines[0]
+    );
+}
+
+/// The layout checks already passed are remembered on disk (`AUTO_CLIENT_ABI_CACHE`), so the next
+/// process does not repeat them; a library written over in place afterwards, its modification
+/// time put back as `cp -p` would, is checked again and refused.
+#[test]
+fn a_library_checked_before_then_written_over_is_checked_again_and_refused() {
+    let altered = plugin_with_a_changed_type();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lib = dir.path().join("collector.so");
+    std::fs::copy(support::misbehave(), &lib).expect("copy the good library");
+    let cache = dir.path().join("cache").join("abi-checked");
+    let toml = dir.path().join("plugins.toml");
+    std::fs::write(
+        &toml,
+        entry(
+            "x",
+            &lib,
+            "symbol = \"misbehave_v1\"\noptions = { behaviour = \"ok\" }",
+        ),
+    )
+    .expect("write plugins.toml");
+    let run = || -> support::Run {
+        Command::new(support::AUTO_CLIENT)
+            .arg("--plugins")
+            .arg(&toml)
+            .args(["collect", "--format", "json"])
+            .current_dir(dir.path())
+            .env("AUTO_CLIENT_ABI_CACHE", &cache)
+            .env("RUST_LOG", "auto_client::plugins::registry=debug")
+            .output()
+            .expect("auto-client runs")
+            .into()
+    };
+    const SKIPPED: &str = "type layout checked before by this host binary";
+
+    let first = run();
+    assert_eq!(status(&first.report(), "x"), "ok", "{}", first.stderr);
+    assert!(!first.stderr.contains(SKIPPED), "{}", first.stderr);
+    let text = std::fs::read_to_string(&cache).expect("the check that passed is written down");
+    assert_eq!(text.lines().count(), 1, "{text}");
+
+    let second = run();
+    assert_eq!(status(&second.report(), "x"), "ok", "{}", second.stderr);
+    assert!(second.stderr.contains(SKIPPED), "{}", second.stderr);
+
+    // Written over in place (same inode), its modification time put back.
+    let mtime = std::fs::metadata(&lib)
+        .expect("stat")
+        .modified()
+        .expect("mtime");
+    std::fs::write(
+        &lib,
+        std::fs::read(&altered).expect("read the altered library"),
+    )
+    .expect("write over the library");
+    std::fs::File::options()
+        .write(true)
+        .open(&lib)
+        .and_then(|f| f.set_modified(mtime))
+        .expect("put the modification time back");
+    let third = run();
+    assert!(!third.stderr.contains(SKIPPED), "{}", third.stderr);
+    assert_eq!(status(&third.report(), "x"), "error", "{}", third.stderr);
+    let msg = error_message(&third.report(), "x");
+    assert!(msg.contains("incompatible plugin interface"), "{msg}");
+    assert_eq!(
+        std::fs::read_to_string(&cache)
+            .expect("cache")
+            .lines()
+            .count(),
+        1,
+        "a check that failed is not written down"
     );
 }
 
