@@ -3,8 +3,9 @@
 //!
 //! abi_stable's layout check (`init_root_module`) walks the whole type layout of the collector
 //! interface and compares it with the host's: about 0.3 ms of CPU a library on the project's
-//! machine, on the main thread before the collector may start (six collectors 1.9 ms of the 6.0 ms
-//! `auto-client plugins` costs; README, "Collect this machine"). Its answer depends only on the
+//! machine, on the main thread before the collector may start (`auto-client plugins` with six
+//! collectors: 6.56 ms of CPU with the check, 5.02 without; README, "The layout check is done
+//! once"). Its answer depends only on the
 //! library file and the host binary, so it is remembered under both: a line per checked pair,
 //!
 //! ```text
@@ -13,9 +14,23 @@
 //!
 //! where a stamp is `dev:ino:size:mtime_ns:ctime_ns` of the file (the host's is `/proc/self/exe`'s).
 //! A library written again, replaced, copied or touched has a new stamp (the inode's change time
-//! moves with every write, rename and `utimes`, and only the kernel sets it), and so has an
-//! upgraded host: both are checked again. Only a check that passed is written; a library that
-//! failed is checked at every load.
+//! moves with every write, rename and `utimes`, and on the file systems allowed here only the
+//! kernel sets it), and so has an upgraded host: both are checked again. Only a check that passed
+//! is written; a library that failed is checked at every load. Three rules keep a stamp from
+//! naming two contents:
+//! - **Settled**: a stamp is written down (and looked up) only when the file's change and
+//!   modification times are [`SETTLE`] in the past. A write in the same tick of a coarse clock
+//!   (1 s on ext3 or small-inode ext4, 2 s on FAT, a few ms for kernels before 6.13) as the one
+//!   stamped would otherwise keep the stamp; once settled, any later write moves the change time
+//!   (git's "racily clean" rule).
+//! - **Local file systems only** ([`Pinned::open`]: ext2/3/4, xfs, btrfs, tmpfs, overlayfs, f2fs,
+//!   zfs): on NFS and FUSE the server sets the times, on squashfs, iso9660 and erofs the image
+//!   does, and their device numbers are reused. Elsewhere every load is checked.
+//! - **The file loaded is the file stamped**: the library is opened once; that descriptor is
+//!   stamped (`fstat`) before and after `dlopen` of `/proc/self/fd/N` (or the private copy made
+//!   from it), so renaming paths or symlinks around the load cannot swap it. The descriptor of a
+//!   library loaded that way stays open for the process's life, as the library does (glibc knows
+//!   it by that name: a reused descriptor number must not name another library).
 //!
 //! What is trusted: the file is read only when it is a regular file owned by this process's user
 //! and writable by nobody else, in a directory of the same kind. Whoever can write it can make this
@@ -23,16 +38,26 @@
 //! library was built against another interface); that person could already change this user's
 //! programs and start-up files. `AUTO_CLIENT_ABI_CACHE=off` turns the cache off.
 //!
-//! Bounded: at most [`MAX_ENTRIES`] lines (the newest kept) and [`MAX_BYTES`] read. Written to a
-//! temporary file and renamed over the old one; a failure to write is logged at debug level and
-//! changes nothing (the libraries are checked again next time).
+//! Bounded: at most [`MAX_ENTRIES`] lines (the newest kept) and [`MAX_BYTES`] read (a larger or
+//! damaged file counts as empty and is replaced at the next write). Written to a temporary file
+//! and renamed over the old one; a failure to write is logged at debug level and changes nothing
+//! (the libraries are checked again next time).
 
 use std::{
+    cell::Cell,
     collections::HashSet,
+    fs::File,
     io::Write,
-    os::unix::fs::OpenOptionsExt,
+    os::{
+        fd::AsRawFd,
+        unix::fs::{MetadataExt, OpenOptionsExt},
+    },
     path::{Path, PathBuf},
-    sync::OnceLock,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        OnceLock,
+    },
+    time::{Duration, SystemTime},
 };
 
 /// Lines kept (one a library and host build: 12 collectors and a few upgrades fit many times).
@@ -41,6 +66,8 @@ pub const MAX_ENTRIES: usize = 256;
 pub const MAX_BYTES: u64 = 64 * 1024;
 /// The environment variable naming the file (`off` or empty: no cache).
 pub const ENV: &str = "AUTO_CLIENT_ABI_CACHE";
+/// How far in the past a library's change and modification times must be for its stamp to count.
+pub const SETTLE: Duration = Duration::from_secs(3);
 const FILE_NAME: &str = "abi-checked";
 const VERSION: &str = "v1";
 
@@ -62,20 +89,27 @@ pub fn default_path() -> Option<PathBuf> {
             return Some(Path::new(dir).join(FILE_NAME));
         }
     }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| Path::new(v).is_absolute())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|v| Path::new(v).is_absolute())
-                .map(|h| PathBuf::from(h).join(".cache"))
-        })?;
-    Some(base.join("auto-client").join(FILE_NAME))
+    // Only a directory of this user's own: under `sudo` keeping another user's HOME, root must not
+    // create directories in that user's home.
+    let mine = |p: &Path| {
+        p.is_absolute() && std::fs::metadata(p).is_ok_and(|m| m.is_dir() && m.uid() == euid())
+    };
+    let base = match std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from) {
+        Some(xdg) if xdg.is_absolute() => xdg,
+        _ => PathBuf::from(std::env::var_os("HOME")?).join(".cache"),
+    };
+    let parent = base.parent()?;
+    (mine(&base) || !base.exists() && mine(parent))
+        .then(|| base.join("auto-client").join(FILE_NAME))
+}
+
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() }
 }
 
 /// What identifies one version of a file: `dev:ino:size:mtime_ns:ctime_ns`.
 pub fn stamp(meta: &std::fs::Metadata) -> String {
-    use std::os::unix::fs::MetadataExt;
     format!(
         "{}:{}:{}:{}.{:09}:{}.{:09}",
         meta.dev(),
@@ -93,6 +127,107 @@ fn host_stamp() -> Option<&'static str> {
     static HOST: OnceLock<Option<String>> = OnceLock::new();
     HOST.get_or_init(|| std::fs::metadata("/proc/self/exe").ok().map(|m| stamp(&m)))
         .as_deref()
+}
+
+/// Whether a file's change and modification times are [`SETTLE`] before `now`.
+pub fn settled(meta: &std::fs::Metadata, now: SystemTime) -> bool {
+    let at = |secs: i64, nsec: i64| {
+        let secs = u64::try_from(secs).ok()?;
+        SystemTime::UNIX_EPOCH.checked_add(Duration::new(secs, u32::try_from(nsec).ok()?))
+    };
+    let old_enough = |t: Option<SystemTime>| {
+        t.and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|age| age >= SETTLE)
+    };
+    old_enough(at(meta.ctime(), meta.ctime_nsec()))
+        && old_enough(at(meta.mtime(), meta.mtime_nsec()))
+}
+
+/// File systems whose times and device numbers only the local kernel sets (`statfs`'s `f_type`).
+const LOCAL_FILE_SYSTEMS: [i64; 7] = [
+    0xEF53,      // ext2, ext3, ext4
+    0x5846_5342, // xfs
+    0x9123_683E, // btrfs
+    0x0102_1994, // tmpfs
+    0x794C_7630, // overlayfs
+    0xF2F5_2010, // f2fs
+    0x2FC1_2FC1, // zfs
+];
+
+/// A library opened once, for the time of its load: see the module's comment.
+#[derive(Debug)]
+pub struct Pinned {
+    file: Option<File>,
+    before: std::fs::Metadata,
+    /// Loaded through `/proc/self/fd/N`: the descriptor is never closed.
+    keep_open: Cell<bool>,
+}
+
+impl Pinned {
+    /// Opens `path` when the cache may be used for it (a local file system, `/proc` mounted).
+    pub fn open(path: &Path) -> Option<Pinned> {
+        static PROC: OnceLock<bool> = OnceLock::new();
+        if !*PROC.get_or_init(|| Path::new("/proc/self/fd").is_dir()) {
+            return None;
+        }
+        let file = File::open(path).ok()?;
+        // SAFETY: an all-zero statfs is a valid value to be overwritten; the fd is open.
+        let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+        // SAFETY: `fs` is a valid, writable statfs; the fd is open for the call's duration.
+        if unsafe { libc::fstatfs(file.as_raw_fd(), &mut fs) } != 0 {
+            return None;
+        }
+        #[allow(clippy::unnecessary_cast)] // `f_type`'s type differs between architectures
+        let kind = fs.f_type as i64;
+        if !LOCAL_FILE_SYSTEMS.contains(&kind) {
+            tracing::debug!(path = %path.display(), "file system {kind:#x}: no ABI check cache for it");
+            return None;
+        }
+        let before = file.metadata().ok()?;
+        Some(Pinned {
+            file: Some(file),
+            before,
+            keep_open: Cell::new(false),
+        })
+    }
+
+    /// The path that loads this very file. Once it was passed to `dlopen`, the descriptor stays
+    /// open (see [`Pinned::stamp_if_unchanged`]).
+    pub fn proc_path(&self) -> PathBuf {
+        self.keep_open.set(true);
+        let fd = self.file.as_ref().map_or(-1, |f| f.as_raw_fd());
+        PathBuf::from(format!("/proc/self/fd/{fd}"))
+    }
+
+    /// Copies the file to `target` from the descriptor.
+    pub fn copy_to(&self, target: &Path) -> std::io::Result<()> {
+        let mut from = self.file.as_ref().ok_or(std::io::ErrorKind::NotFound)?;
+        let mut to = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(target)?;
+        std::io::copy(&mut from, &mut to).map(|_| ())
+    }
+
+    /// The file's stamp when it did not change while it was loaded and is settled; `None`: do not
+    /// use the cache for it.
+    pub fn stamp_if_unchanged(self) -> Option<String> {
+        let after = self.file.as_ref()?.metadata().ok()?;
+        let before = stamp(&self.before);
+        (stamp(&after) == before && settled(&after, SystemTime::now())).then_some(before)
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        if self.keep_open.get() {
+            if let Some(file) = self.file.take() {
+                // glibc names the library `/proc/self/fd/N`: N must never name another file.
+                std::mem::forget(file);
+            }
+        }
+    }
 }
 
 /// The checked pairs read from disk, and the ones added since.
@@ -129,6 +264,11 @@ impl AbiCache {
             }
         }
         cache
+    }
+
+    /// Whether there is a cache file to use.
+    pub fn enabled(&self) -> bool {
+        self.path.is_some()
     }
 
     fn line(file_stamp: &str, symbol: &str) -> Option<String> {
@@ -178,7 +318,7 @@ impl AbiCache {
 /// The file's text when it and its directory are this user's own and nobody else may write them;
 /// `Ok(None)` when it does not exist yet (then its directory is checked when it is written).
 fn read_trusted(path: &Path) -> Result<Option<String>, String> {
-    use std::{io::Read, os::unix::fs::MetadataExt};
+    use std::io::Read;
     let dir = path.parent().ok_or("no directory")?;
     match std::fs::metadata(dir) {
         Ok(meta) => own_and_private(&meta, "its directory")?,
@@ -200,19 +340,18 @@ fn read_trusted(path: &Path) -> Result<Option<String>, String> {
     }
     own_and_private(&meta, "the file")?;
     if meta.size() > MAX_BYTES {
-        return Err(format!("larger than {MAX_BYTES} bytes"));
+        // damaged or not ours to read whole: as empty, replaced at the next write
+        return Ok(None);
     }
-    let mut text = String::new();
+    let mut bytes = Vec::new();
     file.take(MAX_BYTES)
-        .read_to_string(&mut text)
+        .read_to_end(&mut bytes)
         .map_err(|e| e.to_string())?;
-    Ok(Some(text))
+    Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
 }
 
 fn own_and_private(meta: &std::fs::Metadata, what: &str) -> Result<(), String> {
-    use std::os::unix::fs::MetadataExt;
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
+    let me = euid();
     if meta.uid() != me {
         return Err(format!("{what} belongs to uid {}, not {me}", meta.uid()));
     }
@@ -234,7 +373,16 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .create(dir)?;
     let meta = std::fs::metadata(dir)?;
     own_and_private(&meta, "its directory").map_err(std::io::Error::other)?;
-    let tmp = dir.join(format!(".{FILE_NAME}.{}", std::process::id()));
+    // Unique among processes sharing the directory, even from other PID namespaces.
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let tmp = dir.join(format!(
+        ".{FILE_NAME}.{}.{nanos}.{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
     let result = (|| {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -289,6 +437,51 @@ mod tests {
         let parent = path.parent().unwrap();
         std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o777)).unwrap();
         assert!(!AbiCache::open(Some(path.clone())).contains("1:2:3:4.0:5.0", "sym"));
+    }
+
+    #[test]
+    fn a_file_is_settled_only_when_both_its_times_are_old_enough() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("lib.so");
+        std::fs::write(&file, b"x").unwrap();
+        let meta = std::fs::metadata(&file).unwrap();
+        let now = SystemTime::now();
+        assert!(!settled(&meta, now), "just written");
+        assert!(!settled(&meta, now + SETTLE - Duration::from_millis(100)));
+        assert!(settled(&meta, now + SETTLE + Duration::from_millis(100)));
+        // an old modification time (cp -p, touch -d) does not settle a new change time
+        let f = std::fs::File::options().write(true).open(&file).unwrap();
+        f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000))
+            .unwrap();
+        let meta = std::fs::metadata(&file).unwrap();
+        assert!(!settled(&meta, SystemTime::now()));
+    }
+
+    #[test]
+    fn a_damaged_or_oversized_file_counts_as_empty_and_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = cache_in(dir.path());
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        for bad in [vec![0xff_u8; 100], vec![b'v'; MAX_BYTES as usize + 1]] {
+            std::fs::write(&path, &bad).unwrap();
+            let mut cache = AbiCache::open(Some(path.clone()));
+            assert!(cache.enabled());
+            cache.insert("1:2:3:4.0:5.0", "sym");
+            cache.save();
+            assert!(AbiCache::open(Some(path.clone())).contains("1:2:3:4.0:5.0", "sym"));
+        }
+    }
+
+    #[test]
+    fn the_cache_file_is_not_followed_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = cache_in(dir.path());
+        let mut cache = AbiCache::open(Some(real.clone()));
+        cache.insert("1:2:3:4.0:5.0", "sym");
+        cache.save();
+        let link = dir.path().join("auto-client").join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert!(!AbiCache::open(Some(link)).contains("1:2:3:4.0:5.0", "sym"));
     }
 
     #[test]

@@ -247,20 +247,36 @@ fn load_module(
     options: &LoadOptions,
     abi: &mut AbiCache,
 ) -> Result<Module, String> {
-    let len = meta.len();
-    let file_stamp = abi_cache::stamp(meta);
-    check_elf(&spec.path, len)?;
-    let load_path = match &options.private_copy_dir {
-        Some(dir) => private_copy(&spec.path, dir, &spec.name)?,
-        None => spec.path.clone(),
+    check_elf(&spec.path, meta.len())?;
+    // With the cache on, the library is opened once and loaded through that descriptor (or copied
+    // from it): the file whose stamp is looked up or written down is the file loaded, whatever is
+    // done to its path meanwhile.
+    let pinned = if abi.enabled() {
+        abi_cache::Pinned::open(&spec.path)
+    } else {
+        None
+    };
+    let load_path = match (&options.private_copy_dir, &pinned) {
+        (Some(dir), _) => private_copy(&spec.path, pinned.as_ref(), dir, &spec.name)?,
+        (None, Some(p)) => p.proc_path(),
+        (None, None) => spec.path.clone(),
     };
     let symbol_c =
         CString::new(symbol).map_err(|_| format!("symbol {symbol:?} contains a NUL byte"))?;
 
     // SAFETY: loading a library runs its initialisers; plugin files are code the operator chose to
     // run (and, with strict permissions, only root or we can have written them).
-    let library = unsafe { libloading::Library::new(&load_path) }
-        .map_err(|e| format!("cannot load library: {}", libloading_cause(&e)));
+    let library = unsafe { libloading::Library::new(&load_path) }.map_err(|e| {
+        let cause = libloading_cause(&e);
+        let cause = match &pinned {
+            Some(p) => cause.replace(
+                &p.proc_path().display().to_string(),
+                &spec.path.display().to_string(),
+            ),
+            None => cause,
+        };
+        format!("cannot load library: {cause}")
+    });
     if options.private_copy_dir.is_some() {
         // The mapping stays valid once the name is gone; nothing is left behind on disk.
         let _ = std::fs::remove_file(&load_path);
@@ -284,21 +300,23 @@ fn load_module(
     let lib_header = header
         .upgrade()
         .map_err(|e| describe_library_error(&e, symbol))?;
-    // The file loaded is the one stamped before when the path still has that stamp now (a write,
-    // rename or copy over it changes the inode or its change time).
-    let unchanged =
-        || std::fs::metadata(&spec.path).is_ok_and(|now| abi_cache::stamp(&now) == file_stamp);
-    let module = if abi.contains(&file_stamp, symbol) && unchanged() {
-        tracing::debug!(path = %spec.path.display(), "type layout checked before by this host binary: not checked again");
-        // SAFETY: this host binary checked the layout of this very file (same device, inode, size,
-        // modification and change time) under this symbol, and the check passed (`abi_cache`).
-        unsafe { lib_header.init_root_module_with_unchecked_layout::<CollectorModRef>() }
-    } else {
-        let checked = lib_header.init_root_module::<CollectorModRef>();
-        if checked.is_ok() && unchanged() {
-            abi.insert(&file_stamp, symbol);
+    // The stamp of what was loaded: the descriptor's before and after loading, when they agree.
+    let stamp = pinned.and_then(abi_cache::Pinned::stamp_if_unchanged);
+    let module = match &stamp {
+        Some(stamp) if abi.contains(stamp, symbol) => {
+            tracing::debug!(path = %spec.path.display(), "type layout checked before by this host binary: not checked again");
+            // SAFETY: this host binary checked the layout of this very file (same device, inode,
+            // size, modification and change time, settled when written down) under this symbol,
+            // and the check passed (`abi_cache`).
+            unsafe { lib_header.init_root_module_with_unchecked_layout::<CollectorModRef>() }
         }
-        checked
+        _ => {
+            let checked = lib_header.init_root_module::<CollectorModRef>();
+            if let (Ok(_), Some(stamp)) = (&checked, &stamp) {
+                abi.insert(stamp, symbol);
+            }
+            checked
+        }
     }
     .map_err(|e| describe_library_error(&e, symbol))?;
     let info = (module.info())();
@@ -360,7 +378,13 @@ fn check_elf(path: &Path, len: u64) -> Result<(), String> {
     Ok(())
 }
 
-fn private_copy(path: &Path, dir: &Path, name: &str) -> Result<PathBuf, String> {
+/// A copy of the library in `dir`, from `pinned`'s descriptor when there is one (else from `path`).
+fn private_copy(
+    path: &Path,
+    pinned: Option<&abi_cache::Pinned>,
+    dir: &Path,
+    name: &str,
+) -> Result<PathBuf, String> {
     std::fs::create_dir_all(dir).map_err(|e| {
         format!(
             "cannot create private copy directory {}: {e}",
@@ -369,8 +393,11 @@ fn private_copy(path: &Path, dir: &Path, name: &str) -> Result<PathBuf, String> 
     })?;
     let n = COPY_COUNTER.fetch_add(1, Ordering::Relaxed);
     let target = dir.join(format!("{name}-{}-{n}.so", std::process::id()));
-    std::fs::copy(path, &target)
-        .map_err(|e| format!("cannot make a private copy in {}: {e}", dir.display()))?;
+    let copied = match pinned {
+        Some(p) => p.copy_to(&target),
+        None => std::fs::copy(path, &target).map(|_| ()),
+    };
+    copied.map_err(|e| format!("cannot make a private copy in {}: {e}", dir.display()))?;
     Ok(target)
 }
 

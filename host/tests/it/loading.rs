@@ -66,8 +66,11 @@ fn plugin_against_altered_interface(
     .expect("copy collector");
     std::fs::write(
         collector.join("Cargo.toml"),
-        "[package]\nname = \"altered-collector\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
-         [lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\nplugin-api = { path = \"../plugin-api\" }\n\n[workspace]\n",
+        // A package (and library file) of its own a case: the cases share one target directory.
+        format!(
+            "[package]\nname = \"altered-{case}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
+             [lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\nplugin-api = {{ path = \"../plugin-api\" }}\n\n[workspace]\n"
+        ),
     )
     .expect("write");
     let manifest = collector.join("Cargo.toml");
@@ -75,7 +78,7 @@ fn plugin_against_altered_interface(
         &["--manifest-path", manifest.to_str().expect("utf-8 path")],
         Some(&root.join("target/test-fixtures/target")),
     );
-    libs.get("altered-collector")
+    libs.get(&format!("altered-{case}"))
         .expect("altered collector built")
         .clone()
 }
@@ -117,7 +120,10 @@ fn a_plugin_built_against_a_changed_type_is_refused_and_the_others_run() {
     assert_eq!(report["plugins"]["altered"]["error"]["kind"], "load");
     let msg = error_message(&report, "altered");
     assert!(msg.starts_with("plugin altered ("), "{msg}");
-    assert!(msg.contains("incompatible plugin interface"), "{msg}");
+    assert!(
+        msg.contains("incompatible plugin interface (type layout differs)"),
+        "{msg}"
+    );
     // On stderr: one line that names the plugin and the cause.
     let lines: Vec<&str> = run
         .stderr
@@ -133,10 +139,12 @@ fn a_plugin_built_against_a_changed_type_is_refused_and_the_others_run() {
 }
 
 /// The layout checks already passed are remembered on disk (`AUTO_CLIENT_ABI_CACHE`), so the next
-/// process does not repeat them; a library written over in place afterwards, its modification
-/// time put back as `cp -p` would, is checked again and refused.
+/// process does not repeat them: only for a library whose times are settled (`abi_cache::SETTLE`,
+/// 3 s). A library written over in place afterwards, its modification time put back as `cp -p`
+/// would, is checked again and refused, settled or not.
 #[test]
 fn a_library_checked_before_then_written_over_is_checked_again_and_refused() {
+    const SETTLE: Duration = Duration::from_millis(3_100);
     let altered = plugin_with_a_changed_type();
     let dir = tempfile::tempdir().expect("tempdir");
     let lib = dir.path().join("collector.so");
@@ -164,13 +172,22 @@ fn a_library_checked_before_then_written_over_is_checked_again_and_refused() {
             .expect("auto-client runs")
             .into()
     };
+    let lines = || {
+        std::fs::read_to_string(&cache)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
     const SKIPPED: &str = "type layout checked before by this host binary";
 
+    let fresh = run();
+    assert_eq!(status(&fresh.report(), "x"), "ok", "{}", fresh.stderr);
+    assert_eq!(lines(), 0, "a library written just now is not written down");
+
+    std::thread::sleep(SETTLE);
     let first = run();
     assert_eq!(status(&first.report(), "x"), "ok", "{}", first.stderr);
     assert!(!first.stderr.contains(SKIPPED), "{}", first.stderr);
-    let text = std::fs::read_to_string(&cache).expect("the check that passed is written down");
-    assert_eq!(text.lines().count(), 1, "{text}");
+    assert_eq!(lines(), 1, "the check that passed is written down");
 
     let second = run();
     assert_eq!(status(&second.report(), "x"), "ok", "{}", second.stderr);
@@ -191,19 +208,22 @@ fn a_library_checked_before_then_written_over_is_checked_again_and_refused() {
         .open(&lib)
         .and_then(|f| f.set_modified(mtime))
         .expect("put the modification time back");
-    let third = run();
-    assert!(!third.stderr.contains(SKIPPED), "{}", third.stderr);
-    assert_eq!(status(&third.report(), "x"), "error", "{}", third.stderr);
-    let msg = error_message(&third.report(), "x");
-    assert!(msg.contains("incompatible plugin interface"), "{msg}");
-    assert_eq!(
-        std::fs::read_to_string(&cache)
-            .expect("cache")
-            .lines()
-            .count(),
-        1,
-        "a check that failed is not written down"
-    );
+    for when in ["just written over", "settled"] {
+        if when == "settled" {
+            std::thread::sleep(SETTLE);
+        }
+        let again = run();
+        assert!(!again.stderr.contains(SKIPPED), "{when}: {}", again.stderr);
+        assert_eq!(
+            status(&again.report(), "x"),
+            "error",
+            "{when}: {}",
+            again.stderr
+        );
+        let msg = error_message(&again.report(), "x");
+        assert!(msg.contains("(type layout differs)"), "{when}: {msg}");
+    }
+    assert_eq!(lines(), 1, "a check that failed is not written down");
 }
 
 #[test]
