@@ -191,6 +191,11 @@ impl Pinned {
         })
     }
 
+    /// The open file.
+    pub fn file(&self) -> Option<&File> {
+        self.file.as_ref()
+    }
+
     /// The path that loads this very file. Once it was passed to `dlopen`, the descriptor stays
     /// open (see [`Pinned::stamp_if_unchanged`]).
     pub fn proc_path(&self) -> PathBuf {
@@ -406,6 +411,15 @@ mod tests {
         dir.join("auto-client").join(FILE_NAME)
     }
 
+    /// A cache file in `dir` holding the one entry ("1:2:3:4.0:5.0", "sym").
+    fn saved_with_one_entry(dir: &Path) -> PathBuf {
+        let path = cache_in(dir);
+        let mut cache = AbiCache::open(Some(path.clone()));
+        cache.insert("1:2:3:4.0:5.0", "sym");
+        cache.save();
+        path
+    }
+
     #[test]
     fn a_pair_saved_is_known_to_the_next_process_and_nothing_else_is() {
         let dir = tempfile::tempdir().unwrap();
@@ -427,10 +441,8 @@ mod tests {
     fn a_file_others_may_write_is_not_trusted() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let path = cache_in(dir.path());
-        let mut first = AbiCache::open(Some(path.clone()));
-        first.insert("1:2:3:4.0:5.0", "sym");
-        first.save();
+        let path = saved_with_one_entry(dir.path());
+        assert!(AbiCache::open(Some(path.clone())).contains("1:2:3:4.0:5.0", "sym"));
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
         assert!(!AbiCache::open(Some(path.clone())).contains("1:2:3:4.0:5.0", "sym"));
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -475,10 +487,8 @@ mod tests {
     #[test]
     fn the_cache_file_is_not_followed_through_a_symlink() {
         let dir = tempfile::tempdir().unwrap();
-        let real = cache_in(dir.path());
-        let mut cache = AbiCache::open(Some(real.clone()));
-        cache.insert("1:2:3:4.0:5.0", "sym");
-        cache.save();
+        let real = saved_with_one_entry(dir.path());
+        assert!(AbiCache::open(Some(real.clone())).contains("1:2:3:4.0:5.0", "sym"));
         let link = dir.path().join("auto-client").join("link");
         std::os::unix::fs::symlink(&real, &link).unwrap();
         assert!(!AbiCache::open(Some(link)).contains("1:2:3:4.0:5.0", "sym"));

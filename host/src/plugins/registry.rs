@@ -247,15 +247,23 @@ fn load_module(
     options: &LoadOptions,
     abi: &mut AbiCache,
 ) -> Result<Module, String> {
-    check_elf(&spec.path, meta.len())?;
-    // With the cache on, the library is opened once and loaded through that descriptor (or copied
-    // from it): the file whose stamp is looked up or written down is the file loaded, whatever is
-    // done to its path meanwhile.
+    // With the cache on, the library is opened once, checked and loaded through that descriptor
+    // (or copied from it): the file whose stamp is looked up or written down is the file loaded,
+    // whatever is done to its path meanwhile.
     let pinned = if abi.enabled() {
         abi_cache::Pinned::open(&spec.path)
     } else {
         None
     };
+    let opened;
+    let file = match pinned.as_ref().and_then(abi_cache::Pinned::file) {
+        Some(file) => file,
+        None => {
+            opened = std::fs::File::open(&spec.path).map_err(|e| format!("cannot open: {e}"))?;
+            &opened
+        }
+    };
+    check_elf(file, meta.len())?;
     let load_path = match (&options.private_copy_dir, &pinned) {
         (Some(dir), _) => private_copy(&spec.path, pinned.as_ref(), dir, &spec.name)?,
         (None, Some(p)) => p.proc_path(),
@@ -268,12 +276,14 @@ fn load_module(
     // run (and, with strict permissions, only root or we can have written them).
     let library = unsafe { libloading::Library::new(&load_path) }.map_err(|e| {
         let cause = libloading_cause(&e);
-        let cause = match &pinned {
-            Some(p) => cause.replace(
-                &p.proc_path().display().to_string(),
+        // glibc names what it was given: the descriptor's path stands for the library's own
+        let cause = if pinned.is_some() && options.private_copy_dir.is_none() {
+            cause.replace(
+                &load_path.display().to_string(),
                 &spec.path.display().to_string(),
-            ),
-            None => cause,
+            )
+        } else {
+            cause
         };
         format!("cannot load library: {cause}")
     });
@@ -332,11 +342,12 @@ fn load_module(
 /// A truncated library can pass `dlopen` (its segments are mapped past the end of the file) and
 /// crash with SIGBUS at the first call. Check that the ELF header, program headers, every loadable
 /// segment and the section header table lie inside the file before loading it.
-fn check_elf(path: &Path, len: u64) -> Result<(), String> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+/// Reads at offsets (`pread`): the descriptor's own offset stays where it is, for a copy made from
+/// it afterwards.
+fn check_elf(f: &std::fs::File, len: u64) -> Result<(), String> {
+    use std::os::unix::fs::FileExt;
     let mut h = [0u8; 64];
-    f.read_exact(&mut h).map_err(|_| {
+    f.read_exact_at(&mut h, 0).map_err(|_| {
         format!("not a shared library: only {len} bytes, shorter than an ELF header")
     })?;
     if &h[..4] != b"\x7fELF" {
@@ -363,8 +374,7 @@ fn check_elf(path: &Path, len: u64) -> Result<(), String> {
         return Err(truncated("the section header table", sh_end));
     }
     let mut ph = vec![0u8; (phentsize * phnum) as usize];
-    f.seek(SeekFrom::Start(phoff))
-        .and_then(|_| f.read_exact(&mut ph))
+    f.read_exact_at(&mut ph, phoff)
         .map_err(|e| format!("cannot read program headers: {e}"))?;
     for entry in ph.chunks_exact(phentsize.max(1) as usize) {
         let p_type = u32::from_le_bytes(entry[0..4].try_into().expect("4 bytes"));
