@@ -33,7 +33,10 @@
 //!   it by that name: a reused descriptor number must not name another library).
 //!
 //! What is trusted: the file is read only when it is a regular file owned by this process's user
-//! and writable by nobody else, in a directory of the same kind. Whoever can write it can make this
+//! and writable by nobody else, in a directory of the same kind; the directory is checked on its
+//! open descriptor and the file is opened, created and renamed relative to it (`openat`,
+//! `renameat`, never through a symlink), so a directory swapped after its check cannot hand over
+//! another file. Whoever can write it can make this
 //! user's own `auto-client` load a library unchecked (a crash instead of a clear error when that
 //! library was built against another interface); that person could already change this user's
 //! programs and start-up files. `AUTO_CLIENT_ABI_CACHE=off` turns the cache off.
@@ -46,11 +49,15 @@
 use std::{
     cell::Cell,
     collections::HashSet,
+    ffi::{CString, OsStr},
     fs::File,
     io::Write,
     os::{
         fd::AsRawFd,
-        unix::fs::{MetadataExt, OpenOptionsExt},
+        unix::{
+            ffi::OsStrExt,
+            fs::{MetadataExt, OpenOptionsExt},
+        },
     },
     path::{Path, PathBuf},
     sync::{
@@ -321,20 +328,22 @@ impl AbiCache {
 }
 
 /// The file's text when it and its directory are this user's own and nobody else may write them;
-/// `Ok(None)` when it does not exist yet (then its directory is checked when it is written).
+/// `Ok(None)` when it does not exist yet (then its directory is checked when it is written). The
+/// file is opened in the directory that was checked (`openat` on its descriptor), not by path
+/// again: a directory renamed or swapped for a symlink in between cannot hand over another file.
 fn read_trusted(path: &Path) -> Result<Option<String>, String> {
     use std::io::Read;
-    let dir = path.parent().ok_or("no directory")?;
-    match std::fs::metadata(dir) {
-        Ok(meta) => own_and_private(&meta, "its directory")?,
+    let dir = match open_own_dir(path) {
+        Ok(dir) => dir,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("its directory: {e}")),
-    }
-    let file = match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-    {
+    };
+    let file = match open_at(
+        &dir,
+        file_name(path).map_err(|e| e.to_string())?,
+        libc::O_RDONLY,
+        0,
+    ) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.to_string()),
@@ -355,6 +364,59 @@ fn read_trusted(path: &Path) -> Result<Option<String>, String> {
     Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
 }
 
+/// The directory of the cache file `path`, opened, when it is this user's own and nobody else
+/// may write it (checked on the descriptor: what is checked is what is used).
+fn open_own_dir(path: &Path) -> std::io::Result<File> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY)
+        .open(if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        })?;
+    own_and_private(&dir.metadata()?, "its directory").map_err(std::io::Error::other)?;
+    Ok(dir)
+}
+
+/// The last component of the cache file's path.
+fn file_name(path: &Path) -> std::io::Result<&OsStr> {
+    path.file_name()
+        .ok_or_else(|| std::io::Error::other("the path names no file"))
+}
+
+fn c_name(name: &OsStr) -> std::io::Result<CString> {
+    CString::new(name.as_bytes()).map_err(std::io::Error::other)
+}
+
+/// `openat(dir, name, flags | O_NOFOLLOW | O_CLOEXEC, mode)`: `name` in that very directory, never
+/// through a symlink.
+fn open_at(
+    dir: &File,
+    name: &OsStr,
+    flags: libc::c_int,
+    mode: libc::c_uint,
+) -> std::io::Result<File> {
+    use std::os::fd::FromRawFd;
+    let name = c_name(name)?;
+    // SAFETY: a valid directory descriptor and a NUL-terminated name; the result is a new
+    // descriptor we own, or -1.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            flags | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            mode,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and is owned by nobody else.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
 fn own_and_private(meta: &std::fs::Metadata, what: &str) -> Result<(), String> {
     let me = euid();
     if meta.uid() != me {
@@ -371,34 +433,51 @@ fn own_and_private(meta: &std::fs::Metadata, what: &str) -> Result<(), String> {
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    let meta = std::fs::metadata(dir)?;
-    own_and_private(&meta, "its directory").map_err(std::io::Error::other)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let dir = open_own_dir(path)?;
     // Unique among processes sharing the directory, even from other PID namespaces.
     static N: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    let tmp = dir.join(format!(
+    let tmp = std::ffi::OsString::from(format!(
         ".{FILE_NAME}.{}.{nanos}.{}",
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     ));
+    let (tmp_c, name_c) = (c_name(&tmp)?, c_name(file_name(path)?)?);
     let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
+        let mut f = open_at(
+            &dir,
+            &tmp,
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+            0o600,
+        )?;
         f.write_all(bytes)?;
-        std::fs::rename(&tmp, path)
+        // SAFETY: both names are NUL-terminated and relative to the same open directory.
+        let renamed = unsafe {
+            libc::renameat(
+                dir.as_raw_fd(),
+                tmp_c.as_ptr(),
+                dir.as_raw_fd(),
+                name_c.as_ptr(),
+            )
+        };
+        if renamed != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
     })();
     if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        // SAFETY: a NUL-terminated name relative to an open directory.
+        unsafe {
+            libc::unlinkat(dir.as_raw_fd(), tmp_c.as_ptr(), 0);
+        }
     }
     result
 }
@@ -435,6 +514,22 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_cache_file_of_any_name_is_written_and_read_in_its_own_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state").join("checked.txt");
+        let mut first = AbiCache::open(Some(path.clone()));
+        first.insert("1:2:3:4.0:5.0", "sym");
+        first.save();
+        assert!(path.is_file(), "written under its own name");
+        let left: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["checked.txt"], "no temporary file left behind");
+        assert!(AbiCache::open(Some(path)).contains("1:2:3:4.0:5.0", "sym"));
     }
 
     #[test]
