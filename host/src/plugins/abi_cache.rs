@@ -49,7 +49,7 @@
 use std::{
     cell::Cell,
     collections::HashSet,
-    ffi::{CString, OsStr},
+    ffi::{CStr, CString},
     fs::File,
     io::Write,
     os::{
@@ -338,12 +338,8 @@ fn read_trusted(path: &Path) -> Result<Option<String>, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("its directory: {e}")),
     };
-    let file = match open_at(
-        &dir,
-        file_name(path).map_err(|e| e.to_string())?,
-        libc::O_RDONLY,
-        0,
-    ) {
+    let name = file_name(path).map_err(|e| e.to_string())?;
+    let file = match open_at(&dir, &name, libc::O_RDONLY, 0) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.to_string()),
@@ -367,26 +363,26 @@ fn read_trusted(path: &Path) -> Result<Option<String>, String> {
 /// The directory of the cache file `path`, opened, when it is this user's own and nobody else
 /// may write it (checked on the descriptor: what is checked is what is used).
 fn open_own_dir(path: &Path) -> std::io::Result<File> {
-    let dir = path.parent().unwrap_or(Path::new("."));
     let dir = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_DIRECTORY)
-        .open(if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        })?;
+        .open(dir_of(path))?;
     own_and_private(&dir.metadata()?, "its directory").map_err(std::io::Error::other)?;
     Ok(dir)
 }
 
-/// The last component of the cache file's path.
-fn file_name(path: &Path) -> std::io::Result<&OsStr> {
-    path.file_name()
-        .ok_or_else(|| std::io::Error::other("the path names no file"))
+/// The directory of the cache file `path` (`.` for a bare file name).
+fn dir_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
-fn c_name(name: &OsStr) -> std::io::Result<CString> {
+/// The last component of the cache file's path, for the `*at` calls.
+fn file_name(path: &Path) -> std::io::Result<CString> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("the path names no file"))?;
     CString::new(name.as_bytes()).map_err(std::io::Error::other)
 }
 
@@ -394,12 +390,11 @@ fn c_name(name: &OsStr) -> std::io::Result<CString> {
 /// through a symlink.
 fn open_at(
     dir: &File,
-    name: &OsStr,
+    name: &CStr,
     flags: libc::c_int,
     mode: libc::c_uint,
 ) -> std::io::Result<File> {
     use std::os::fd::FromRawFd;
-    let name = c_name(name)?;
     // SAFETY: a valid directory descriptor and a NUL-terminated name; the result is a new
     // descriptor we own, or -1.
     let fd = unsafe {
@@ -433,24 +428,23 @@ fn own_and_private(meta: &std::fs::Metadata, what: &str) -> Result<(), String> {
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
-    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir_of(path))?;
     let dir = open_own_dir(path)?;
     // Unique among processes sharing the directory, even from other PID namespaces.
     static N: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    let tmp = std::ffi::OsString::from(format!(
+    let tmp = CString::new(format!(
         ".{FILE_NAME}.{}.{nanos}.{}",
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let (tmp_c, name_c) = (c_name(&tmp)?, c_name(file_name(path)?)?);
+    ))
+    .map_err(std::io::Error::other)?;
+    let name = file_name(path)?;
     let result = (|| {
         let mut f = open_at(
             &dir,
@@ -463,9 +457,9 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let renamed = unsafe {
             libc::renameat(
                 dir.as_raw_fd(),
-                tmp_c.as_ptr(),
+                tmp.as_ptr(),
                 dir.as_raw_fd(),
-                name_c.as_ptr(),
+                name.as_ptr(),
             )
         };
         if renamed != 0 {
@@ -476,7 +470,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if result.is_err() {
         // SAFETY: a NUL-terminated name relative to an open directory.
         unsafe {
-            libc::unlinkat(dir.as_raw_fd(), tmp_c.as_ptr(), 0);
+            libc::unlinkat(dir.as_raw_fd(), tmp.as_ptr(), 0);
         }
     }
     result

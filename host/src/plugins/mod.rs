@@ -1,6 +1,7 @@
 //! Loading and running collectors: `plugins.toml` (`file`), the checked loading of `.so` files
-//! (`registry`, `safety`, `abi_cache`: the layout checks already passed), running them against a target with deadlines (`runner`), in a child
-//! process when isolated (`worker`), and the local executor (`executor`).
+//! (`registry`, `safety`, `abi_cache`: the layout checks already passed), running them against a
+//! target with deadlines (`runner`), in a child process when isolated (`worker`), and the local
+//! executor (`executor`).
 
 pub mod abi_cache;
 pub mod executor;
